@@ -1,0 +1,189 @@
+//! Configuration types shared by the build script (which parses and validates
+//! the TOML files under `configs/`) and the hypervisor (which uses the
+//! generated, validated `'static` tables). The same names hold everywhere.
+//!
+//! Without the `build` feature the crate is `no_std` and holds only the types;
+//! with it, [`build`] parses, validates and generates Rust source.
+#![cfg_attr(not(feature = "build"), no_std)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "build")]
+pub mod build;
+
+/// Largest number of physical CPUs a board description may list.
+pub const MAX_CPUS: usize = 8;
+/// Largest number of VMs in one system config.
+pub const MAX_VMS: usize = 8;
+
+/// A physical address range `[base, base + size)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemRange {
+    /// First byte.
+    pub base: u64,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+impl MemRange {
+    /// One past the last byte.
+    pub const fn end(&self) -> u64 {
+        self.base + self.size
+    }
+    /// Whether `addr` lies inside the range.
+    pub const fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr - self.base < self.size
+    }
+}
+
+/// Interrupt controller generation of a board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GicVersion {
+    /// GICv2: memory-mapped CPU interface (Raspberry Pi 4).
+    V2,
+    /// GICv3: system-register CPU interface and redistributors (QEMU virt).
+    V3,
+}
+
+/// Interrupt controller of a board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GicDesc {
+    /// Generation.
+    pub version: GicVersion,
+    /// Distributor base.
+    pub gicd_base: u64,
+    /// GICv3: redistributor region base; GICv2: CPU interface base.
+    pub gicr_or_gicc_base: u64,
+}
+
+/// A physical device of the board that can be passed through to a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoardDevice {
+    /// Name used by VM configs to refer to it.
+    pub name: &'static str,
+    /// MMIO range.
+    pub mmio: MemRange,
+    /// Interrupt IDs (GIC INTIDs) the device raises.
+    pub irqs: &'static [u32],
+}
+
+/// Static description of one board: what the hardware is, not how it is split.
+#[derive(Debug, Clone, Copy)]
+pub struct Board {
+    /// Board name, e.g. `qemu-virt`.
+    pub name: &'static str,
+    /// RAM banks.
+    pub memory: &'static [MemRange],
+    /// MPIDR affinity value of each physical CPU; the index is the CPU id
+    /// used by VM configs (`phys_cpu_ids`).
+    pub cpu_mpidrs: &'static [u64],
+    /// RAM the hypervisor keeps for itself (image, stacks, heap, page tables).
+    pub hypervisor: MemRange,
+    /// The hypervisor's console UART (a PL011).
+    pub console: MemRange,
+    /// Interrupt controller.
+    pub gic: GicDesc,
+    /// Devices that VMs may be given.
+    pub devices: &'static [BoardDevice],
+    /// Whether the hypervisor may end an emulator run with Arm semihosting
+    /// (to report a failure exit status). Only for emulator boards.
+    pub semihosting_exit: bool,
+}
+
+/// What a RAM or device region of a VM is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionKind {
+    /// Normal write-back memory private to the VM.
+    Ram,
+}
+
+/// One region of a VM's guest-physical address space backed by host memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// Guest-physical (intermediate physical) base.
+    pub gpa: u64,
+    /// Host-physical base.
+    pub hpa: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// What it is.
+    pub kind: RegionKind,
+}
+
+/// Kinds of emulated device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmuDeviceKind {
+    /// A PL011 UART model whose output goes to the hypervisor console,
+    /// tagged with the VM name.
+    Pl011,
+}
+
+/// An emulated device in a VM's address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmuDevice {
+    /// Which model.
+    pub kind: EmuDeviceKind,
+    /// Guest-physical base.
+    pub gpa: u64,
+    /// Size of the trapped window.
+    pub size: u64,
+}
+
+/// A board device given to a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassthroughDevice {
+    /// Board device name.
+    pub name: &'static str,
+    /// Guest-physical base it appears at.
+    pub gpa: u64,
+    /// Host-physical base (from the board description).
+    pub hpa: u64,
+    /// Size (from the board description).
+    pub size: u64,
+    /// Interrupts routed to the VM.
+    pub irqs: &'static [u32],
+}
+
+/// What the hypervisor does when a VM makes an access or trap it cannot
+/// handle (an MMIO access nobody claims, an unknown system register...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnhandledPolicy {
+    /// Inject a synchronous abort / undefined-instruction exception into the
+    /// guest and let it go on (the default).
+    InjectAbort,
+    /// Stop the whole VM; the other VMs keep running.
+    StopVm,
+}
+
+/// One VM of the system config.
+#[derive(Debug, Clone, Copy)]
+pub struct VmConfig {
+    /// Unique small id (also the stage-2 VMID is derived from it).
+    pub id: u16,
+    /// Name used to tag console lines.
+    pub name: &'static str,
+    /// Physical CPU ids the VM owns; vCPU `i` runs on `phys_cpu_ids[i]`.
+    pub phys_cpu_ids: &'static [usize],
+    /// Guest-physical memory backed by host RAM.
+    pub memory_regions: &'static [MemoryRegion],
+    /// The guest image, embedded in the hypervisor at build time.
+    pub image: &'static [u8],
+    /// Guest-physical address the image is copied to.
+    pub kernel_load_addr: u64,
+    /// Guest-physical address vCPU 0 starts at.
+    pub entry_point: u64,
+    /// Emulated devices.
+    pub emu_devices: &'static [EmuDevice],
+    /// Passthrough devices.
+    pub passthrough_devices: &'static [PassthroughDevice],
+    /// Outcome of an unhandled exit.
+    pub on_unhandled: UnhandledPolicy,
+}
+
+/// The whole compiled-in configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemConfig {
+    /// The board description.
+    pub board: Board,
+    /// The VMs.
+    pub vms: &'static [VmConfig],
+}
