@@ -1,1 +1,66 @@
-fn main(){}
+//! Compiles the system config into the hypervisor: reads the TOML file named
+//! by `TESSERA_CONFIG` (default `configs/qemu-virt-demo.toml`), validates it
+//! and its board file, and writes `$OUT_DIR/system_config.rs` (the `SYSTEM`
+//! table) and `$OUT_DIR/board_layout.ld` (where the image is linked).
+//! See docs/CONFIG.md.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::exit;
+
+use tessera_config::build::{load, Images, DEFAULT_CONFIG};
+
+fn main() {
+    let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let bare_metal = target_os == "none";
+
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=TESSERA_CONFIG");
+    let config =
+        env::var_os("TESSERA_CONFIG").map_or_else(|| PathBuf::from(DEFAULT_CONFIG), PathBuf::from);
+
+    // Host builds (unit tests of the kernel crate) run without guest images.
+    let images = if bare_metal {
+        Images::Require
+    } else {
+        Images::AllowMissing
+    };
+    let loaded = load(&config, &root, images);
+    for input in &loaded.inputs {
+        println!("cargo:rerun-if-changed={}", input.display());
+    }
+    let config = match loaded.result {
+        Ok(config) => config,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "error: {} problem(s) in the system config; nothing was generated",
+                errors.len()
+            );
+            exit(1);
+        }
+    };
+
+    write(&out.join("system_config.rs"), &config.system_rs());
+    write(&out.join("board_layout.ld"), &config.board_layout_ld());
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rustc-env=TESSERA_CONFIG_NAME={}", config.name);
+    if bare_metal && target_arch == "aarch64" {
+        println!(
+            "cargo:rustc-link-arg-bins=-T{}",
+            root.join("linker/aarch64.ld").display()
+        );
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        exit(1);
+    }
+}

@@ -1,0 +1,574 @@
+//! TOML → [`BoardSpec`] / [`SystemSpec`]: shape checks only (unknown,
+//! missing and mistyped fields). Rules about values live in `validate`.
+
+use toml::{Table, Value};
+
+use super::model::{BoardSpec, DeviceSpec, PassthroughSpec, SystemSpec, VmSpec};
+use super::ConfigError;
+use crate::{
+    EmuDevice, EmuDeviceKind, GicDesc, GicVersion, MemRange, MemoryRegion, RegionKind,
+    UnhandledPolicy,
+};
+
+/// Parses a board file. `file` is only used in messages.
+pub fn parse_board(file: &str, src: &str) -> Result<BoardSpec, Vec<ConfigError>> {
+    let root = parse_toml(file, src)?;
+    let mut r = Reader::new(file, "board");
+    let board = r.board(&root);
+    r.finish(board)
+}
+
+/// Parses a system file. `file` is only used in messages.
+pub fn parse_system(file: &str, src: &str) -> Result<SystemSpec, Vec<ConfigError>> {
+    let root = parse_toml(file, src)?;
+    let mut r = Reader::new(file, "");
+    let system = r.system(&root);
+    r.finish(system)
+}
+
+/// The `board` string of a system file, if it can be read at all; lets the
+/// loader check the board file even when the system file has other errors.
+pub fn board_path_of(src: &str) -> Option<String> {
+    let root: Table = toml::from_str(src).ok()?;
+    root.get("board")?.as_str().map(str::to_owned)
+}
+
+fn parse_toml(file: &str, src: &str) -> Result<Table, Vec<ConfigError>> {
+    toml::from_str::<Table>(src).map_err(|e| {
+        let at = match e.span() {
+            Some(span) => {
+                let (line, col) = line_col(src, span.start);
+                format!("line {line}, column {col}")
+            }
+            None => String::from("syntax"),
+        };
+        vec![ConfigError::new(
+            file,
+            "",
+            at,
+            e.message().trim().to_owned(),
+        )]
+    })
+}
+
+/// 1-based line and column of byte `offset`.
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Walks TOML values, collecting every shape error instead of stopping at
+/// the first one. Getters return `None` after recording an error.
+struct Reader {
+    file: String,
+    scope: String,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader {
+    fn new(file: &str, scope: &str) -> Self {
+        Self {
+            file: file.to_owned(),
+            scope: scope.to_owned(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn finish<T>(self, value: Option<T>) -> Result<T, Vec<ConfigError>> {
+        match value {
+            Some(v) if self.errors.is_empty() => Ok(v),
+            _ => Err(self.errors),
+        }
+    }
+
+    fn err(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(
+            &self.file,
+            &self.scope,
+            field.to_owned(),
+            message.into(),
+        ));
+    }
+
+    /// Records every key of `t` that is not in `allowed`.
+    fn keys(&mut self, t: &Table, path: &str, allowed: &[&str]) {
+        for key in t.keys() {
+            if !allowed.contains(&key.as_str()) {
+                let expected = allowed
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.err(
+                    &join(path, key),
+                    format!("unknown field `{key}`, expected one of {expected}"),
+                );
+            }
+        }
+    }
+
+    fn missing(&mut self, path: &str, what: &str) {
+        self.err(path, format!("missing required field (expected {what})"));
+    }
+
+    fn wrong(&mut self, path: &str, what: &str, found: &Value) {
+        self.err(path, format!("expected {what}, found {}", found.type_str()));
+    }
+
+    fn get<'t>(&mut self, t: &'t Table, path: &str, key: &str, what: &str) -> Option<&'t Value> {
+        let v = t.get(key);
+        if v.is_none() {
+            self.missing(&join(path, key), what);
+        }
+        v
+    }
+
+    fn as_table<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v Table> {
+        match v {
+            Value::Table(t) => Some(t),
+            other => {
+                self.wrong(path, "a table", other);
+                None
+            }
+        }
+    }
+
+    fn table<'t>(&mut self, t: &'t Table, path: &str, key: &str) -> Option<&'t Table> {
+        let v = self.get(t, path, key, "a table")?;
+        self.as_table(v, &join(path, key))
+    }
+
+    fn as_u64(&mut self, v: &Value, path: &str) -> Option<u64> {
+        match v {
+            Value::Integer(i) if *i >= 0 => Some(*i as u64),
+            Value::Integer(i) => {
+                self.err(path, format!("{i} is negative"));
+                None
+            }
+            other => {
+                self.wrong(path, "an integer", other);
+                None
+            }
+        }
+    }
+
+    fn u64(&mut self, t: &Table, path: &str, key: &str) -> Option<u64> {
+        let v = self.get(t, path, key, "an integer")?;
+        self.as_u64(v, &join(path, key))
+    }
+
+    fn opt_u64(&mut self, t: &Table, path: &str, key: &str) -> Option<Option<u64>> {
+        match t.get(key) {
+            None => Some(None),
+            Some(v) => self.as_u64(v, &join(path, key)).map(Some),
+        }
+    }
+
+    fn bounded(&mut self, v: &Value, path: &str, max: u64, what: &str) -> Option<u64> {
+        let n = self.as_u64(v, path)?;
+        if n > max {
+            self.err(path, format!("{n} does not fit {what} (max {max})"));
+            return None;
+        }
+        Some(n)
+    }
+
+    fn string(&mut self, t: &Table, path: &str, key: &str) -> Option<String> {
+        match self.get(t, path, key, "a string")? {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.wrong(&join(path, key), "a string", other);
+                None
+            }
+        }
+    }
+
+    fn opt_string(&mut self, t: &Table, path: &str, key: &str) -> Option<Option<String>> {
+        match t.get(key) {
+            None => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(other) => {
+                self.wrong(&join(path, key), "a string", other);
+                None
+            }
+        }
+    }
+
+    fn array<'v>(&mut self, v: &'v Value, path: &str, what: &str) -> Option<&'v [Value]> {
+        match v {
+            Value::Array(a) => Some(a),
+            other => {
+                self.wrong(path, what, other);
+                None
+            }
+        }
+    }
+
+    /// An array of integers, each at most `max`; every element is checked.
+    fn ints(&mut self, v: &Value, path: &str, max: u64, what: &str) -> Option<Vec<u64>> {
+        let items = self.array(v, path, "an array of integers")?;
+        let mut out = Some(Vec::with_capacity(items.len()));
+        for (i, item) in items.iter().enumerate() {
+            match (
+                self.bounded(item, &format!("{path}[{i}]"), max, what),
+                &mut out,
+            ) {
+                (Some(n), Some(o)) => o.push(n),
+                _ => out = None,
+            }
+        }
+        out
+    }
+
+    /// An array of tables (`[[key]]` or an inline array); `f` parses each.
+    fn tables<T>(
+        &mut self,
+        v: &Value,
+        path: &str,
+        mut f: impl FnMut(&mut Self, &Table, &str) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let items = self.array(v, path, "an array of tables")?;
+        let mut out = Some(Vec::with_capacity(items.len()));
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let parsed = self.as_table(item, &p).and_then(|t| f(self, t, &p));
+            match (parsed, &mut out) {
+                (Some(x), Some(o)) => o.push(x),
+                _ => out = None,
+            }
+        }
+        out
+    }
+
+    fn range(&mut self, t: &Table, path: &str) -> Option<MemRange> {
+        self.keys(t, path, &["base", "size"]);
+        let base = self.u64(t, path, "base");
+        let size = self.u64(t, path, "size");
+        Some(MemRange {
+            base: base?,
+            size: size?,
+        })
+    }
+
+    fn board(&mut self, root: &Table) -> Option<BoardSpec> {
+        self.keys(
+            root,
+            "",
+            &[
+                "name",
+                "cpu_mpidrs",
+                "semihosting_exit",
+                "memory",
+                "hypervisor",
+                "console",
+                "gic",
+                "devices",
+            ],
+        );
+        let name = self.string(root, "", "name");
+        let cpu_mpidrs = self
+            .get(root, "", "cpu_mpidrs", "an array of integers")
+            .and_then(|v| self.ints(v, "cpu_mpidrs", u64::MAX, "an MPIDR"));
+        let semihosting_exit = match root.get("semihosting_exit") {
+            None => Some(false),
+            Some(Value::Boolean(b)) => Some(*b),
+            Some(other) => {
+                self.wrong("semihosting_exit", "a boolean", other);
+                None
+            }
+        };
+        let memory = self
+            .get(root, "", "memory", "an array of tables")
+            .and_then(|v| self.tables(v, "memory", |r, t, p| r.range(t, p)));
+        let hypervisor = self
+            .table(root, "", "hypervisor")
+            .and_then(|t| self.range(t, "hypervisor"));
+        let console = self
+            .table(root, "", "console")
+            .and_then(|t| self.range(t, "console"));
+        let gic = self.table(root, "", "gic").and_then(|t| self.gic(t));
+        let devices = match root.get("devices") {
+            None => Some(Vec::new()),
+            Some(v) => self.tables(v, "devices", |r, t, p| r.device(t, p)),
+        };
+        Some(BoardSpec {
+            name: name?,
+            cpu_mpidrs: cpu_mpidrs?,
+            memory: memory?,
+            hypervisor: hypervisor?,
+            console: console?,
+            gic: gic?,
+            devices: devices?,
+            semihosting_exit: semihosting_exit?,
+        })
+    }
+
+    fn gic(&mut self, t: &Table) -> Option<GicDesc> {
+        self.keys(
+            t,
+            "gic",
+            &["version", "gicd_base", "gicr_base", "gicc_base"],
+        );
+        let version = match self.u64(t, "gic", "version")? {
+            2 => GicVersion::V2,
+            3 => GicVersion::V3,
+            n => {
+                self.err(
+                    "gic.version",
+                    format!("{n} is not supported (expected 2 or 3)"),
+                );
+                return None;
+            }
+        };
+        let gicd_base = self.u64(t, "gic", "gicd_base");
+        let (want, other) = match version {
+            GicVersion::V2 => ("gicc_base", "gicr_base"),
+            GicVersion::V3 => ("gicr_base", "gicc_base"),
+        };
+        if t.contains_key(other) {
+            self.err(
+                &join("gic", other),
+                format!(
+                    "not used by a version {} GIC (give `{want}`)",
+                    version_number(version)
+                ),
+            );
+        }
+        let second = self.u64(t, "gic", want);
+        Some(GicDesc {
+            version,
+            gicd_base: gicd_base?,
+            gicr_or_gicc_base: second?,
+        })
+    }
+
+    fn device(&mut self, t: &Table, path: &str) -> Option<DeviceSpec> {
+        self.keys(t, path, &["name", "base", "size", "irqs"]);
+        let name = self.string(t, path, "name");
+        let base = self.u64(t, path, "base");
+        let size = self.u64(t, path, "size");
+        let irqs = match t.get("irqs") {
+            None => Some(Vec::new()),
+            Some(v) => self.irqs(v, &join(path, "irqs")),
+        };
+        Some(DeviceSpec {
+            name: name?,
+            mmio: MemRange {
+                base: base?,
+                size: size?,
+            },
+            irqs: irqs?,
+        })
+    }
+
+    fn irqs(&mut self, v: &Value, path: &str) -> Option<Vec<u32>> {
+        let ints = self.ints(v, path, u64::from(u32::MAX), "a GIC INTID")?;
+        // Cannot fail: bounded to u32::MAX above.
+        Some(ints.into_iter().map(|n| n as u32).collect())
+    }
+
+    fn system(&mut self, root: &Table) -> Option<SystemSpec> {
+        self.keys(root, "", &["board", "vm"]);
+        let board = self.string(root, "", "board");
+        let vms = self
+            .get(root, "", "vm", "an array of tables (`[[vm]]`)")
+            .and_then(|v| self.array(v, "vm", "an array of tables (`[[vm]]`)"));
+        let mut out = Some(Vec::new());
+        for (i, v) in vms.unwrap_or_default().iter().enumerate() {
+            let vm = self.vm(v, i);
+            match (vm, &mut out) {
+                (Some(vm), Some(o)) => o.push(vm),
+                _ => out = None,
+            }
+        }
+        self.scope.clear();
+        Some(SystemSpec {
+            board: board?,
+            vms: out.filter(|_| vms.is_some())?,
+        })
+    }
+
+    /// One `[[vm]]`. Errors are scoped by the VM's name when it can be read,
+    /// by its index otherwise; field paths are full TOML paths (`vm.base.id`).
+    fn vm(&mut self, v: &Value, index: usize) -> Option<VmSpec> {
+        self.scope = format!("vm[{index}]");
+        let t = self.as_table(v, "vm")?;
+        if let Some(Value::String(name)) = t
+            .get("base")
+            .and_then(Value::as_table)
+            .and_then(|b| b.get("name"))
+        {
+            self.scope = format!("vm {name:?}");
+        }
+        self.keys(t, "vm", &["base", "kernel", "memory_regions", "devices"]);
+
+        let base = self.table(t, "vm", "base");
+        let (id, name, cpus, policy) = match base {
+            Some(b) => {
+                self.keys(
+                    b,
+                    "vm.base",
+                    &["id", "name", "phys_cpu_ids", "on_unhandled"],
+                );
+                let id = self
+                    .get(b, "vm.base", "id", "an integer")
+                    .and_then(|v| self.bounded(v, "vm.base.id", u64::from(u16::MAX), "a VM id"));
+                let name = self.string(b, "vm.base", "name");
+                let cpus = self
+                    .get(b, "vm.base", "phys_cpu_ids", "an array of integers")
+                    .and_then(|v| self.ints(v, "vm.base.phys_cpu_ids", 4095, "a CPU index"));
+                let policy = match self.opt_string(b, "vm.base", "on_unhandled") {
+                    Some(None) => Some(UnhandledPolicy::InjectAbort),
+                    Some(Some(s)) => match s.as_str() {
+                        "inject-abort" => Some(UnhandledPolicy::InjectAbort),
+                        "stop-vm" => Some(UnhandledPolicy::StopVm),
+                        _ => {
+                            self.err(
+                                "vm.base.on_unhandled",
+                                format!("unknown policy {s:?}, expected \"inject-abort\" or \"stop-vm\""),
+                            );
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                (id, name, cpus, policy)
+            }
+            None => (None, None, None, None),
+        };
+
+        let kernel = self.table(t, "vm", "kernel").and_then(|k| {
+            self.keys(
+                k,
+                "vm.kernel",
+                &["kernel_path", "kernel_load_addr", "entry_point"],
+            );
+            let path = self.string(k, "vm.kernel", "kernel_path");
+            let load = self.u64(k, "vm.kernel", "kernel_load_addr");
+            let entry = self.u64(k, "vm.kernel", "entry_point");
+            Some((path?, load?, entry?))
+        });
+
+        let regions = self
+            .get(
+                t,
+                "vm",
+                "memory_regions",
+                "an array of tables (`[[vm.memory_regions]]`)",
+            )
+            .and_then(|v| self.tables(v, "vm.memory_regions", |r, t, p| r.region(t, p)));
+
+        let devices = match t.get("devices") {
+            None => Some((Vec::new(), Vec::new())),
+            Some(v) => self.as_table(v, "vm.devices").and_then(|d| self.devices(d)),
+        };
+
+        let (kernel_path, kernel_load_addr, entry_point) = kernel?;
+        let (emu_devices, passthrough_devices) = devices?;
+        Some(VmSpec {
+            // Bounded to u16::MAX above.
+            id: id? as u16,
+            name: name?,
+            phys_cpu_ids: cpus?.into_iter().map(|c| c as usize).collect(),
+            on_unhandled: policy?,
+            kernel_path,
+            kernel_load_addr,
+            entry_point,
+            memory_regions: regions?,
+            emu_devices,
+            passthrough_devices,
+        })
+    }
+
+    fn region(&mut self, t: &Table, path: &str) -> Option<MemoryRegion> {
+        self.keys(t, path, &["gpa", "hpa", "size", "kind"]);
+        let gpa = self.u64(t, path, "gpa");
+        let hpa = self.u64(t, path, "hpa");
+        let size = self.u64(t, path, "size");
+        let kind = match self.opt_string(t, path, "kind")? {
+            None => Some(RegionKind::Ram),
+            Some(s) if s == "ram" => Some(RegionKind::Ram),
+            Some(s) => {
+                self.err(
+                    &join(path, "kind"),
+                    format!("unknown region kind {s:?}, expected \"ram\""),
+                );
+                None
+            }
+        };
+        Some(MemoryRegion {
+            gpa: gpa?,
+            hpa: hpa?,
+            size: size?,
+            kind: kind?,
+        })
+    }
+
+    fn devices(&mut self, d: &Table) -> Option<(Vec<EmuDevice>, Vec<PassthroughSpec>)> {
+        self.keys(d, "vm.devices", &["emu_devices", "passthrough_devices"]);
+        let emu = match d.get("emu_devices") {
+            None => Some(Vec::new()),
+            Some(v) => self.tables(v, "vm.devices.emu_devices", |r, t, p| r.emu(t, p)),
+        };
+        let pt = match d.get("passthrough_devices") {
+            None => Some(Vec::new()),
+            Some(v) => self.tables(v, "vm.devices.passthrough_devices", |r, t, p| {
+                r.passthrough(t, p)
+            }),
+        };
+        Some((emu?, pt?))
+    }
+
+    fn emu(&mut self, t: &Table, path: &str) -> Option<EmuDevice> {
+        self.keys(t, path, &["kind", "gpa", "size"]);
+        let kind = match self.string(t, path, "kind")?.as_str() {
+            "pl011" => Some(EmuDeviceKind::Pl011),
+            other => {
+                self.err(
+                    &join(path, "kind"),
+                    format!("unknown emulated device {other:?}, expected \"pl011\""),
+                );
+                None
+            }
+        };
+        let gpa = self.u64(t, path, "gpa");
+        let size = self.u64(t, path, "size");
+        Some(EmuDevice {
+            kind: kind?,
+            gpa: gpa?,
+            size: size?,
+        })
+    }
+
+    fn passthrough(&mut self, t: &Table, path: &str) -> Option<PassthroughSpec> {
+        self.keys(t, path, &["name", "gpa", "irqs"]);
+        let name = self.string(t, path, "name");
+        let gpa = self.opt_u64(t, path, "gpa");
+        let irqs = match t.get("irqs") {
+            None => Some(None),
+            Some(v) => self.irqs(v, &join(path, "irqs")).map(Some),
+        };
+        Some(PassthroughSpec {
+            name: name?,
+            gpa: gpa?,
+            irqs: irqs?,
+        })
+    }
+}
+
+fn version_number(v: GicVersion) -> u8 {
+    match v {
+        GicVersion::V2 => 2,
+        GicVersion::V3 => 3,
+    }
+}
