@@ -1,1 +1,933 @@
+//! Host tests of parsing, validation and code generation. They work on
+//! strings; the few that read `configs/` need no guest images.
 
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+const SYS: &str = "configs/test.toml";
+const BRD: &str = "configs/boards/test.toml";
+
+const BOARD: &str = r#"
+name = "qemu-virt"
+cpu_mpidrs = [0x0, 0x1, 0x2, 0x3]
+semihosting_exit = true
+
+[[memory]]
+base = 0x4000_0000
+size = 0x4000_0000
+
+[hypervisor]
+base = 0x4000_0000
+size = 0x0400_0000
+
+[console]
+base = 0x0900_0000
+size = 0x1000
+
+[gic]
+version = 3
+gicd_base = 0x0800_0000
+gicr_base = 0x080A_0000
+
+[[devices]]
+name = "uart1"
+base = 0x0904_0000
+size = 0x1000
+irqs = [40]
+
+[[devices]]
+name = "uart2"
+base = 0x0905_0000
+size = 0x1000
+irqs = [41, 42]
+"#;
+
+/// A valid `[[vm]]` table.
+fn vm(id: u16, name: &str, cpus: &str, hpa: u64) -> String {
+    format!(
+        r#"
+[[vm]]
+[vm.base]
+id = {id}
+name = "{name}"
+phys_cpu_ids = {cpus}
+
+[vm.kernel]
+kernel_path = "build/guests/aarch64/testguest.bin"
+kernel_load_addr = 0x4000_0000
+entry_point = 0x4000_0000
+
+[[vm.memory_regions]]
+gpa = 0x4000_0000
+hpa = {hpa:#x}
+size = 0x0200_0000
+
+[vm.devices]
+emu_devices = [{{ kind = "pl011", gpa = 0x0900_0000, size = 0x1000 }}]
+"#
+    )
+}
+
+fn demo() -> String {
+    format!(
+        "board = \"boards/test.toml\"\n{}{}",
+        vm(0, "alpha", "[0, 1]", 0x4400_0000),
+        vm(1, "beta", "[2]", 0x4600_0000)
+    )
+}
+
+fn small_images(_: &str) -> Result<Option<u64>, String> {
+    Ok(Some(4096))
+}
+
+fn check(sys: &str, board: &str) -> Result<(SystemSpec, BoardSpec), Vec<String>> {
+    check_strs(SYS, sys, BRD, board, &small_images)
+        .map_err(|e| e.iter().map(ToString::to_string).collect())
+}
+
+/// Every error line for a system text (with the standard board).
+fn errors(sys: &str) -> Vec<String> {
+    errors_with(sys, BOARD)
+}
+
+fn errors_with(sys: &str, board: &str) -> Vec<String> {
+    match check(sys, board) {
+        Ok(_) => Vec::new(),
+        Err(e) => e,
+    }
+}
+
+#[track_caller]
+fn assert_error(errors: &[String], needle: &str) {
+    assert!(
+        errors.iter().any(|e| e.contains(needle)),
+        "no error contains {needle:?}; got:\n{}",
+        errors.join("\n")
+    );
+}
+
+/// The demo with the first occurrence of `from` replaced by `to`.
+fn demo_with(from: &str, to: &str) -> String {
+    let d = demo();
+    assert!(d.contains(from), "fixture has no {from:?}");
+    d.replacen(from, to, 1)
+}
+
+fn board_with(from: &str, to: &str) -> String {
+    assert!(BOARD.contains(from), "board fixture has no {from:?}");
+    BOARD.replacen(from, to, 1)
+}
+
+// --- Valid input ------------------------------------------------------------
+
+#[test]
+fn demo_is_valid() {
+    let (sys, board) = check(&demo(), BOARD).expect("valid");
+    assert_eq!(sys.vms.len(), 2);
+    assert_eq!(sys.vms[0].name, "alpha");
+    assert_eq!(sys.vms[0].phys_cpu_ids, vec![0, 1]);
+    assert_eq!(sys.vms[1].memory_regions[0].hpa, 0x4600_0000);
+    assert_eq!(sys.vms[0].on_unhandled, crate::UnhandledPolicy::InjectAbort);
+    assert_eq!(board.cpu_mpidrs.len(), 4);
+    assert_eq!(board.gic.gicr_or_gicc_base, 0x080A_0000);
+    assert!(board.semihosting_exit);
+}
+
+#[test]
+fn optional_fields_take_defaults() {
+    let board = board_with("semihosting_exit = true\n", "");
+    let (sys, board) = check(&demo(), &board).expect("valid");
+    assert!(!board.semihosting_exit);
+    assert_eq!(sys.vms[0].memory_regions[0].kind, crate::RegionKind::Ram);
+}
+
+#[test]
+fn passthrough_and_policy_parse() {
+    let sys = demo_with(
+        "emu_devices = [",
+        "passthrough_devices = [{ name = \"uart1\" }, { name = \"uart2\", gpa = 0x0a00_0000, irqs = [42] }]\nemu_devices = [",
+    )
+    .replacen("name = \"alpha\"", "name = \"alpha\"\non_unhandled = \"stop-vm\"", 1);
+    let (sys, _) = check(&sys, BOARD).expect("valid");
+    let pt = &sys.vms[0].passthrough_devices;
+    assert_eq!(pt[0].gpa, None);
+    assert_eq!(pt[1].irqs, Some(vec![42]));
+    assert_eq!(sys.vms[0].on_unhandled, crate::UnhandledPolicy::StopVm);
+}
+
+// --- Rule 1: shape ------------------------------------------------------------
+
+#[test]
+fn syntax_error_names_the_line() {
+    let e = errors(&demo_with("id = 1", "id = = 1"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("error: configs/test.toml: line 24, column"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unknown_field_gives_full_path_and_expected_names() {
+    let e = errors(&demo_with("id = 1", "id = 1\ncpu_count = 2"));
+    assert_error(
+        &e,
+        "error: configs/test.toml: vm \"beta\": vm.base.cpu_count: unknown field `cpu_count`, \
+         expected one of `id`, `name`, `phys_cpu_ids`, `on_unhandled`",
+    );
+}
+
+#[test]
+fn unknown_fields_everywhere_are_reported() {
+    let sys = demo_with("size = 0x0200_0000", "size = 0x0200_0000\nflags = 1")
+        .replacen("board =", "colour = 1\nboard =", 1)
+        .replacen("size = 0x1000 }", "size = 0x1000, irq = 33 }", 1);
+    let e = errors_with(&sys, &board_with("[gic]\n", "[gic]\nits = 1\n"));
+    assert_error(&e, "configs/test.toml: colour: unknown field");
+    assert_error(
+        &e,
+        "vm \"alpha\": vm.memory_regions[0].flags: unknown field",
+    );
+    assert_error(
+        &e,
+        "vm \"alpha\": vm.devices.emu_devices[0].irq: unknown field",
+    );
+    assert_error(
+        &e,
+        "configs/boards/test.toml: board: gic.its: unknown field",
+    );
+}
+
+#[test]
+fn missing_required_fields() {
+    let e = errors(&demo_with("entry_point = 0x4000_0000\n", ""));
+    assert_error(
+        &e,
+        "vm \"alpha\": vm.kernel.entry_point: missing required field (expected an integer)",
+    );
+    let e = errors_with(&demo(), &board_with("name = \"qemu-virt\"\n", ""));
+    assert_error(&e, "board: name: missing required field");
+    let e = errors(&demo().replacen("board = \"boards/test.toml\"\n", "", 1));
+    assert_error(
+        &e,
+        "error: configs/test.toml: board: missing required field",
+    );
+}
+
+#[test]
+fn wrong_types() {
+    let e = errors(&demo_with(
+        "phys_cpu_ids = [0, 1]",
+        "phys_cpu_ids = [0, \"1\"]",
+    ));
+    assert_error(
+        &e,
+        "vm.base.phys_cpu_ids[1]: expected an integer, found string",
+    );
+    let e = errors(&demo_with("hpa = 0x44000000", "hpa = -4"));
+    assert_error(&e, "vm.memory_regions[0].hpa: -4 is negative");
+    let e = errors_with(
+        &demo(),
+        &board_with("semihosting_exit = true", "semihosting_exit = 1"),
+    );
+    assert_error(
+        &e,
+        "board: semihosting_exit: expected a boolean, found integer",
+    );
+    let e = errors(&demo_with("id = 0", "id = 70000"));
+    assert_error(&e, "vm.base.id: 70000 does not fit a VM id");
+}
+
+#[test]
+fn unknown_enum_values() {
+    let e = errors(&demo_with("kind = \"pl011\"", "kind = \"16550\""));
+    assert_error(
+        &e,
+        "devices.emu_devices[0].kind: unknown emulated device \"16550\"",
+    );
+    let sys = demo_with(
+        "name = \"alpha\"",
+        "name = \"alpha\"\non_unhandled = \"panic\"",
+    );
+    assert_error(
+        &errors(&sys),
+        "vm.base.on_unhandled: unknown policy \"panic\"",
+    );
+    let sys = demo_with("size = 0x0200_0000", "size = 0x0200_0000\nkind = \"rom\"");
+    assert_error(
+        &errors(&sys),
+        "memory_regions[0].kind: unknown region kind \"rom\"",
+    );
+}
+
+#[test]
+fn vm_without_name_is_named_by_index() {
+    let e = errors(&demo_with("name = \"beta\"\n", ""));
+    assert_error(&e, "vm[1]: vm.base.name: missing required field");
+}
+
+// --- Rule 2: identity ---------------------------------------------------------
+
+#[test]
+fn vm_count_limits() {
+    let e = errors("board = \"b\"\nvm = []\n");
+    assert_error(&e, "vm: 0 VMs given, expected 1 to 8");
+    let mut many = String::from("board = \"b\"\n");
+    for i in 0..9u16 {
+        many += &vm(
+            i,
+            &format!("v{i}"),
+            &format!("[{}]", i % 4),
+            0x4400_0000 + u64::from(i) * 0x0200_0000,
+        );
+    }
+    assert_error(&errors(&many), "vm: 9 VMs given, expected 1 to 8");
+}
+
+#[test]
+fn ids_unique_and_small() {
+    let e = errors(&demo_with("id = 1", "id = 0"));
+    assert_error(
+        &e,
+        "vm \"alpha\" and vm \"beta\": id: id 0 is given to both",
+    );
+    let e = errors(&demo_with("id = 1", "id = 8"));
+    assert_error(&e, "vm \"beta\": id: 8 is too large (ids are 0 to 7)");
+}
+
+#[test]
+fn names_checked() {
+    let e = errors(&demo_with("\"beta\"", "\"alpha\""));
+    assert_error(
+        &e,
+        "vm \"alpha\" and vm \"alpha\": name: name \"alpha\" is given to both",
+    );
+    for bad in ["Beta", "be ta", "a-very-long-name-x", "bé"] {
+        let e = errors(&demo_with("\"beta\"", &format!("{bad:?}")));
+        assert_error(&e, "name: ");
+        assert_error(&e, "must be 1 to 15 characters of [a-z0-9_-]");
+    }
+    assert_error(
+        &errors(&demo_with("\"beta\"", "\"\"")),
+        "vm \"\": name: must not be empty",
+    );
+    assert!(errors(&demo_with("\"beta\"", "\"b_2-x\"")).is_empty());
+}
+
+// --- Rule 3: CPUs -------------------------------------------------------------
+
+#[test]
+fn cpus_checked() {
+    let e = errors(&demo_with("phys_cpu_ids = [2]", "phys_cpu_ids = []"));
+    assert_error(
+        &e,
+        "vm \"beta\": phys_cpu_ids: at least one CPU is required",
+    );
+    let e = errors(&demo_with("phys_cpu_ids = [2]", "phys_cpu_ids = [4]"));
+    assert_error(
+        &e,
+        "vm \"beta\": phys_cpu_ids[0]: CPU 4 does not exist (board \"qemu-virt\" has 4 CPUs)",
+    );
+    let e = errors(&demo_with("phys_cpu_ids = [2]", "phys_cpu_ids = [2, 3, 2]"));
+    assert_error(&e, "vm \"beta\": phys_cpu_ids[2]: CPU 2 is listed twice");
+}
+
+#[test]
+fn shared_cpu_names_both_vms() {
+    let e = errors(&demo_with("phys_cpu_ids = [2]", "phys_cpu_ids = [1]"));
+    assert_eq!(
+        e,
+        vec!["error: configs/test.toml: vm \"alpha\" and vm \"beta\": phys_cpu_ids: CPU 1 is given to both"]
+    );
+}
+
+// --- Rule 4: memory -----------------------------------------------------------
+
+#[test]
+fn misaligned_hpa_message() {
+    let e = errors(&demo_with("hpa = 0x44000000", "hpa = 0x44000800"));
+    assert_error(
+        &e,
+        "vm \"alpha\": memory_regions[0].hpa: 0x44000800 is not 4 KiB aligned",
+    );
+    let e = errors(&demo_with("size = 0x0200_0000", "size = 0x0200_0800"));
+    assert_error(
+        &e,
+        "memory_regions[0].size: 0x2000800 is not a multiple of 4 KiB",
+    );
+    let e = errors(&demo_with("size = 0x0200_0000", "size = 0"));
+    assert_error(&e, "memory_regions[0].size: size must be greater than 0");
+}
+
+#[test]
+fn host_range_must_be_ram_and_not_the_hypervisor() {
+    let e = errors(&demo_with("hpa = 0x44000000", "hpa = 0x7f000000"));
+    assert_error(
+        &e,
+        "memory_regions[0]: host range [0x7f000000, 0x81000000) is not inside one board RAM bank",
+    );
+    let e = errors(&demo_with("hpa = 0x44000000", "hpa = 0x43000000"));
+    assert_error(&e, "host range [0x43000000, 0x45000000) overlaps the hypervisor region [0x40000000, 0x44000000)");
+}
+
+#[test]
+fn host_overlap_between_vms_names_both() {
+    let e = errors(&demo_with("hpa = 0x46000000", "hpa = 0x45000000"));
+    assert_eq!(
+        e,
+        vec![
+            "error: configs/test.toml: vm \"alpha\" and vm \"beta\": memory_regions: host ranges \
+              [0x44000000, 0x46000000) and [0x45000000, 0x47000000) overlap"
+        ]
+    );
+}
+
+#[test]
+fn regions_of_one_vm_do_not_overlap() {
+    let sys = demo_with(
+        "[vm.devices]",
+        "[[vm.memory_regions]]\ngpa = 0x4100_0000\nhpa = 0x4800_0000\nsize = 0x1000\n\n[vm.devices]",
+    );
+    assert_error(&errors(&sys), "vm \"alpha\": memory_regions[1]: guest range [0x41000000, 0x41001000) overlaps memory_regions[0]");
+    let sys = demo_with(
+        "[vm.devices]",
+        "[[vm.memory_regions]]\ngpa = 0x8000_0000\nhpa = 0x4400_0000\nsize = 0x1000\n\n[vm.devices]",
+    );
+    assert_error(
+        &errors(&sys),
+        "memory_regions[1]: host range [0x44000000, 0x44001000) overlaps memory_regions[0]",
+    );
+}
+
+#[test]
+fn ipa_limit() {
+    let sys = demo_with(
+        "[vm.devices]",
+        "[[vm.memory_regions]]\ngpa = 0x7F_FFFF_F000\nhpa = 0x4800_0000\nsize = 0x2000\n\n[vm.devices]",
+    );
+    assert_error(&errors(&sys), "memory_regions[1]: guest range [0x7ffffff000, 0x8000001000) ends above the 39-bit IPA limit");
+}
+
+#[test]
+fn memory_regions_required() {
+    let sys = demo()
+        .replacen(
+            "[[vm.memory_regions]]\ngpa = 0x4000_0000\nhpa = 0x44000000\nsize = 0x0200_0000\n",
+            "",
+            1,
+        )
+        .replacen(
+            "[[vm]]\n[vm.base]",
+            "[[vm]]\nmemory_regions = []\n[vm.base]",
+            1,
+        );
+    let e = errors(&sys);
+    assert_error(
+        &e,
+        "vm \"alpha\": memory_regions: at least one RAM region is required",
+    );
+    assert_error(&e, "vm \"alpha\": kernel.kernel_load_addr: 0x40000000 is not inside any of the VM's memory_regions");
+}
+
+// --- Rule 5: kernel -----------------------------------------------------------
+
+#[test]
+fn kernel_addresses_inside_ram() {
+    let e = errors(&demo_with(
+        "kernel_load_addr = 0x4000_0000",
+        "kernel_load_addr = 0x4200_0000",
+    ));
+    assert_error(&e, "vm \"alpha\": kernel.kernel_load_addr: 0x42000000 is not inside any of the VM's memory_regions");
+    let e = errors(&demo_with(
+        "entry_point = 0x4000_0000",
+        "entry_point = 0x1000",
+    ));
+    assert_error(
+        &e,
+        "vm \"alpha\": kernel.entry_point: 0x1000 is not inside any of the VM's memory_regions",
+    );
+}
+
+#[test]
+fn image_must_fit_its_region() {
+    let big = |_: &str| Ok(Some(0x0200_0001));
+    let e = check_strs(SYS, &demo(), BRD, BOARD, &big).unwrap_err();
+    let e: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_error(&e, "vm \"alpha\": kernel.kernel_path: image \"build/guests/aarch64/testguest.bin\" is 33554433 bytes but only 33554432 fit");
+    let sys = demo_with(
+        "kernel_load_addr = 0x4000_0000",
+        "kernel_load_addr = 0x41FF_F000",
+    );
+    let e = check_strs(SYS, &sys, BRD, BOARD, &small_images);
+    assert!(e.is_ok(), "4096 bytes fit in the last page: {e:?}");
+    let e = check_strs(SYS, &sys, BRD, BOARD, &|_| Ok(Some(4097))).unwrap_err();
+    assert!(
+        e[0].to_string().contains("is 4097 bytes but only 4096 fit"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn missing_image_is_an_error_only_when_required() {
+    let required = |p: &str| Err(format!("cannot read image {p:?}"));
+    let e = check_strs(SYS, &demo(), BRD, BOARD, &required).unwrap_err();
+    assert_eq!(e.len(), 2);
+    assert_eq!(
+        e[0].to_string(),
+        "error: configs/test.toml: vm \"alpha\": kernel.kernel_path: cannot read image \
+         \"build/guests/aarch64/testguest.bin\""
+    );
+    assert!(check_strs(SYS, &demo(), BRD, BOARD, &|_| Ok(None)).is_ok());
+}
+
+// --- Rule 6: emulated devices ---------------------------------------------------
+
+#[test]
+fn emu_devices_checked() {
+    let e = errors(&demo_with(
+        "gpa = 0x0900_0000, size = 0x1000",
+        "gpa = 0x0900_0800, size = 0",
+    ));
+    assert_error(
+        &e,
+        "vm \"alpha\": devices.emu_devices[0].gpa: 0x9000800 is not 4 KiB aligned",
+    );
+    assert_error(
+        &e,
+        "vm \"alpha\": devices.emu_devices[0].size: size must be greater than 0",
+    );
+    let e = errors(&demo_with("gpa = 0x0900_0000", "gpa = 0x4100_0000"));
+    assert_error(&e, "devices.emu_devices[0]: guest window [0x41000000, 0x41001000) overlaps RAM memory_regions[0]");
+    let e = errors(&demo_with(
+        "size = 0x1000 }]",
+        "size = 0x1000 }, { kind = \"pl011\", gpa = 0x0900_0000, size = 0x2000 }]",
+    ));
+    assert_error(&e, "devices.emu_devices[1]: guest window [0x9000000, 0x9002000) overlaps devices.emu_devices[0]");
+}
+
+// --- Rule 7: passthrough --------------------------------------------------------
+
+fn with_passthrough(alpha: &str, beta: &str) -> String {
+    let d = demo();
+    let mut parts = d.splitn(3, "[vm.devices]\n");
+    let (head, a, b) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    format!(
+        "{head}[vm.devices]\npassthrough_devices = [{alpha}]\n{a}[vm.devices]\npassthrough_devices = [{beta}]\n{b}"
+    )
+}
+
+#[test]
+fn passthrough_valid_and_resolved() {
+    let sys = with_passthrough("{ name = \"uart1\" }", "{ name = \"uart2\", irqs = [41] }");
+    assert!(errors(&sys).is_empty(), "{:?}", errors(&sys));
+}
+
+#[test]
+fn passthrough_unknown_device() {
+    let e = errors(&with_passthrough("{ name = \"uart9\" }", ""));
+    assert_error(&e, "vm \"alpha\": devices.passthrough_devices[0].name: board \"qemu-virt\" has no device named \"uart9\"");
+}
+
+#[test]
+fn passthrough_device_in_two_vms_names_both() {
+    let e = errors(&with_passthrough(
+        "{ name = \"uart1\" }",
+        "{ name = \"uart1\", gpa = 0x0a00_0000 }",
+    ));
+    assert_eq!(
+        e,
+        vec!["error: configs/test.toml: vm \"alpha\" and vm \"beta\": devices.passthrough_devices: device \"uart1\" is given to both"]
+    );
+}
+
+#[test]
+fn irq_in_two_vms_names_both() {
+    let board = board_with("irqs = [41, 42]", "irqs = [40, 42]");
+    let sys = with_passthrough("{ name = \"uart1\" }", "{ name = \"uart2\" }");
+    let e = errors_with(&sys, &board);
+    assert_error(
+        &e,
+        "vm \"alpha\" and vm \"beta\": devices.passthrough_devices: INTID 40 is given to both",
+    );
+    // Routing only the other IRQ resolves the conflict.
+    let sys = with_passthrough("{ name = \"uart1\" }", "{ name = \"uart2\", irqs = [42] }");
+    assert!(errors_with(&sys, &board).is_empty());
+}
+
+#[test]
+fn passthrough_irqs_subset_and_window() {
+    let e = errors(&with_passthrough(
+        "{ name = \"uart2\", irqs = [40, 41, 41] }",
+        "",
+    ));
+    assert_error(
+        &e,
+        "devices.passthrough_devices[0].irqs[0]: INTID 40 is not an IRQ of board device \"uart2\"",
+    );
+    assert_error(
+        &e,
+        "devices.passthrough_devices[0].irqs[2]: INTID 41 is listed twice",
+    );
+    let e = errors(&with_passthrough(
+        "{ name = \"uart1\", gpa = 0x0a00_0800 }",
+        "",
+    ));
+    assert_error(
+        &e,
+        "devices.passthrough_devices[0].gpa: 0xa000800 is not 4 KiB aligned",
+    );
+    let e = errors(&with_passthrough(
+        "{ name = \"uart1\", gpa = 0x4000_0000 }",
+        "",
+    ));
+    assert_error(
+        &e,
+        "devices.passthrough_devices[0]: guest window [0x40000000, 0x40001000) overlaps RAM",
+    );
+    let e = errors(&with_passthrough(
+        "{ name = \"uart1\", gpa = 0x0900_0000 }",
+        "",
+    ));
+    assert_error(&e, "devices.passthrough_devices[0]: guest window [0x9000000, 0x9001000) overlaps devices.emu_devices[0]");
+    let e = errors(&with_passthrough(
+        "{ name = \"uart1\" }, { name = \"uart1\", gpa = 0x0a00_0000 }",
+        "",
+    ));
+    assert_error(
+        &e,
+        "devices.passthrough_devices[1].name: \"uart1\" is already given in passthrough_devices[0]",
+    );
+}
+
+// --- Rule 8: board --------------------------------------------------------------
+
+fn board_errors(board: &str) -> Vec<String> {
+    errors_with(&demo(), board)
+}
+
+#[test]
+fn board_cpu_count() {
+    let e = board_errors(&board_with(
+        "cpu_mpidrs = [0x0, 0x1, 0x2, 0x3]",
+        "cpu_mpidrs = []",
+    ));
+    assert_error(
+        &e,
+        "error: configs/boards/test.toml: board: cpu_mpidrs: 0 CPUs listed, expected 1 to 8",
+    );
+    let e = board_errors(&board_with(
+        "[0x0, 0x1, 0x2, 0x3]",
+        "[0, 1, 2, 3, 4, 5, 6, 7, 8]",
+    ));
+    assert_error(&e, "board: cpu_mpidrs: 9 CPUs listed");
+    let e = board_errors(&board_with("[0x0, 0x1, 0x2, 0x3]", "[0x0, 0x1, 0x2, 0x1]"));
+    assert_error(&e, "board: cpu_mpidrs[3]: MPIDR 0x1 is listed twice");
+}
+
+#[test]
+fn board_memory_banks() {
+    let e = board_errors(&board_with(
+        "[hypervisor]",
+        "[[memory]]\nbase = 0x7000_0800\nsize = 0x1000_0000\n\n[hypervisor]",
+    ));
+    assert_error(&e, "board: memory[1].base: 0x70000800 is not 4 KiB aligned");
+    assert_error(
+        &e,
+        "board: memory[1]: [0x70000800, 0x80000800) overlaps memory[0] [0x40000000, 0x80000000)",
+    );
+}
+
+#[test]
+fn board_hypervisor_region() {
+    let e = board_errors(&board_with("size = 0x0400_0000", "size = 0x0030_0000"));
+    assert_error(
+        &e,
+        "board: hypervisor.size: 0x300000 is not a multiple of 2 MiB",
+    );
+    assert_error(
+        &e,
+        "board: hypervisor.size: 0x300000 is less than the minimum 4 MiB",
+    );
+    let e = board_errors(&board_with(
+        "base = 0x4000_0000\nsize = 0x0400_0000",
+        "base = 0x3000_0000\nsize = 0x0400_0000",
+    ));
+    assert_error(
+        &e,
+        "board: hypervisor: [0x30000000, 0x34000000) is not inside one RAM bank",
+    );
+    let e = board_errors(&board_with(
+        "base = 0x4000_0000\nsize = 0x0400_0000",
+        "base = 0x4010_0000\nsize = 0x0400_0000",
+    ));
+    assert_error(
+        &e,
+        "board: hypervisor.base: 0x40100000 is not 2 MiB aligned",
+    );
+}
+
+#[test]
+fn board_devices() {
+    let e = board_errors(&board_with("name = \"uart2\"", "name = \"uart1\""));
+    assert_error(
+        &e,
+        "board: devices[1].name: \"uart1\" is also the name of devices[0]",
+    );
+    let e = board_errors(&board_with("base = 0x0905_0000", "base = 0x4100_0000"));
+    assert_error(
+        &e,
+        "board: devices[1]: \"uart2\" [0x41000000, 0x41001000) overlaps RAM",
+    );
+    let e = board_errors(&board_with("base = 0x0905_0000", "base = 0x0904_0000"));
+    assert_error(
+        &e,
+        "board: devices[1]: \"uart2\" [0x9040000, 0x9041000) overlaps devices[0] \"uart1\"",
+    );
+    let e = board_errors(&board_with("irqs = [40]", "irqs = [27]"));
+    assert_error(&e, "board: devices[0].irqs[0]: INTID 27 is not an SPI");
+}
+
+#[test]
+fn board_gic() {
+    let e = board_errors(&board_with("version = 3", "version = 4"));
+    assert_error(
+        &e,
+        "board: gic.version: 4 is not supported (expected 2 or 3)",
+    );
+    let e = board_errors(&board_with("version = 3", "version = 2"));
+    assert_error(
+        &e,
+        "board: gic.gicr_base: not used by a version 2 GIC (give `gicc_base`)",
+    );
+    assert_error(&e, "board: gic.gicc_base: missing required field");
+    let v2 = board_with("version = 3", "version = 2").replace("gicr_base", "gicc_base");
+    let (_, b) = check(&demo(), &v2).expect("GICv2 board is valid");
+    assert_eq!(b.gic.version, crate::GicVersion::V2);
+}
+
+// --- All errors at once -------------------------------------------------------
+
+#[test]
+fn every_error_is_reported() {
+    let sys = demo_with("hpa = 0x44000000", "hpa = 0x44000800")
+        .replacen("phys_cpu_ids = [2]", "phys_cpu_ids = [1, 9]", 1)
+        .replacen("id = 1", "id = 0", 1)
+        .replacen("entry_point = 0x4000_0000", "entry_point = 0x10", 1);
+    let e = errors(&sys);
+    // The misaligned region also slides into beta's host range: 6 in all.
+    assert_eq!(e.len(), 6, "{}", e.join("\n"));
+    for needle in [
+        "memory_regions[0].hpa: 0x44000800 is not 4 KiB aligned",
+        "kernel.entry_point: 0x10",
+        "CPU 9 does not exist",
+        "id 0 is given to both",
+        "CPU 1 is given to both",
+        "host ranges [0x44000800, 0x46000800) and [0x46000000, 0x48000000) overlap",
+    ] {
+        assert_error(&e, needle);
+    }
+    let both = errors_with(
+        &demo_with("id = 1", "id = 1\nx = 1"),
+        &board_with("name", "nam"),
+    );
+    assert_eq!(both.len(), 3, "shape errors of both files: {both:?}");
+}
+
+// --- Code generation ------------------------------------------------------------
+
+#[test]
+fn hex_groups_digits() {
+    assert_eq!(hex(0), "0x0");
+    assert_eq!(hex(0x1000), "0x1000");
+    assert_eq!(hex(0x4_0000), "0x4_0000");
+    assert_eq!(hex(0x4000_0000), "0x4000_0000");
+    assert_eq!(hex(0x7F_FFFF_F000), "0x7f_ffff_f000");
+}
+
+fn demo_with_passthrough() -> (SystemSpec, BoardSpec) {
+    let sys = with_passthrough(
+        "{ name = \"uart1\" }",
+        "{ name = \"uart2\", gpa = 0x0a00_0000, irqs = [42] }",
+    );
+    check(&sys, BOARD).expect("valid")
+}
+
+#[test]
+fn generated_source_has_every_field() {
+    let (sys, board) = demo_with_passthrough();
+    let images = vec![Some(PathBuf::from("/img/alpha.bin")), None];
+    let rs = system_rs(&board, &sys, &images, "`t`");
+    assert_eq!(
+        rs.matches("pub static SYSTEM: tessera_config::SystemConfig")
+            .count(),
+        1
+    );
+    for needle in [
+        "name: \"qemu-virt\"",
+        "memory: &[tessera_config::MemRange { base: 0x4000_0000, size: 0x4000_0000 }]",
+        "cpu_mpidrs: &[0x0, 0x1, 0x2, 0x3]",
+        "hypervisor: tessera_config::MemRange { base: 0x4000_0000, size: 0x400_0000 }",
+        "version: tessera_config::GicVersion::V3, gicd_base: 0x800_0000, gicr_or_gicc_base: 0x80a_0000",
+        "irqs: &[41, 42]",
+        "semihosting_exit: true",
+        "name: \"alpha\"",
+        "phys_cpu_ids: &[0, 1]",
+        "tessera_config::MemoryRegion { gpa: 0x4000_0000, hpa: 0x4400_0000, size: 0x200_0000, kind: tessera_config::RegionKind::Ram }",
+        "image: include_bytes!(\"/img/alpha.bin\")",
+        "image: &[]",
+        "tessera_config::EmuDevice { kind: tessera_config::EmuDeviceKind::Pl011, gpa: 0x900_0000, size: 0x1000 }",
+        "tessera_config::PassthroughDevice { name: \"uart1\", gpa: 0x904_0000, hpa: 0x904_0000, size: 0x1000, irqs: &[40] }",
+        "tessera_config::PassthroughDevice { name: \"uart2\", gpa: 0xa00_0000, hpa: 0x905_0000, size: 0x1000, irqs: &[42] }",
+        "on_unhandled: tessera_config::UnhandledPolicy::InjectAbort",
+    ] {
+        assert!(rs.contains(needle), "missing {needle:?} in:\n{rs}");
+    }
+}
+
+#[test]
+fn linker_fragment() {
+    let (_, board) = demo_with_passthrough();
+    let ld = board_layout_ld(&board, "b.toml");
+    assert!(ld.contains("HYPERVISOR_LOAD_ADDR = 0x40200000;\n"), "{ld}");
+    assert!(ld.contains("HYPERVISOR_END = 0x44000000;\n"), "{ld}");
+}
+
+/// Compiles the generated source against this crate's types with `rustc`
+/// and runs it, so a change to the types or the generator cannot drift.
+#[test]
+fn generated_source_compiles_and_holds_the_values() {
+    let dir = std::env::temp_dir().join(format!("tessera-config-codegen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("alpha.bin");
+    std::fs::write(&image, [0xAAu8; 12]).unwrap();
+
+    let (sys, board) = demo_with_passthrough();
+    let rs = system_rs(&board, &sys, &[Some(image), None], "`t`");
+    std::fs::write(dir.join("system_config.rs"), rs).unwrap();
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs");
+    let main = format!(
+        r#"#![allow(unused_attributes, dead_code)]
+#[path = {lib:?}]
+mod tessera_config;
+include!("system_config.rs");
+fn main() {{
+    let s = &SYSTEM;
+    assert_eq!(s.vms.len(), 2);
+    assert_eq!(s.vms[0].image, &[0xAAu8; 12][..]);
+    assert!(s.vms[1].image.is_empty());
+    assert_eq!(s.vms[1].passthrough_devices[0].irqs, &[42]);
+    assert_eq!(s.board.devices[0].mmio.end(), 0x0904_1000);
+    assert_eq!(s.board.gic.version, tessera_config::GicVersion::V3);
+    println!("ok {{}}", s.vms[1].name);
+}}
+"#
+    );
+    std::fs::write(dir.join("main.rs"), main).unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let exe = dir.join("gen-test");
+    let out = std::process::Command::new(rustc)
+        .args(["--edition", "2021", "-o"])
+        .arg(&exe)
+        .arg(dir.join("main.rs"))
+        .output()
+        .expect("rustc runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::process::Command::new(&exe).output().expect("runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "ok beta\n");
+}
+
+// --- Files in the repository ----------------------------------------------------
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for name in ["qemu-virt-demo", "qemu-virt-single", "qemu-virt-bench"] {
+        let loaded = load(
+            Path::new(&format!("configs/{name}.toml")),
+            &repo_root(),
+            Images::AllowMissing,
+        );
+        let config = loaded.result.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(config.name, name);
+        assert_eq!(config.board_file, "configs/boards/qemu-virt.toml");
+        assert_eq!(loaded.inputs.len(), 2 + config.system.vms.len());
+        assert!(config.system_rs().contains("pub static SYSTEM"));
+    }
+}
+
+#[test]
+fn shipped_bad_configs_fail_as_documented() {
+    let run = |f: &str| -> Vec<String> {
+        let loaded = load(Path::new(f), &repo_root(), Images::AllowMissing);
+        loaded
+            .result
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        run("tests/configs/bad-shared-cpu.toml"),
+        vec!["error: tests/configs/bad-shared-cpu.toml: vm \"alpha\" and vm \"beta\": phys_cpu_ids: CPU 1 is given to both"]
+    );
+    assert_eq!(
+        run("tests/configs/bad-overlap-memory.toml"),
+        vec!["error: tests/configs/bad-overlap-memory.toml: vm \"alpha\" and vm \"beta\": memory_regions: host ranges [0x44000000, 0x46000000) and [0x45000000, 0x47000000) overlap"]
+    );
+}
+
+#[test]
+fn missing_files_are_reported() {
+    let loaded = load(
+        Path::new("configs/no-such.toml"),
+        &repo_root(),
+        Images::AllowMissing,
+    );
+    let e = loaded.result.unwrap_err();
+    assert!(
+        e[0].to_string()
+            .starts_with("error: configs/no-such.toml: cannot read the system config"),
+        "{e:?}"
+    );
+    let loaded = load(
+        Path::new("configs/qemu-virt-demo.toml"),
+        Path::new("/nonexistent-root"),
+        Images::Require,
+    );
+    assert!(loaded.result.is_err());
+}
+
+#[test]
+fn required_images_must_exist() {
+    let dir = std::env::temp_dir().join(format!("tessera-config-load-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("configs/boards")).unwrap();
+    std::fs::write(dir.join("configs/boards/test.toml"), BOARD).unwrap();
+    std::fs::write(dir.join("configs/test.toml"), demo()).unwrap();
+    let e = load(Path::new("configs/test.toml"), &dir, Images::Require)
+        .result
+        .unwrap_err();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].to_string().contains("vm \"alpha\": kernel.kernel_path: cannot read image \"build/guests/aarch64/testguest.bin\""), "{e:?}");
+
+    std::fs::create_dir_all(dir.join("build/guests/aarch64")).unwrap();
+    std::fs::write(dir.join("build/guests/aarch64/testguest.bin"), [1u8; 64]).unwrap();
+    let config = load(Path::new("configs/test.toml"), &dir, Images::Require)
+        .result
+        .unwrap();
+    assert!(config.images.iter().all(Option::is_some));
+    assert!(config.system_rs().contains("include_bytes!("));
+    let _ = std::fs::remove_dir_all(&dir);
+}
