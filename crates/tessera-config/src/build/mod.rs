@@ -222,7 +222,12 @@ pub fn load(config: &Path, repo_root: &Path, images: Images) -> Loaded {
                 .iter()
                 .map(|vm| Some(image_path(&vm.kernel_path)).filter(|p| p.is_file()))
                 .collect();
-            inputs.extend(system.vms.iter().map(|vm| image_path(&vm.kernel_path)));
+            for vm in &system.vms {
+                let path = image_path(&vm.kernel_path);
+                if !inputs.contains(&path) {
+                    inputs.push(path);
+                }
+            }
             let name = system_path
                 .file_stem()
                 .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
