@@ -43,7 +43,12 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 4] = [Op::NullHypercall, Op::MmioRead, Op::MmioWrite, Op::SysregRead];
+    const ALL: [Op; 4] = [
+        Op::NullHypercall,
+        Op::MmioRead,
+        Op::MmioWrite,
+        Op::SysregRead,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -176,15 +181,30 @@ struct Net {
 
 impl Net {
     fn new(op: u64, nop: u64, n: u64) -> Self {
-        let (negative, diff) = if op >= nop { (false, op - nop) } else { (true, nop - op) };
-        Net { negative, hundredths: (diff * 100 + n / 2) / n }
+        let (negative, diff) = if op >= nop {
+            (false, op - nop)
+        } else {
+            (true, nop - op)
+        };
+        let hundredths = (diff * 100 + n / 2) / n;
+        // A difference that rounds to zero prints as 0.00, not -0.00.
+        Net {
+            negative: negative && hundredths != 0,
+            hundredths,
+        }
     }
 }
 
 impl core::fmt::Display for Net {
     fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
         let sign = if self.negative { "-" } else { "" };
-        write!(f, "{}{}.{:02}", sign, self.hundredths / 100, self.hundredths % 100)
+        write!(
+            f,
+            "{}{}.{:02}",
+            sign,
+            self.hundredths / 100,
+            self.hundredths % 100
+        )
     }
 }
 
@@ -193,7 +213,10 @@ fn main() -> ! {
     enable_cycle_counter();
     let probe = read_clock(Clock::Cycles);
     let clock = if probe == 0 && read_clock(Clock::Cycles) == 0 {
-        println!("BENCH-INFO PMCCNTR_EL0 reads 0: falling back to CNTVCT_EL0 x{}", CNTVCT_SCALE);
+        println!(
+            "BENCH-INFO PMCCNTR_EL0 reads 0: falling back to CNTVCT_EL0 x{}",
+            CNTVCT_SCALE
+        );
         Clock::VirtualCounter
     } else {
         Clock::Cycles
@@ -207,9 +230,14 @@ fn main() -> ! {
     let (_, fault) = guarded(hypercall::null);
     let hypercall_ok = fault.is_none();
     if let Some(f) = fault {
-        println!("BENCH-SKIP null-hypercall hvc raised an exception esr={:#x}", f.esr);
+        println!(
+            "BENCH-SKIP null-hypercall hvc raised an exception esr={:#x}",
+            f.esr
+        );
     }
-    let ops = Op::ALL.into_iter().filter(|&op| hypercall_ok || !matches!(op, Op::NullHypercall));
+    let ops = Op::ALL
+        .into_iter()
+        .filter(|&op| hypercall_ok || !matches!(op, Op::NullHypercall));
 
     // Warm-up pass: fills caches/TLBs and settles any lazy set-up.
     for op in ops.clone() {

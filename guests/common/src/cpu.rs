@@ -49,7 +49,9 @@ pub fn wfi() {
 pub fn cntvct() -> u64 {
     let v: u64;
     // SAFETY: reading the virtual counter has no side effects.
-    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -65,7 +67,9 @@ pub fn cntfrq() -> u64 {
 pub fn id_aa64pfr0() -> u64 {
     let v: u64;
     // SAFETY: reading an ID register has no side effects.
-    unsafe { asm!("mrs {}, id_aa64pfr0_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("mrs {}, id_aa64pfr0_el1", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -80,7 +84,12 @@ pub fn daif() -> u64 {
 /// Masks D, A, I and F.
 pub fn mask_all_exceptions() {
     // SAFETY: masking interrupts cannot break memory safety.
-    unsafe { asm!("msr daifset, #0xf", options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "msr daifset, #0xf",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
 }
 
 /// CNTV_CTL_EL0.ENABLE.
@@ -93,13 +102,17 @@ pub const CNTV_CTL_ISTATUS: u64 = 1 << 2;
 /// Writes CNTV_CVAL_EL0, the virtual timer compare value.
 pub fn set_cntv_cval(value: u64) {
     // SAFETY: programming the EL1 virtual timer only affects its interrupt.
-    unsafe { asm!("msr cntv_cval_el0, {}", "isb", in(reg) value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("msr cntv_cval_el0, {}", "isb", in(reg) value, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Writes CNTV_CTL_EL0.
 pub fn set_cntv_ctl(value: u64) {
     // SAFETY: programming the EL1 virtual timer only affects its interrupt.
-    unsafe { asm!("msr cntv_ctl_el0, {}", "isb", in(reg) value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("msr cntv_ctl_el0, {}", "isb", in(reg) value, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Reads CNTV_CTL_EL0.

@@ -34,7 +34,11 @@ pub fn null() -> u64 {
 pub fn vm_info() -> Result<VmInfo, u64> {
     let r = call(VM_INFO, 0, 0, 0);
     if r.x0 == 0 {
-        Ok(VmInfo { id: r.x1, vcpus: r.x2, ram_size: r.x3 })
+        Ok(VmInfo {
+            id: r.x1,
+            vcpus: r.x2,
+            ram_size: r.x3,
+        })
     } else {
         Err(r.x0)
     }

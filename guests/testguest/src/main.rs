@@ -10,9 +10,7 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use tessera_guest::exception::{
-    guarded, probe_read32, probe_write32, Fault, EC_DATA_ABORT_CUR,
-};
+use tessera_guest::exception::{guarded, probe_read32, probe_write32, Fault, EC_DATA_ABORT_CUR};
 use tessera_guest::hypercall::{self, VmInfo};
 use tessera_guest::{boot, cpu, println, psci, smccc, smp, time, MAX_CPUS, RAM_BASE};
 
@@ -41,7 +39,10 @@ struct Detail {
 
 impl Detail {
     fn new(args: fmt::Arguments) -> Self {
-        let mut d = Detail { buf: [0; 200], len: 0 };
+        let mut d = Detail {
+            buf: [0; 200],
+            len: 0,
+        };
         // Detail::write_str truncates instead of failing.
         let _ = d.write_fmt(args);
         d
@@ -202,7 +203,10 @@ fn check_vm_info() -> Result<Vm, Detail> {
         Ok(info) => info,
         Err(status) => fail!("x0={:#x}, expected 0", status),
     };
-    println!("vm id={} vcpus={} ram={}", info.id, info.vcpus, info.ram_size);
+    println!(
+        "vm id={} vcpus={} ram={}",
+        info.id, info.vcpus, info.ram_size
+    );
     let image = boot::image_end() - RAM_BASE;
     ensure!(info.vcpus >= 1, "vcpus={}", info.vcpus);
     ensure!(
@@ -211,7 +215,10 @@ fn check_vm_info() -> Result<Vm, Detail> {
         info.ram_size,
         image
     );
-    Ok(Vm { info, reported: true })
+    Ok(Vm {
+        info,
+        reported: true,
+    })
 }
 
 /// Without VM_INFO: only the `plain-qemu` development build carries on, with
@@ -223,8 +230,18 @@ fn fallback_vm() -> Option<Vm> {
     let vcpus = (0..MAX_CPUS as u64)
         .take_while(|&mpidr| psci::affinity_info(mpidr) != psci::INVALID_PARAMETERS)
         .count() as u64;
-    println!("info: plain-qemu fallback: vcpus={} ram={}", vcpus, PLAIN_QEMU_RAM);
-    Some(Vm { info: VmInfo { id: 0, vcpus, ram_size: PLAIN_QEMU_RAM }, reported: false })
+    println!(
+        "info: plain-qemu fallback: vcpus={} ram={}",
+        vcpus, PLAIN_QEMU_RAM
+    );
+    Some(Vm {
+        info: VmInfo {
+            id: 0,
+            vcpus,
+            ram_size: PLAIN_QEMU_RAM,
+        },
+        reported: false,
+    })
 }
 
 fn check_psci_version() -> Outcome {
@@ -271,7 +288,11 @@ fn check_cpu_on_invalid(vm: Option<Vm>) -> Outcome {
     );
     if vm.is_some_and(|vm| vm.info.vcpus == 1) {
         let r = raw_cpu_on(1, 0)?;
-        ensure!(r == psci::INVALID_PARAMETERS, "CPU_ON(mpidr 1)={} with 1 vCPU, expected -2", r);
+        ensure!(
+            r == psci::INVALID_PARAMETERS,
+            "CPU_ON(mpidr 1)={} with 1 vCPU, expected -2",
+            r
+        );
     }
     Ok(())
 }
@@ -325,9 +346,18 @@ fn check_secondary_start(generation: u64) -> Outcome {
         cpu::dmb();
         ARRIVED.load(Ordering::Relaxed) == ctx
     });
-    ensure!(arrived, "vCPU 1 did not run within {} ms", HANDSHAKE_TIMEOUT_MS);
+    ensure!(
+        arrived,
+        "vCPU 1 did not run within {} ms",
+        HANDSHAKE_TIMEOUT_MS
+    );
     let seen = SEEN_CONTEXT.load(Ordering::Relaxed);
-    ensure!(seen == ctx, "vCPU 1 got context {:#x}, expected {:#x}", seen, ctx);
+    ensure!(
+        seen == ctx,
+        "vCPU 1 got context {:#x}, expected {:#x}",
+        seen,
+        ctx
+    );
     let aff0 = SEEN_AFF0.load(Ordering::Relaxed);
     ensure!(aff0 == 1, "vCPU 1 has MPIDR aff0 {}, expected 1", aff0);
     Ok(())
@@ -335,13 +365,21 @@ fn check_secondary_start(generation: u64) -> Outcome {
 
 fn check_already_on() -> Outcome {
     let r = raw_cpu_on(1, context(GEN_FIRST))?;
-    ensure!(r == psci::ALREADY_ON, "CPU_ON(mpidr 1) while on={}, expected -4", r);
+    ensure!(
+        r == psci::ALREADY_ON,
+        "CPU_ON(mpidr 1) while on={}, expected -4",
+        r
+    );
     Ok(())
 }
 
 fn check_affinity_info(generation: u64) -> Outcome {
     let me = no_fault("hvc AFFINITY_INFO", || psci::affinity_info(0))?;
-    ensure!(me == psci::AFFINITY_ON, "AFFINITY_INFO(0)={}, expected 0 (ON)", me);
+    ensure!(
+        me == psci::AFFINITY_ON,
+        "AFFINITY_INFO(0)={}, expected 0 (ON)",
+        me
+    );
     let running = no_fault("hvc AFFINITY_INFO", || psci::affinity_info(1))?;
     ensure!(
         running == psci::AFFINITY_ON,
@@ -429,7 +467,12 @@ fn check_abort_write(vm: Option<Vm>) -> Outcome {
     let f = expect_data_abort("store past RAM end", || unsafe {
         probe_write32(addr, 0xDEAD_BEEF);
     })?;
-    ensure!(f.is_write(), "esr={:#x} has WnR clear (far={:#x})", f.esr, f.far);
+    ensure!(
+        f.is_write(),
+        "esr={:#x} has WnR clear (far={:#x})",
+        f.esr,
+        f.far
+    );
     Ok(())
 }
 
@@ -437,7 +480,12 @@ fn check_memory_private(vm: Option<Vm>) -> Outcome {
     let vm = vm_or_fail(vm)?;
     let start = boot::image_end();
     let end = vm.ram_end();
-    ensure!(end > start, "no RAM above the image (end {:#x}, image end {:#x})", end, start);
+    ensure!(
+        end > start,
+        "no RAM above the image (end {:#x}, image end {:#x})",
+        end,
+        start
+    );
     let seed = (vm.info.id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let pattern = |addr: u64| seed ^ addr.rotate_left(17);
     let t0 = cpu::cntvct();
@@ -466,7 +514,11 @@ fn check_memory_private(vm: Option<Vm>) -> Outcome {
         "info: memory-private checked {} KiB in {} ms{}",
         (end - start) / 1024,
         ms,
-        if vm.reported { "" } else { " (assumed RAM size)" }
+        if vm.reported {
+            ""
+        } else {
+            " (assumed RAM size)"
+        }
     );
     if let Some((addr, got)) = first {
         fail!(
@@ -486,7 +538,13 @@ fn check_sysreg_id() -> Outcome {
     ensure!(a == b, "two reads differ: {:#x} then {:#x}", a, b);
     let sve = (a >> 32) & 0xf;
     let gic = (a >> 24) & 0xf;
-    ensure!(sve == 0 && gic == 0, "ID_AA64PFR0_EL1={:#x}: SVE={} GIC={}, expected 0", a, sve, gic);
+    ensure!(
+        sve == 0 && gic == 0,
+        "ID_AA64PFR0_EL1={:#x}: SVE={} GIC={}, expected 0",
+        a,
+        sve,
+        gic
+    );
     Ok(())
 }
 
@@ -497,7 +555,11 @@ fn check_wfi_timer() -> Outcome {
     }
     cpu::mask_all_exceptions();
     let daif = cpu::daif();
-    ensure!(daif & (0xf << 6) == 0xf << 6, "DAIF={:#x}, expected all masked", daif);
+    ensure!(
+        daif & (0xf << 6) == 0xf << 6,
+        "DAIF={:#x}, expected all masked",
+        daif
+    );
     let cval = cpu::cntvct() + time::us_to_ticks(1000);
     cpu::set_cntv_cval(cval);
     cpu::set_cntv_ctl(cpu::CNTV_CTL_ENABLE);
