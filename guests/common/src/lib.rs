@@ -32,6 +32,10 @@ pub const RAM_BASE: u64 = 0x4000_0000;
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
-    println!("PANIC {}", info);
+    // One line, so harnesses can match it: `PANIC file:line: message`.
+    match info.location() {
+        Some(loc) => println!("PANIC {}:{}: {}", loc.file(), loc.line(), info.message()),
+        None => println!("PANIC {}", info.message()),
+    }
     psci::system_off()
 }
