@@ -1,0 +1,136 @@
+//! Per-core EL2 state: what each core programs once for the VM it runs,
+//! how a vCPU is (re)started, and this core's identity.
+
+use super::vectors;
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+
+/// HCR_EL2.TWI: trap WFI (bit 13; not named by aarch64-cpu 10).
+const HCR_TWI: u64 = 1 << 13;
+/// CPTR_EL2 without any trap, RES1 bits set (non-VHE layout): FP/SIMD stays
+/// the guest's, since the hypervisor is built without it.
+const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
+/// SCTLR_EL1 RES1 bits with MMU and caches off: a vCPU's reset state.
+const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+/// PSTATE for EL1h with D, A, I, F masked.
+const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// MPIDR bit 31 is RES1.
+const MPIDR_RES1: u64 = 1 << 31;
+/// CNTHCTL_EL2.EVNTEN and EVNTI = 9: an event every 2^10 counter ticks
+/// (16 µs at 62.5 MHz) so idle loops waiting with WFE poll their condition.
+const CNTHCTL_EVENT_STREAM: u64 = 1 << 2 | 9 << 4;
+
+/// This core's MPIDR affinity fields.
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get() & 0xff_00ff_ffff
+}
+
+/// Installs the EL2 vectors and traps nothing for FP. Every core, at boot.
+pub fn init_el2() {
+    VBAR_EL2.set(vectors::tessera_el2_vectors as *const () as u64);
+    CPTR_EL2.set(CPTR_EL2_NO_TRAPS);
+    // SAFETY: TLB maintenance has no memory-safety effect; drops whatever
+    // stage-1/2 entries firmware may have left for EL1.
+    unsafe { core::arch::asm!("tlbi alle1", "dsb nsh", "isb") };
+}
+
+/// Points TPIDR_EL2 at this core's per-core data.
+pub fn set_local(ptr: *const ()) {
+    TPIDR_EL2.set(ptr as u64);
+}
+
+/// This core's per-core data pointer.
+#[inline(always)]
+pub fn local() -> *const () {
+    TPIDR_EL2.get() as *const ()
+}
+
+/// Programs this core's EL2 registers for running vCPU `vcpu_id` of the VM
+/// whose stage-2 root is `stage2_root` and VMID `vmid`.
+pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize) {
+    VTCR_EL2.set(
+        (VTCR_EL2::T0SZ.val(64 - super::stage2::IPA_BITS as u64)
+            + VTCR_EL2::SL0::Granule4KBLevel1
+            + VTCR_EL2::IRGN0::NormalWBRAWA
+            + VTCR_EL2::ORGN0::NormalWBRAWA
+            + VTCR_EL2::SH0::Inner
+            + VTCR_EL2::TG0::Granule4KB
+            + VTCR_EL2::PS::PA_40B_1TB
+            + VTCR_EL2::VS::Bits8)
+            .value
+            | 1 << 31,
+    );
+    VTTBR_EL2.set((vmid as u64) << 48 | stage2_root);
+    let hcr = (HCR_EL2::VM::Enable
+        + HCR_EL2::SWIO::SET
+        + HCR_EL2::FMO::EnableVirtualFIQ
+        + HCR_EL2::IMO::EnableVirtualIRQ
+        + HCR_EL2::AMO::SET
+        + HCR_EL2::FB::SET
+        + HCR_EL2::BSU::InnerShareable
+        + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
+        + HCR_EL2::TID3::SET
+        + HCR_EL2::RW::EL1IsAarch64)
+        .value
+        | HCR_TWI;
+    HCR_EL2.set(hcr);
+    let vmpidr = MPIDR_RES1 | vcpu_id as u64;
+    // SAFETY: the virtual MIDR/MPIDR only change what EL1 reads.
+    unsafe { core::arch::asm!("msr vpidr_el2, {}", "msr vmpidr_el2, {}", in(reg) MIDR_EL1.get(), in(reg) vmpidr) };
+    CNTHCTL_EL2.set((CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET).value | CNTHCTL_EVENT_STREAM);
+    CNTVOFF_EL2.set(0);
+    // MDCR_EL2.HPMN = PMCR_EL0.N: the guest sees every event counter; the
+    // PMU is not trapped (the benchmark guest reads PMCCNTR_EL0).
+    let pmcr: u64;
+    // SAFETY: PMCR_EL0 read at EL2 has no side effect.
+    unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr) };
+    let mdcr = (pmcr >> 11) & 0x1f;
+    // SAFETY: MDCR_EL2 only controls debug/PMU traps and partitioning.
+    unsafe { core::arch::asm!("msr mdcr_el2, {}", in(reg) mdcr) };
+    barrier::isb(barrier::SY);
+    // SAFETY: TLB maintenance for this VMID (now current in VTTBR_EL2).
+    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb") };
+}
+
+/// Starts the vCPU on this core at `entry` (guest-physical, EL1h, MMU off)
+/// with x0 = `arg`, resetting the EL2 stack to `stack_top`.
+pub fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> ! {
+    SCTLR_EL1.set(SCTLR_EL1_RESET);
+    CNTV_CTL_EL0.set(0);
+    CNTP_CTL_EL0.set(0);
+    CPACR_EL1.set(0);
+    VBAR_EL1.set(0);
+    ELR_EL2.set(entry);
+    SPSR_EL2.set(SPSR_EL1H_MASKED);
+    barrier::isb(barrier::SY);
+    // SAFETY: ELR/SPSR describe the guest entry; the stack above
+    // `stack_top` holds nothing that is still needed.
+    unsafe { vectors::tessera_enter_guest(stack_top, arg) }
+}
+
+/// Waits for an interrupt (idle cores, parked vCPUs).
+pub fn wait_for_interrupt() {
+    aarch64_cpu::asm::wfi();
+}
+
+/// Waits for an event or the event stream's next tick (polling loops).
+pub fn wait_for_event() {
+    aarch64_cpu::asm::wfe();
+}
+
+/// Whether the guest's virtual timer condition is met, or the timer is off
+/// (in which case a guest WFI has nothing to wait for that we can see).
+pub fn vtimer_expired_or_off() -> bool {
+    let ctl = CNTV_CTL_EL0.get();
+    if ctl & 1 == 0 {
+        return true;
+    }
+    CNTVCT_EL0.get() >= CNTV_CVAL_EL0.get()
+}
+
+/// Halts this core for good (after a panic, or on a core with nothing to do).
+pub fn halt() -> ! {
+    loop {
+        aarch64_cpu::asm::wfi();
+    }
+}

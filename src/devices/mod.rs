@@ -1,0 +1,133 @@
+//! Emulated devices and the per-VM buses they sit on.
+//!
+//! A device implements the trait of its address space ([`MmioDevice`] for
+//! guest-physical MMIO, [`SysRegDevice`] for system registers); a bus is a
+//! short, fixed list of `{range, device}` searched linearly — VMs have a
+//! handful of devices, and a linear scan of a few entries beats any map.
+
+pub mod pl011;
+
+use crate::exit::AccessWidth;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+/// Why a device refused an access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessError {
+    /// No register at that offset / width; the guest gets an abort.
+    Invalid,
+}
+
+/// A device in the guest-physical address space.
+pub trait MmioDevice: Send + Sync {
+    /// Reads `width` bytes at `offset` from the device base.
+    fn read(&self, offset: u64, width: AccessWidth) -> Result<u64, AccessError>;
+    /// Writes `value` (already truncated to `width`) at `offset`.
+    fn write(&self, offset: u64, width: AccessWidth, value: u64) -> Result<(), AccessError>;
+}
+
+/// A set of system registers a VM sees emulated.
+pub trait SysRegDevice: Send + Sync {
+    /// Whether this device emulates the register with this encoding.
+    fn claims(&self, sysreg: u32) -> bool;
+    /// Reads the register.
+    fn read(&self, sysreg: u32) -> Result<u64, AccessError>;
+    /// Writes the register.
+    fn write(&self, sysreg: u32, value: u64) -> Result<(), AccessError>;
+}
+
+struct MmioRegion {
+    base: u64,
+    size: u64,
+    device: Box<dyn MmioDevice>,
+}
+
+/// The MMIO devices of one VM.
+#[derive(Default)]
+pub struct MmioBus {
+    regions: Vec<MmioRegion>,
+}
+
+impl MmioBus {
+    /// Adds a device at `[base, base + size)`. Config validation guarantees
+    /// windows do not overlap.
+    pub fn add(&mut self, base: u64, size: u64, device: Box<dyn MmioDevice>) {
+        self.regions.push(MmioRegion { base, size, device });
+    }
+
+    /// The device covering `addr` and the offset into it.
+    #[inline(always)]
+    pub fn find(&self, addr: u64) -> Option<(&dyn MmioDevice, u64)> {
+        self.regions
+            .iter()
+            .find(|r| addr.wrapping_sub(r.base) < r.size)
+            .map(|r| (&*r.device, addr - r.base))
+    }
+
+    /// Reads from whatever device covers `addr`.
+    #[inline(always)]
+    pub fn read(&self, addr: u64, width: AccessWidth) -> Result<u64, AccessError> {
+        let (dev, off) = self.find(addr).ok_or(AccessError::Invalid)?;
+        dev.read(off, width)
+    }
+
+    /// Writes to whatever device covers `addr`.
+    #[inline(always)]
+    pub fn write(&self, addr: u64, width: AccessWidth, value: u64) -> Result<(), AccessError> {
+        let (dev, off) = self.find(addr).ok_or(AccessError::Invalid)?;
+        dev.write(off, width, width.truncate(value))
+    }
+}
+
+/// The emulated system registers of one VM.
+#[derive(Default)]
+pub struct SysRegBus {
+    devices: Vec<Box<dyn SysRegDevice>>,
+}
+
+impl SysRegBus {
+    /// Adds a device.
+    pub fn add(&mut self, device: Box<dyn SysRegDevice>) {
+        self.devices.push(device);
+    }
+
+    /// Reads a register through the device that claims it.
+    #[inline(always)]
+    pub fn read(&self, sysreg: u32) -> Result<u64, AccessError> {
+        self.devices.iter().find(|d| d.claims(sysreg)).ok_or(AccessError::Invalid)?.read(sysreg)
+    }
+
+    /// Writes a register through the device that claims it.
+    #[inline(always)]
+    pub fn write(&self, sysreg: u32, value: u64) -> Result<(), AccessError> {
+        self.devices.iter().find(|d| d.claims(sysreg)).ok_or(AccessError::Invalid)?.write(sysreg, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    struct Scratch(AtomicU64);
+    impl MmioDevice for Scratch {
+        fn read(&self, offset: u64, _: AccessWidth) -> Result<u64, AccessError> {
+            if offset == 0 { Ok(self.0.load(Ordering::Relaxed)) } else { Err(AccessError::Invalid) }
+        }
+        fn write(&self, _: u64, _: AccessWidth, value: u64) -> Result<(), AccessError> {
+            self.0.store(value, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn bus_routes_by_range_and_truncates_writes() {
+        let mut bus = MmioBus::default();
+        bus.add(0x1000, 0x1000, Box::new(Scratch(AtomicU64::new(0))));
+        bus.write(0x1000, AccessWidth::Byte, 0x1234).unwrap();
+        assert_eq!(bus.read(0x1000, AccessWidth::Word), Ok(0x34));
+        assert_eq!(bus.read(0x1008, AccessWidth::Word), Err(AccessError::Invalid));
+        assert_eq!(bus.read(0x2000, AccessWidth::Word), Err(AccessError::Invalid));
+        assert_eq!(bus.read(0x0fff, AccessWidth::Word), Err(AccessError::Invalid));
+    }
+}

@@ -1,0 +1,169 @@
+//! Arch-neutral VM exits: what a trap means, independent of how the
+//! architecture reported it. The arch back-end decodes its syndrome into an
+//! [`Exit`]; [`crate::vcpu`] dispatches it to a device bus or a VM service.
+
+/// Width of a guest memory or port access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessWidth {
+    /// 1 byte.
+    Byte,
+    /// 2 bytes.
+    Half,
+    /// 4 bytes.
+    Word,
+    /// 8 bytes.
+    Double,
+}
+
+impl AccessWidth {
+    /// Width from a log2 byte size (0..=3).
+    pub const fn from_log2(log2: u32) -> Self {
+        match log2 & 3 {
+            0 => Self::Byte,
+            1 => Self::Half,
+            2 => Self::Word,
+            _ => Self::Double,
+        }
+    }
+
+    /// Size in bytes.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            Self::Byte => 1,
+            Self::Half => 2,
+            Self::Word => 4,
+            Self::Double => 8,
+        }
+    }
+
+    /// Keeps only the bits an access of this width carries.
+    pub const fn truncate(self, value: u64) -> u64 {
+        match self {
+            Self::Double => value,
+            _ => value & ((1u64 << (self.bytes() * 8)) - 1),
+        }
+    }
+
+    /// Sign-extends a value of this width to 64 bits.
+    pub const fn sign_extend(self, value: u64) -> u64 {
+        let shift = 64 - self.bytes() * 8;
+        (((value << shift) as i64) >> shift) as u64
+    }
+}
+
+/// Kinds of exit, for per-VM statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum ExitKind {
+    /// Emulated MMIO read.
+    MmioRead,
+    /// Emulated MMIO write.
+    MmioWrite,
+    /// Trapped system-register access.
+    SysReg,
+    /// Hypervisor call (Tessera services).
+    Hypercall,
+    /// Power-state call (PSCI on Arm).
+    Power,
+    /// Idle instruction (WFI).
+    Halt,
+    /// Physical interrupt taken while the guest ran.
+    Irq,
+    /// Exit nobody handled; the VM got the configured outcome.
+    Unhandled,
+}
+
+impl ExitKind {
+    /// Number of kinds.
+    pub const COUNT: usize = 8;
+    /// All kinds, in summary order.
+    pub const ALL: [ExitKind; Self::COUNT] = [
+        Self::MmioRead,
+        Self::MmioWrite,
+        Self::SysReg,
+        Self::Hypercall,
+        Self::Power,
+        Self::Halt,
+        Self::Irq,
+        Self::Unhandled,
+    ];
+
+    /// Short name used in the exit summary.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::MmioRead => "mmio_read",
+            Self::MmioWrite => "mmio_write",
+            Self::SysReg => "sysreg",
+            Self::Hypercall => "hypercall",
+            Self::Power => "power",
+            Self::Halt => "halt",
+            Self::Irq => "irq",
+            Self::Unhandled => "unhandled",
+        }
+    }
+}
+
+/// A trap, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Load from guest-physical `addr` that no RAM backs.
+    MmioRead {
+        /// Guest-physical address.
+        addr: u64,
+        /// Access width.
+        width: AccessWidth,
+        /// Destination general-purpose register (31 = zero register).
+        reg: u8,
+        /// Sign-extend the loaded value.
+        sign_extend: bool,
+        /// Destination is a 64-bit (X) register; otherwise W (upper half zeroed).
+        reg_is_64: bool,
+    },
+    /// Store to guest-physical `addr` that no RAM backs.
+    MmioWrite {
+        /// Guest-physical address.
+        addr: u64,
+        /// Access width.
+        width: AccessWidth,
+        /// Source general-purpose register (31 = zero register).
+        reg: u8,
+    },
+    /// Trapped system-register read into `reg`.
+    SysRegRead {
+        /// Arch encoding of the register.
+        sysreg: u32,
+        /// Destination register.
+        reg: u8,
+    },
+    /// Trapped system-register write from `reg`.
+    SysRegWrite {
+        /// Arch encoding of the register.
+        sysreg: u32,
+        /// Source register.
+        reg: u8,
+    },
+    /// Hypervisor or firmware call; function id and arguments are in the
+    /// argument registers.
+    Call {
+        /// Came through the secure-monitor conduit (SMC) rather than HVC.
+        smc: bool,
+    },
+    /// Guest idles until an interrupt (WFI).
+    Halt,
+    /// Guest waits for an event (WFE).
+    WaitEvent,
+    /// Stage-2 fault that is not an access to emulate (instruction fetch
+    /// outside RAM, a guest page-table walk outside RAM, an access with no
+    /// usable syndrome...).
+    GuestFault {
+        /// Guest-physical address, when known.
+        addr: u64,
+    },
+    /// Physical interrupt.
+    Irq,
+    /// Anything else the architecture reported.
+    Unknown {
+        /// Raw syndrome, for the log.
+        syndrome: u64,
+    },
+}

@@ -1,0 +1,5 @@
+//! Memory management: the hypervisor heap and frame allocation for
+//! translation tables.
+
+#[cfg(target_os = "none")]
+pub mod heap;

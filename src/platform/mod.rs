@@ -1,0 +1,3 @@
+//! Drivers for the board's own devices the hypervisor uses.
+
+pub mod pl011;

@@ -1,0 +1,103 @@
+//! The arch-neutral half of running a vCPU: per-core data, and what each
+//! kind of [`Exit`] means for the VM (device buses, hypercalls). The arch
+//! back-end decodes traps into exits, calls [`handle`], and applies the
+//! [`Outcome`] (advance the PC, inject an abort).
+
+use crate::exit::{AccessWidth, Exit, ExitKind};
+use crate::vm::{Vcpu, Vm};
+
+/// What one core runs; reached through the arch's per-core pointer.
+pub struct CpuLocal {
+    /// Physical CPU index.
+    pub cpu: usize,
+    /// The VM this core belongs to.
+    pub vm: &'static Vm,
+    /// The vCPU this core runs.
+    pub vcpu: &'static Vcpu,
+    /// Top of this core's EL2 stack (reset when a vCPU is (re)started).
+    pub stack_top: u64,
+}
+
+/// Access to the trapped vCPU's general-purpose registers.
+pub trait GuestRegisters {
+    /// Register `reg` (the zero register reads 0).
+    fn gpr(&self, reg: u8) -> u64;
+    /// Sets register `reg` (writes to the zero register are dropped).
+    fn set_gpr(&mut self, reg: u8, value: u64);
+}
+
+/// Result of handling an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: resume after the trapping instruction.
+    Advance,
+    /// Nobody handles it: apply the VM's `on_unhandled` policy.
+    Unhandled,
+}
+
+/// Handles the exits every architecture shares: emulated MMIO and system
+/// registers. Others (calls, halts, interrupts) are the arch's.
+#[inline(always)]
+pub fn handle(local: &CpuLocal, exit: Exit, regs: &mut impl GuestRegisters) -> Outcome {
+    let vm = local.vm;
+    match exit {
+        Exit::MmioRead { addr, width, reg, sign_extend, reg_is_64 } => {
+            local.vcpu.count(ExitKind::MmioRead);
+            match vm.mmio.read(addr, width) {
+                Ok(raw) => {
+                    regs.set_gpr(reg, load_value(raw, width, sign_extend, reg_is_64));
+                    Outcome::Advance
+                }
+                Err(_) => Outcome::Unhandled,
+            }
+        }
+        Exit::MmioWrite { addr, width, reg } => {
+            local.vcpu.count(ExitKind::MmioWrite);
+            match vm.mmio.write(addr, width, regs.gpr(reg)) {
+                Ok(()) => Outcome::Advance,
+                Err(_) => Outcome::Unhandled,
+            }
+        }
+        Exit::SysRegRead { sysreg, reg } => {
+            local.vcpu.count(ExitKind::SysReg);
+            match vm.sysregs.read(sysreg) {
+                Ok(v) => {
+                    regs.set_gpr(reg, v);
+                    Outcome::Advance
+                }
+                Err(_) => Outcome::Unhandled,
+            }
+        }
+        Exit::SysRegWrite { sysreg, reg } => {
+            local.vcpu.count(ExitKind::SysReg);
+            match vm.sysregs.write(sysreg, regs.gpr(reg)) {
+                Ok(()) => Outcome::Advance,
+                Err(_) => Outcome::Unhandled,
+            }
+        }
+        _ => Outcome::Unhandled,
+    }
+}
+
+/// The register value of a load: sign- or zero-extended to the register.
+#[inline(always)]
+pub fn load_value(raw: u64, width: AccessWidth, sign_extend: bool, reg_is_64: bool) -> u64 {
+    let v = if sign_extend { width.sign_extend(raw) } else { width.truncate(raw) };
+    if reg_is_64 {
+        v
+    } else {
+        v & 0xffff_ffff
+    }
+}
+
+/// Serves Tessera hypercall `nr`: up to four result values, or `None` for
+/// an unknown call.
+#[inline(always)]
+pub fn hypercall(local: &CpuLocal, nr: u32) -> Option<[u64; 4]> {
+    use crate::arch::smccc::tessera;
+    match nr {
+        tessera::NULL => Some([0; 4]),
+        tessera::VM_INFO => Some([0, local.vm.config.id as u64, local.vm.vcpus.len() as u64, local.vm.boot_ram_size]),
+        _ => None,
+    }
+}
