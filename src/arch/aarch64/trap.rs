@@ -53,21 +53,51 @@ fn advance_pc(esr: u64) {
     ELR_EL2.set(ELR_EL2.get() + step);
 }
 
-/// Synchronous trap from the guest.
+/// Synchronous trap from the guest. The hot classes (HVC, data abort,
+/// system register) branch off first to small handlers; everything else,
+/// including every unhandled outcome, is out of line so it costs the hot
+/// path nothing.
 #[no_mangle]
 extern "C" fn tessera_guest_sync(regs: &mut GuestRegs) {
     let esr = ESR_EL2.get();
-    let local = local();
-    let class = esr::exception_class(esr);
-    if class == ec::HVC64 {
+    match esr::exception_class(esr) {
         // HVC returns to the next instruction by itself.
-        serve_call(local, regs);
-        return;
+        ec::HVC64 => serve_call(local(), regs),
+        ec::DABT_LOW => data_abort(regs, esr),
+        ec::SYS64 => {
+            let exit = esr::decode(esr, 0);
+            finish(vcpu::handle(local(), exit, regs), esr);
+        }
+        _ => other_sync(regs, esr),
     }
-    let ipa = if class == ec::DABT_LOW || class == ec::IABT_LOW { esr::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get()) } else { 0 };
-    let exit = esr::decode(esr, ipa);
-    let outcome = match exit {
-        Exit::MmioRead { .. } | Exit::MmioWrite { .. } | Exit::SysRegRead { .. } | Exit::SysRegWrite { .. } => vcpu::handle(local, exit, regs),
+}
+
+#[inline(always)]
+fn finish(outcome: Outcome, esr: u64) {
+    match outcome {
+        Outcome::Advance => advance_pc(esr),
+        Outcome::Unhandled => unhandled(local(), esr),
+    }
+}
+
+#[inline(always)]
+fn data_abort(regs: &mut GuestRegs, esr: u64) {
+    let ipa = esr::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
+    if esr::dabt_has_syndrome(esr) {
+        finish(vcpu::handle(local(), esr::decode(esr, ipa), regs), esr);
+    } else if esr::dabt_needs_decode(esr) {
+        finish(emulate_decoded(local(), regs, esr, ipa), esr);
+    } else {
+        unhandled(local(), esr);
+    }
+}
+
+/// The rarer synchronous traps: trapped SMC, WFI/WFE, instruction aborts,
+/// unknown classes.
+#[inline(never)]
+fn other_sync(regs: &mut GuestRegs, esr: u64) {
+    let local = local();
+    let outcome = match esr::decode(esr, 0) {
         Exit::Call { .. } => {
             // Trapped SMC: the return address is the SMC itself.
             serve_call(local, regs);
@@ -82,23 +112,23 @@ extern "C" fn tessera_guest_sync(regs: &mut GuestRegs) {
             local.vcpu.count(ExitKind::Halt);
             Outcome::Advance
         }
-        Exit::GuestFault { .. } if class == ec::DABT_LOW && esr::dabt_needs_decode(esr) => emulate_decoded(local, regs, esr, ipa),
         _ => Outcome::Unhandled,
     };
-    match outcome {
-        Outcome::Advance => advance_pc(esr),
-        Outcome::Unhandled => unhandled(local, esr, exit),
-    }
+    finish(outcome, esr);
 }
 
 /// Applies the VM's policy to an exit nobody handled.
-fn unhandled(local: &CpuLocal, esr: u64, exit: Exit) {
+#[cold]
+#[inline(never)]
+fn unhandled(local: &CpuLocal, esr: u64) {
     local.vcpu.count(ExitKind::Unhandled);
     let elr = ELR_EL2.get();
+    let class = esr::exception_class(esr);
+    let ipa = if class == ec::DABT_LOW || class == ec::IABT_LOW { esr::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get()) } else { 0 };
+    let exit = esr::decode(esr, ipa);
     let policy = local.vm.report_unhandled(format_args!("unhandled {:x?} (esr {:#x}) at pc {:#x}", exit, esr, elr));
     match policy {
         UnhandledPolicy::InjectAbort => {
-            let class = esr::exception_class(esr);
             let fault = if class == ec::DABT_LOW {
                 Fault::DataAbort { far: FAR_EL2.get(), write: esr::dabt_is_write(esr) }
             } else if class == ec::IABT_LOW {
@@ -117,6 +147,7 @@ fn unhandled(local: &CpuLocal, esr: u64, exit: Exit) {
 
 /// Emulates an MMIO access whose syndrome is not valid by decoding the
 /// instruction at the guest PC (load/store with writeback, pairs...).
+#[inline(never)]
 fn emulate_decoded(local: &CpuLocal, regs: &mut GuestRegs, esr: u64, ipa: u64) -> Outcome {
     if local.vm.mmio.find(ipa).is_none() {
         return Outcome::Unhandled;
