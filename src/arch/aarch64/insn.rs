@@ -67,8 +67,8 @@ pub fn decode(insn: u32) -> Option<LoadStore> {
     if insn & 0x3a00_0000 == 0x2800_0000 {
         return decode_pair(insn, rt, rn);
     }
-    // Single register: size[31:30] 111 V[26] 0 x[24] opc[23:22].
-    if insn & 0x3b00_0000 != 0x3900_0000 && insn & 0x3b00_0000 != 0x3800_0000 {
+    // Single register: size[31:30] 111 V[26]=0 0 x[24] opc[23:22] (V=1 is SIMD/FP).
+    if insn & 0x3f00_0000 != 0x3900_0000 && insn & 0x3f00_0000 != 0x3800_0000 {
         return None;
     }
     let size = insn >> 30;

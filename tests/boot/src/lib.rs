@@ -1,0 +1,172 @@
+//! Helpers for the boot tests: build an image for a config with the
+//! project's Makefile, boot it in QEMU with a deadline, and check the
+//! console. Every failure message carries the whole console log.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Builds share one cargo target directory and one output slot per config;
+/// one at a time keeps them from trampling each other.
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+/// Result of `make build` for a config.
+pub struct BuildOutput {
+    /// make succeeded.
+    pub success: bool,
+    /// stdout and stderr together.
+    pub log: String,
+    /// The raw image (valid when `success`).
+    pub image: PathBuf,
+}
+
+/// Runs `make build ARCH=aarch64 CONFIG=<config>` (config relative to the
+/// repository root).
+pub fn build(config: &str) -> BuildOutput {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = repo_root();
+    let out = Command::new("make")
+        .args(["-s", "build", "ARCH=aarch64", &format!("CONFIG={config}")])
+        .current_dir(&root)
+        .output()
+        .expect("run make");
+    let stem = Path::new(config).file_stem().unwrap().to_string_lossy().into_owned();
+    let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    BuildOutput { success: out.status.success(), log, image: root.join("build/aarch64").join(stem).join("tessera.bin") }
+}
+
+/// Builds `config` or fails the test with the build log.
+pub fn build_ok(config: &str) -> PathBuf {
+    let b = build(config);
+    assert!(b.success, "building {config} failed:\n{}", b.log);
+    b.image
+}
+
+/// A finished QEMU run.
+pub struct Run {
+    /// Exit status (None if killed at the deadline).
+    pub status: Option<i32>,
+    /// Console output, `\r` removed.
+    pub console: String,
+    /// Killed at the deadline.
+    pub timed_out: bool,
+}
+
+impl Run {
+    /// Console lines.
+    pub fn lines(&self) -> Vec<&str> {
+        self.console.lines().collect()
+    }
+
+    /// Fails the test, printing the console, unless `cond`.
+    #[track_caller]
+    pub fn check(&self, cond: bool, what: &str) {
+        assert!(cond, "{what}\nexit status: {:?}, timed out: {}\n----- console -----\n{}\n-------------------", self.status, self.timed_out, self.console);
+    }
+
+    /// Index of the first line equal to `line`, failing the test if none.
+    #[track_caller]
+    pub fn expect_line(&self, line: &str) -> usize {
+        let pos = self.lines().iter().position(|l| *l == line);
+        self.check(pos.is_some(), &format!("missing console line: {line:?}"));
+        pos.unwrap()
+    }
+
+    /// Index of the first line starting with `prefix`, failing if none.
+    #[track_caller]
+    pub fn expect_prefix(&self, prefix: &str) -> usize {
+        let pos = self.lines().iter().position(|l| l.starts_with(prefix));
+        self.check(pos.is_some(), &format!("missing console line starting with {prefix:?}"));
+        pos.unwrap()
+    }
+
+    /// Fails if any line contains `text`.
+    #[track_caller]
+    pub fn expect_absent(&self, text: &str) {
+        self.check(!self.console.contains(text), &format!("console must not contain {text:?}"));
+    }
+}
+
+/// Boots `image` on QEMU virt (EL2, GICv3, 4 cores, 1 GiB), with `extra`
+/// arguments, killing it after `deadline`.
+pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
+    let mut child = Command::new("qemu-system-aarch64")
+        .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a72", "-smp", "4", "-m", "1G"])
+        .args(["-nographic", "-semihosting-config", "enable=on,target=native", "-monitor", "none"])
+        .args(extra)
+        .arg("-kernel")
+        .arg(image)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qemu-system-aarch64 (run scripts/setup.sh)");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let start = Instant::now();
+    let (status, timed_out) = loop {
+        if let Some(s) = child.try_wait().expect("wait qemu") {
+            break (s.code(), false);
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let mut console = String::from_utf8_lossy(&reader.join().unwrap_or_default()).replace('\r', "");
+    if !err.trim().is_empty() {
+        console.push_str("\n[qemu stderr] ");
+        console.push_str(err.trim());
+    }
+    Run { status, console, timed_out }
+}
+
+/// Checks that every functional check of the test guest passed in VM `vm`
+/// (`vcpus` tells which PSCI checks must have run) and returns the index
+/// of its RESULT line.
+#[track_caller]
+pub fn expect_testguest_pass(run: &Run, vm: &str, vcpus: usize) -> usize {
+    let mut checks = vec![
+        "console",
+        "hypercall-null",
+        "hypercall-unknown",
+        "vm-info",
+        "psci-version",
+        "psci-features",
+        "psci-smc",
+        "psci-cpu-on-invalid",
+        "abort-outside-ram",
+        "abort-unowned-device",
+        "abort-write",
+        "memory-private",
+        "sysreg-id",
+        "wfi-timer",
+    ];
+    if vcpus > 1 {
+        checks.extend(["psci-cpu-on", "psci-already-on", "psci-affinity-info", "psci-cpu-on-again"]);
+    }
+    for c in &checks {
+        run.expect_line(&format!("[{vm}] TEST {c}: PASS"));
+    }
+    let failed: Vec<&str> = run.lines().into_iter().filter(|l| l.starts_with(&format!("[{vm}] TEST ")) && !l.ends_with(": PASS")).collect();
+    run.check(failed.is_empty(), &format!("failed checks in {vm}: {failed:?}"));
+    run.expect_line(&format!("[{vm}] RESULT: pass={} fail=0", checks.len()))
+}

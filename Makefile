@@ -1,0 +1,75 @@
+# Tessera: `make run ARCH=aarch64` boots the default config in QEMU,
+# `make test` runs every test. Missing tools are installed by scripts/setup.sh.
+
+ARCH ?= aarch64
+CONFIG ?= configs/qemu-virt-demo.toml
+
+ifneq ($(ARCH),aarch64)
+$(error ARCH=$(ARCH) is not supported yet (aarch64 only))
+endif
+
+TARGET := aarch64-unknown-none-softfloat
+# Debian's Rust builds core/alloc from source for bare-metal targets
+# (rustup here has neither the targets nor rust-src).
+HYP_CARGO := RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 /usr/bin/cargo
+BUILD_STD := -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem
+OBJCOPY := /usr/lib/llvm-22/bin/llvm-objcopy
+
+CONFIG_NAME := $(basename $(notdir $(CONFIG)))
+IMAGE_DIR := build/$(ARCH)/$(CONFIG_NAME)
+IMAGE := $(IMAGE_DIR)/tessera.bin
+ELF := target/$(TARGET)/release/tessera
+
+# QEMU virt with EL2 and GICv3; semihosting lets the hypervisor report a
+# failed run through QEMU's exit status.
+QEMU := qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 \
+	-smp 4 -m 1G -nographic -semihosting-config enable=on,target=native
+QEMU_TIMEOUT ?= 300
+
+.PHONY: all setup guests build run test unit-test boot-test bench check fmt clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+guests: setup
+	@$(MAKE) -s -C guests
+
+# The image is always rebuilt through cargo (cheap when nothing changed):
+# the config path is an input make cannot see into.
+build: guests
+	@mkdir -p $(IMAGE_DIR)
+	TESSERA_CONFIG=$(CONFIG) $(HYP_CARGO) build --release $(BUILD_STD) --target $(TARGET)
+	@$(OBJCOPY) -O binary $(ELF) $(IMAGE)
+	@cp $(ELF) $(IMAGE_DIR)/tessera.elf
+	@echo "image: $(IMAGE)"
+
+run: build
+	timeout --foreground $(QEMU_TIMEOUT) $(QEMU) -kernel $(IMAGE)
+
+# Host unit tests, then the boot tests (which build images with `make build`
+# and boot them in QEMU). Both are cargo tests, so results are counted.
+test: guests
+	cargo test --workspace --exclude tessera-boot-tests
+	cargo test -p tessera-boot-tests -- --test-threads=2
+
+unit-test:
+	cargo test --workspace --exclude tessera-boot-tests
+
+boot-test: guests
+	cargo test -p tessera-boot-tests -- --test-threads=2
+
+bench: setup
+	@bash scripts/bench.sh
+
+check:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(HYP_CARGO) clippy --release $(BUILD_STD) --target $(TARGET) -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	rm -rf build target guests/target

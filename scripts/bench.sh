@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Trap-cost benchmark: boots the bench guest under QEMU with
+# `-icount shift=0,sleep=off`, where PMCCNTR_EL0 counts retired instructions
+# exactly, twice, and prints the net instructions per round trip.
+# Fails if the two runs differ or a target is missed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONFIG=configs/qemu-virt-bench.toml
+log=$(mktemp)
+if ! make -s build ARCH=aarch64 CONFIG="$CONFIG" >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+fi
+rm -f "$log"
+IMAGE=build/aarch64/qemu-virt-bench/tessera.bin
+
+run_once() {
+    timeout 300 qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 \
+        -smp 4 -m 1G -nographic -semihosting-config enable=on,target=native \
+        -icount shift=0,sleep=off -kernel "$IMAGE" 2>/dev/null |
+        tr -d '\r' | sed -n 's/^\[bench\] BENCH \([a-z-]*\) \([0-9.]*\) .*/\1 \2/p'
+}
+
+first=$(run_once)
+second=$(run_once)
+if [ -z "$first" ]; then
+    echo "bench: no BENCH lines from the bench guest" >&2
+    exit 1
+fi
+
+echo "Tessera trap cost (QEMU virt, cortex-a72, GICv3, -icount shift=0,sleep=off)"
+echo "net instructions per round trip, 10,000 repetitions, other cores in WFI"
+printf '%-16s %10s %10s %8s\n' operation "run 1" "run 2" target
+paste -d' ' <(echo "$first") <(echo "$second") | while read -r op a _ b; do
+    case $op in
+        null-hypercall) target=90 ;;
+        mmio-read) target=140 ;;
+        *) target=- ;;
+    esac
+    printf '%-16s %10s %10s %8s\n' "$op" "$a" "$b" "$target"
+done
+
+status=0
+if [ "$first" != "$second" ]; then
+    echo "bench: the two runs differ" >&2
+    status=1
+fi
+check_target() {
+    local op=$1 limit=$2 value
+    value=$(echo "$first" | awk -v op="$op" '$1 == op { print $2 }')
+    if [ -z "$value" ] || awk -v v="$value" -v l="$limit" 'BEGIN { exit !(v > l) }'; then
+        echo "bench: $op = ${value:-missing}, target <= $limit" >&2
+        status=1
+    fi
+}
+check_target null-hypercall 90
+check_target mmio-read 140
+exit $status

@@ -1,0 +1,110 @@
+//! Boot tests: each builds a Tessera image for a config, boots it in QEMU
+//! and checks what the guests printed. Failures print the whole console.
+
+use std::time::Duration;
+use tessera_boot_tests::*;
+
+/// Generous for TCG on a loaded 2-core machine; a healthy run takes seconds.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+#[test]
+fn single_vm_runs_every_check_and_powers_off() {
+    let image = build_ok("configs/qemu-virt-single.toml");
+    let run = boot(&image, &[], DEADLINE);
+    run.expect_line("[solo] vm id=0 vcpus=1 ram=33554432");
+    let result = expect_testguest_pass(&run, "solo", 1);
+    let off = run.expect_line("[tessera] vm solo: powered off");
+    assert!(off > result);
+    let summary = run.expect_prefix("[tessera] summary vm solo (powered-off, resets=0):");
+    let line = run.lines()[summary];
+    // The guest's own abort checks are the only unhandled exits.
+    run.check(line.contains(" unhandled=3"), "summary counts the three injected aborts");
+    run.check(line.contains(" hypercall=") && line.contains(" mmio_write="), "summary has counters by kind");
+    run.expect_line("[tessera] all VMs powered off; system off");
+    run.check(run.status == Some(0), "QEMU exits 0 after every VM powered off");
+}
+
+#[test]
+fn two_vms_run_side_by_side_on_disjoint_cores() {
+    let image = build_ok("configs/qemu-virt-demo.toml");
+    let run = boot(&image, &[], DEADLINE);
+    run.expect_line("[alpha] vm id=0 vcpus=2 ram=33554432");
+    run.expect_line("[beta] vm id=1 vcpus=1 ram=33554432");
+    let alpha_done = expect_testguest_pass(&run, "alpha", 2);
+    let beta_done = expect_testguest_pass(&run, "beta", 1);
+    // Concurrency: each VM printed something before the other finished.
+    let alpha_first = run.expect_prefix("[alpha] TEST ");
+    let beta_first = run.expect_prefix("[beta] TEST ");
+    run.check(alpha_first < beta_done && beta_first < alpha_done, "the two VMs run at the same time");
+    run.expect_prefix("[tessera] summary vm alpha (powered-off");
+    run.expect_prefix("[tessera] summary vm beta (powered-off");
+    run.check(run.status == Some(0), "QEMU exits 0 after every VM powered off");
+}
+
+#[test]
+fn stop_policy_contains_the_vm_and_the_other_runs_on() {
+    let image = build_ok("tests/configs/stop-policy.toml");
+    let run = boot(&image, &[], DEADLINE);
+    // The victim's first unhandled access (its abort-outside-ram probe)
+    // stops it: it never prints that check's result.
+    let stopped = run.expect_line("[tessera] vm victim: stopped");
+    run.check(!run.console.contains("[victim] TEST abort-outside-ram"), "victim stopped at its first unhandled access");
+    run.check(!run.console.contains("[victim] RESULT"), "victim never finished");
+    let warn = run.expect_prefix("[tessera] WARN: vm victim: unhandled");
+    run.check(run.lines()[warn].ends_with("stopping VM"), "the log names the outcome");
+    let done = expect_testguest_pass(&run, "bystander", 2);
+    run.check(stopped < done || run.console.contains("[tessera] vm bystander: powered off"), "bystander kept running");
+    run.expect_prefix("[tessera] summary vm victim (stopped");
+    run.expect_prefix("[tessera] summary vm bystander (powered-off");
+    run.expect_line("[tessera] all VMs ended, not all by powering off; exiting with failure");
+    run.check(run.status == Some(1), "a run where a VM was stopped exits non-zero");
+}
+
+#[test]
+fn config_with_a_shared_cpu_fails_the_build_naming_both_vms() {
+    let b = build("tests/configs/bad-shared-cpu.toml");
+    assert!(!b.success, "the build must fail:\n{}", b.log);
+    assert!(
+        b.log.contains("error: tests/configs/bad-shared-cpu.toml: vm \"alpha\" and vm \"beta\": phys_cpu_ids: CPU 1 is given to both"),
+        "unexpected build output:\n{}",
+        b.log
+    );
+}
+
+#[test]
+fn config_with_overlapping_memory_fails_the_build_naming_both_vms() {
+    let b = build("tests/configs/bad-overlap-memory.toml");
+    assert!(!b.success, "the build must fail:\n{}", b.log);
+    assert!(
+        b.log.contains("tests/configs/bad-overlap-memory.toml: vm \"alpha\" and vm \"beta\": memory_regions: host ranges"),
+        "unexpected build output:\n{}",
+        b.log
+    );
+}
+
+/// The trap-cost benchmark is exact under icount: two runs give the same
+/// numbers, and the targets of the design hold.
+#[test]
+fn bench_is_deterministic_and_meets_targets() {
+    let image = build_ok("configs/qemu-virt-bench.toml");
+    let icount = ["-icount", "shift=0,sleep=off"];
+    let first = boot(&image, &icount, DEADLINE);
+    let second = boot(&image, &icount, DEADLINE);
+    let numbers = |run: &Run| -> Vec<(String, f64)> {
+        run.lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("[bench] BENCH "))
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let (a, b) = (numbers(&first), numbers(&second));
+    first.check(a.len() == 4, "four BENCH lines");
+    first.check(a == b, &format!("runs differ: {a:?} vs {b:?}"));
+    let get = |op: &str| a.iter().find(|(o, _)| o == op).map(|p| p.1).unwrap();
+    first.check(get("null-hypercall") <= 90.0, "null hypercall <= 90 instructions");
+    first.check(get("mmio-read") <= 140.0, "MMIO read <= 140 instructions");
+    first.check(first.status == Some(0), "bench run powers off cleanly");
+}
