@@ -50,23 +50,24 @@ run: build
 
 # Host unit tests, then the boot tests (which build images with `make build`
 # and boot them in QEMU). Both are cargo tests, so results are counted.
-test: guests
-	cargo test --workspace --exclude tessera-boot-tests
+test: guests check
+	cargo test --workspace --exclude tessera-boot-tests --features tessera-config/build
 	cargo test -p tessera-boot-tests -- --test-threads=2
 
 unit-test:
-	cargo test --workspace --exclude tessera-boot-tests
+	cargo test --workspace --exclude tessera-boot-tests --features tessera-config/build
 
-boot-test: guests
+boot-test: guests check
 	cargo test -p tessera-boot-tests -- --test-threads=2
 
 bench: setup
 	@bash scripts/bench.sh
 
-check:
+# Formatting and lints, host and bare-metal (Debian's clippy for the latter).
+check: setup
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	$(HYP_CARGO) clippy --release $(BUILD_STD) --target $(TARGET) -- -D warnings
+	cargo clippy --workspace --all-targets --features tessera-config/build -- -D warnings
+	PATH=/usr/bin:$$PATH $(HYP_CARGO) clippy --release $(BUILD_STD) --target $(TARGET) -- -D warnings
 
 fmt:
 	cargo fmt --all

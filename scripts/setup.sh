@@ -9,7 +9,8 @@ QEMU_MIN_MAJOR=9
 have_rust() {
     [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] &&
         [ -d "$(/usr/bin/rustc --print sysroot)/lib/rustlib/src/rust/library" ] &&
-        command -v rust-lld >/dev/null 2>&1 && [ -x /usr/lib/llvm-22/bin/llvm-objcopy ]
+        command -v rust-lld >/dev/null 2>&1 && [ -x /usr/lib/llvm-22/bin/llvm-objcopy ] &&
+        [ -x /usr/bin/clippy-driver ]
 }
 
 have_qemu() {
@@ -41,7 +42,7 @@ $SUDO apt-get update -qq >/dev/null
 if ! have_rust; then
     # Debian's own Rust ships the library sources -Zbuild-std needs for the
     # bare-metal targets (rustup cannot download them here) and lld to link.
-    $SUDO apt-get install -y -qq --no-install-recommends rustc-web cargo-web rust-web-src rust-web-llvm lld-22 llvm-22
+    $SUDO apt-get install -y -qq --no-install-recommends rustc-web cargo-web rust-web-src rust-web-llvm rust-web-clippy lld-22 llvm-22
 fi
 if ! have_qemu; then
     $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-arm qemu-system-x86

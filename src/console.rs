@@ -30,7 +30,9 @@ impl Write for Console {
     }
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: Pl011::new(SYSTEM.board.console.base) });
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    uart: Pl011::new(SYSTEM.board.console.base),
+});
 
 /// Writes one tagged line.
 pub fn write_line(tag: &str, line: &[u8]) {
@@ -53,7 +55,9 @@ pub fn print_hyp(args: fmt::Arguments) {
 /// Writes straight to the UART even if another core holds the console lock
 /// (it may have died holding it). Panic path only.
 pub fn print_emergency(args: fmt::Arguments) {
-    let mut c = Console { uart: Pl011::new(SYSTEM.board.console.base) };
+    let mut c = Console {
+        uart: Pl011::new(SYSTEM.board.console.base),
+    };
     let _ = c.write_str("[tessera] ");
     let _ = c.write_fmt(args);
     let _ = c.write_str("\n");

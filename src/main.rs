@@ -1,20 +1,30 @@
 //! The bare-metal hypervisor image. Everything lives in the library; this
 //! file only supplies what a freestanding binary must: the panic handler.
-#![no_std]
-#![no_main]
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
 
-use core::sync::atomic::{AtomicBool, Ordering};
-use tessera::config::SYSTEM;
+#[cfg(target_os = "none")]
+mod bare_metal {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use tessera::config::SYSTEM;
 
-static PANICKING: AtomicBool = AtomicBool::new(false);
+    static PANICKING: AtomicBool = AtomicBool::new(false);
 
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    if !PANICKING.swap(true, Ordering::AcqRel) {
-        tessera::console::print_emergency(format_args!("PANIC: {}", info));
-        if SYSTEM.board.semihosting_exit {
-            tessera::arch::semihosting::exit(2);
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo) -> ! {
+        if !PANICKING.swap(true, Ordering::AcqRel) {
+            tessera::console::print_emergency(format_args!("PANIC: {info}"));
+            if SYSTEM.board.semihosting_exit {
+                tessera::arch::semihosting::exit(2);
+            }
         }
+        tessera::arch::cpu::halt()
     }
-    tessera::arch::cpu::halt()
+}
+
+/// On the host the image is not a program; `make build` builds it.
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("the Tessera image runs on bare metal only: use `make build` / `make run`");
+    std::process::exit(1);
 }

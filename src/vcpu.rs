@@ -41,7 +41,13 @@ pub enum Outcome {
 pub fn handle(local: &CpuLocal, exit: Exit, regs: &mut impl GuestRegisters) -> Outcome {
     let vm = local.vm;
     match exit {
-        Exit::MmioRead { addr, width, reg, sign_extend, reg_is_64 } => {
+        Exit::MmioRead {
+            addr,
+            width,
+            reg,
+            sign_extend,
+            reg_is_64,
+        } => {
             local.vcpu.count(ExitKind::MmioRead);
             match vm.mmio.read(addr, width) {
                 Ok(raw) => {
@@ -82,7 +88,11 @@ pub fn handle(local: &CpuLocal, exit: Exit, regs: &mut impl GuestRegisters) -> O
 /// The register value of a load: sign- or zero-extended to the register.
 #[inline(always)]
 pub fn load_value(raw: u64, width: AccessWidth, sign_extend: bool, reg_is_64: bool) -> u64 {
-    let v = if sign_extend { width.sign_extend(raw) } else { width.truncate(raw) };
+    let v = if sign_extend {
+        width.sign_extend(raw)
+    } else {
+        width.truncate(raw)
+    };
     if reg_is_64 {
         v
     } else {
@@ -90,14 +100,21 @@ pub fn load_value(raw: u64, width: AccessWidth, sign_extend: bool, reg_is_64: bo
     }
 }
 
-/// Serves Tessera hypercall `nr`: up to four result values, or `None` for
+/// Serves Tessera hypercall `nr`: up to five result values (x0-x4), or `None` for
 /// an unknown call.
 #[inline(always)]
-pub fn hypercall(local: &CpuLocal, nr: u32) -> Option<[u64; 4]> {
+pub fn hypercall(local: &CpuLocal, nr: u32) -> Option<[u64; 5]> {
     use crate::arch::smccc::tessera;
+    let vm = local.vm;
     match nr {
-        tessera::NULL => Some([0; 4]),
-        tessera::VM_INFO => Some([0, local.vm.config.id as u64, local.vm.vcpus.len() as u64, local.vm.boot_ram_size]),
+        tessera::NULL => Some([0; 5]),
+        tessera::VM_INFO => Some([
+            0,
+            vm.config.id as u64,
+            vm.vcpus.len() as u64,
+            vm.boot_ram_size,
+            vm.resets() as u64,
+        ]),
         _ => None,
     }
 }

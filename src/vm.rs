@@ -149,17 +149,20 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
     let mut tables = HeapTables;
     let mut s2 = Stage2::new(&mut tables).map_err(|_| "out of memory for stage-2 tables")?;
     for r in config.memory_regions {
-        s2.map(&mut tables, r.gpa, r.hpa, r.size, MemKind::Normal).map_err(|_| "cannot map a memory region")?;
+        s2.map(&mut tables, r.gpa, r.hpa, r.size, MemKind::Normal)
+            .map_err(|_| "cannot map a memory region")?;
     }
     for d in config.passthrough_devices {
-        s2.map(&mut tables, d.gpa, d.hpa, d.size, MemKind::Device).map_err(|_| "cannot map a passthrough device")?;
+        s2.map(&mut tables, d.gpa, d.hpa, d.size, MemKind::Device)
+            .map_err(|_| "cannot map a passthrough device")?;
     }
     let mut mmio = MmioBus::default();
     let mut uart = None;
     for d in config.emu_devices {
         match d.kind {
             EmuDeviceKind::Pl011 => {
-                let dev: &'static VirtualPl011<VmConsole> = Box::leak(Box::new(VirtualPl011::new(VmConsole { name: config.name })));
+                let dev: &'static VirtualPl011<VmConsole> =
+                    Box::leak(Box::new(VirtualPl011::new(VmConsole { name: config.name })));
                 uart = Some(dev);
                 mmio.add(d.gpa, d.size, Box::new(SharedDevice(dev)));
             }
@@ -174,12 +177,20 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         .map(|(id, &phys_cpu)| Vcpu {
             id,
             phys_cpu,
-            power: AtomicU8::new(if id == 0 { Power::OnPending as u8 } else { Power::Off as u8 }),
+            power: AtomicU8::new(if id == 0 {
+                Power::OnPending as u8
+            } else {
+                Power::Off as u8
+            }),
             boot: Mutex::new((config.entry_point, 0)),
             stats: Default::default(),
         })
         .collect();
-    let boot_ram_size = config.memory_regions.iter().find(|r| config.entry_point.wrapping_sub(r.gpa) < r.size).map_or(0, |r| r.size);
+    let boot_ram_size = config
+        .memory_regions
+        .iter()
+        .find(|r| config.entry_point.wrapping_sub(r.gpa) < r.size)
+        .map_or(0, |r| r.size);
     let vm = Vm {
         config,
         mmio,
@@ -202,10 +213,19 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
 struct SharedDevice<D: 'static>(&'static D);
 
 impl<D: crate::devices::MmioDevice> crate::devices::MmioDevice for SharedDevice<D> {
-    fn read(&self, offset: u64, width: crate::exit::AccessWidth) -> Result<u64, crate::devices::AccessError> {
+    fn read(
+        &self,
+        offset: u64,
+        width: crate::exit::AccessWidth,
+    ) -> Result<u64, crate::devices::AccessError> {
         self.0.read(offset, width)
     }
-    fn write(&self, offset: u64, width: crate::exit::AccessWidth, value: u64) -> Result<(), crate::devices::AccessError> {
+    fn write(
+        &self,
+        offset: u64,
+        width: crate::exit::AccessWidth,
+        value: u64,
+    ) -> Result<(), crate::devices::AccessError> {
         self.0.write(offset, width, value)
     }
 }
@@ -219,6 +239,11 @@ impl Vm {
             2 => VmState::Resetting,
             _ => VmState::Off,
         }
+    }
+
+    /// How many times the VM has been reset.
+    pub fn resets(&self) -> u32 {
+        self.resets.load(Ordering::Relaxed)
     }
 
     /// Whether vCPUs may run.
@@ -236,11 +261,17 @@ impl Vm {
             // (validated at build time), identity-mapped at EL2, and no vCPU
             // of the VM runs while it is loaded.
             unsafe { core::ptr::write_bytes(r.hpa as *mut u8, 0, r.size as usize) };
-            if let Some(off) = c.kernel_load_addr.checked_sub(r.gpa).filter(|&o| o < r.size) {
+            if let Some(off) = c
+                .kernel_load_addr
+                .checked_sub(r.gpa)
+                .filter(|&o| o < r.size)
+            {
                 let dst = r.hpa + off;
                 // SAFETY: build-time validation guarantees the image fits in
                 // this region after the load address.
-                unsafe { core::ptr::copy_nonoverlapping(c.image.as_ptr(), dst as *mut u8, c.image.len()) };
+                unsafe {
+                    core::ptr::copy_nonoverlapping(c.image.as_ptr(), dst as *mut u8, c.image.len())
+                };
             }
             arch::cache::clean_invalidate_to_poc(r.hpa, r.size);
         }
@@ -265,13 +296,25 @@ impl Vm {
 
     /// PSCI AFFINITY_INFO for vCPU `target`.
     pub fn vcpu_power(&self, target: usize) -> Result<Power, PowerError> {
-        self.vcpus.get(target).map(|v| v.power()).ok_or(PowerError::InvalidVcpu)
+        self.vcpus
+            .get(target)
+            .map(|v| v.power())
+            .ok_or(PowerError::InvalidVcpu)
     }
 
     /// Starts powering the VM off (`Ending::PoweredOff`) or stopping it
     /// (`Ending::Stopped`); the calling vCPU must then [`park`].
     pub fn shut_down(&self, ending: Ending) {
-        if self.state.compare_exchange(VmState::Running as u8, VmState::Stopping as u8, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if self
+            .state
+            .compare_exchange(
+                VmState::Running as u8,
+                VmState::Stopping as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
             self.ending.store(ending as u8, Ordering::Release);
             self.kick_all();
         }
@@ -280,7 +323,16 @@ impl Vm {
     /// Starts a reset; the calling vCPU must then [`park`]. The last vCPU to
     /// stop reloads the image and restarts vCPU 0 at the entry point.
     pub fn reset(&self) {
-        if self.state.compare_exchange(VmState::Running as u8, VmState::Resetting as u8, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if self
+            .state
+            .compare_exchange(
+                VmState::Running as u8,
+                VmState::Resetting as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
             self.kick_all();
         }
     }
@@ -305,7 +357,10 @@ impl Vm {
             };
             log::warn!("vm {}: {}: {}", self.config.name, what, outcome);
         } else if n == UNHANDLED_LOG_LIMIT {
-            log::warn!("vm {}: further unhandled exits not logged", self.config.name);
+            log::warn!(
+                "vm {}: further unhandled exits not logged",
+                self.config.name
+            );
         }
         policy
     }
@@ -319,8 +374,21 @@ impl Vm {
         }
         // Every vCPU is off and the VM is stopping or resetting: finish it,
         // once (the CAS picks one core).
-        let next = if state == VmState::Resetting { VmState::Running } else { VmState::Off };
-        if self.state.compare_exchange(state as u8, VmState::Resetting as u8 | 0x80, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        let next = if state == VmState::Resetting {
+            VmState::Running
+        } else {
+            VmState::Off
+        };
+        if self
+            .state
+            .compare_exchange(
+                state as u8,
+                VmState::Resetting as u8 | 0x80,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
             return;
         }
         if let Some(u) = self.uart {
@@ -337,7 +405,11 @@ impl Vm {
             arch::kick_cpu(v0.phys_cpu);
         } else {
             self.state.store(VmState::Off as u8, Ordering::Release);
-            let how = if self.ending.load(Ordering::Acquire) == Ending::PoweredOff as u8 { "powered off" } else { "stopped" };
+            let how = if self.ending.load(Ordering::Acquire) == Ending::PoweredOff as u8 {
+                "powered off"
+            } else {
+                "stopped"
+            };
             crate::println!("vm {}: {}", self.config.name, how);
             if VMS_ALIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
                 end_of_run();
@@ -374,13 +446,27 @@ fn end_of_run() -> ! {
     for vm in all() {
         let mut line: heapless::String<256> = heapless::String::new();
         for kind in ExitKind::ALL {
-            let n: u64 = vm.vcpus.iter().map(|v| v.stats[kind as usize].load(Ordering::Relaxed)).sum();
+            let n: u64 = vm
+                .vcpus
+                .iter()
+                .map(|v| v.stats[kind as usize].load(Ordering::Relaxed))
+                .sum();
             let _ = core::fmt::write(&mut line, format_args!(" {}={}", kind.name(), n));
         }
         let ending = vm.ending.load(Ordering::Acquire);
         clean &= ending == Ending::PoweredOff as u8;
-        let how = if ending == Ending::PoweredOff as u8 { "powered-off" } else { "stopped" };
-        crate::println!("summary vm {} ({}, resets={}):{}", vm.config.name, how, vm.resets.load(Ordering::Relaxed), line);
+        let how = if ending == Ending::PoweredOff as u8 {
+            "powered-off"
+        } else {
+            "stopped"
+        };
+        crate::println!(
+            "summary vm {} ({}, resets={}):{}",
+            vm.config.name,
+            how,
+            vm.resets.load(Ordering::Relaxed),
+            line
+        );
     }
     if clean {
         crate::println!("all VMs powered off; system off");

@@ -94,13 +94,21 @@ impl SysRegBus {
     /// Reads a register through the device that claims it.
     #[inline(always)]
     pub fn read(&self, sysreg: u32) -> Result<u64, AccessError> {
-        self.devices.iter().find(|d| d.claims(sysreg)).ok_or(AccessError::Invalid)?.read(sysreg)
+        self.devices
+            .iter()
+            .find(|d| d.claims(sysreg))
+            .ok_or(AccessError::Invalid)?
+            .read(sysreg)
     }
 
     /// Writes a register through the device that claims it.
     #[inline(always)]
     pub fn write(&self, sysreg: u32, value: u64) -> Result<(), AccessError> {
-        self.devices.iter().find(|d| d.claims(sysreg)).ok_or(AccessError::Invalid)?.write(sysreg, value)
+        self.devices
+            .iter()
+            .find(|d| d.claims(sysreg))
+            .ok_or(AccessError::Invalid)?
+            .write(sysreg, value)
     }
 }
 
@@ -112,7 +120,11 @@ mod tests {
     struct Scratch(AtomicU64);
     impl MmioDevice for Scratch {
         fn read(&self, offset: u64, _: AccessWidth) -> Result<u64, AccessError> {
-            if offset == 0 { Ok(self.0.load(Ordering::Relaxed)) } else { Err(AccessError::Invalid) }
+            if offset == 0 {
+                Ok(self.0.load(Ordering::Relaxed))
+            } else {
+                Err(AccessError::Invalid)
+            }
         }
         fn write(&self, _: u64, _: AccessWidth, value: u64) -> Result<(), AccessError> {
             self.0.store(value, Ordering::Relaxed);
@@ -126,8 +138,17 @@ mod tests {
         bus.add(0x1000, 0x1000, Box::new(Scratch(AtomicU64::new(0))));
         bus.write(0x1000, AccessWidth::Byte, 0x1234).unwrap();
         assert_eq!(bus.read(0x1000, AccessWidth::Word), Ok(0x34));
-        assert_eq!(bus.read(0x1008, AccessWidth::Word), Err(AccessError::Invalid));
-        assert_eq!(bus.read(0x2000, AccessWidth::Word), Err(AccessError::Invalid));
-        assert_eq!(bus.read(0x0fff, AccessWidth::Word), Err(AccessError::Invalid));
+        assert_eq!(
+            bus.read(0x1008, AccessWidth::Word),
+            Err(AccessError::Invalid)
+        );
+        assert_eq!(
+            bus.read(0x2000, AccessWidth::Word),
+            Err(AccessError::Invalid)
+        );
+        assert_eq!(
+            bus.read(0x0fff, AccessWidth::Word),
+            Err(AccessError::Invalid)
+        );
     }
 }

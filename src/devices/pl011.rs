@@ -129,8 +129,13 @@ impl<S: LineSink> MmioDevice for VirtualPl011<S> {
             reg::DR | reg::RSR_ECR | reg::ILPR | reg::ICR => 0,
             reg::RIS => RIS_TX as u64,
             reg::MIS => (RIS_TX & self.imsc.load(Ordering::Relaxed)) as u64,
-            reg::PERIPH_ID0..=reg::CELL_ID3 if offset % 4 == 0 => ID_BYTES[((offset - reg::PERIPH_ID0) / 4) as usize],
-            _ => self.reg32(offset).ok_or(AccessError::Invalid)?.load(Ordering::Relaxed) as u64,
+            reg::PERIPH_ID0..=reg::CELL_ID3 if offset.is_multiple_of(4) => {
+                ID_BYTES[((offset - reg::PERIPH_ID0) / 4) as usize]
+            }
+            _ => self
+                .reg32(offset)
+                .ok_or(AccessError::Invalid)?
+                .load(Ordering::Relaxed) as u64,
         };
         Ok(value)
     }
@@ -144,7 +149,10 @@ impl<S: LineSink> MmioDevice for VirtualPl011<S> {
             reg::RSR_ECR | reg::ICR | reg::ILPR => {}
             reg::FR | reg::RIS | reg::MIS => {}
             reg::PERIPH_ID0..=reg::CELL_ID3 => {}
-            _ => self.reg32(offset).ok_or(AccessError::Invalid)?.store(value as u32, Ordering::Relaxed),
+            _ => self
+                .reg32(offset)
+                .ok_or(AccessError::Invalid)?
+                .store(value as u32, Ordering::Relaxed),
         }
         Ok(())
     }
@@ -172,11 +180,18 @@ mod tests {
     #[test]
     fn polled_transmit_makes_lines() {
         let (u, lines) = uart();
-        assert_eq!(u.read(reg::FR, AccessWidth::Word).unwrap() & (1 << 5), 0, "TXFF clear");
+        assert_eq!(
+            u.read(reg::FR, AccessWidth::Word).unwrap() & (1 << 5),
+            0,
+            "TXFF clear"
+        );
         for b in b"hello\r\nworld\n" {
             u.write(reg::DR, AccessWidth::Byte, *b as u64).unwrap();
         }
-        assert_eq!(*lines.0.lock().unwrap(), vec![b"hello".to_vec(), b"world".to_vec()]);
+        assert_eq!(
+            *lines.0.lock().unwrap(),
+            vec![b"hello".to_vec(), b"world".to_vec()]
+        );
     }
 
     #[test]
@@ -207,7 +222,13 @@ mod tests {
     fn bad_offsets_and_widths_are_refused() {
         let (u, _) = uart();
         assert_eq!(u.read(0x800, AccessWidth::Word), Err(AccessError::Invalid));
-        assert_eq!(u.write(0x800, AccessWidth::Word, 1), Err(AccessError::Invalid));
-        assert_eq!(u.read(reg::FR, AccessWidth::Double), Err(AccessError::Invalid));
+        assert_eq!(
+            u.write(0x800, AccessWidth::Word, 1),
+            Err(AccessError::Invalid)
+        );
+        assert_eq!(
+            u.read(reg::FR, AccessWidth::Double),
+            Err(AccessError::Invalid)
+        );
     }
 }

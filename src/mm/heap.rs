@@ -18,7 +18,10 @@ pub fn init(start: u64, end: u64) {
 /// Bytes the heap has handed out and can still hand out.
 pub fn usage() -> (usize, usize) {
     let h = HEAP.lock();
-    (h.stats_alloc_actual(), h.stats_total_bytes() - h.stats_alloc_actual())
+    (
+        h.stats_alloc_actual(),
+        h.stats_total_bytes() - h.stats_alloc_actual(),
+    )
 }
 
 /// Translation tables from the heap; physical = virtual (identity map).

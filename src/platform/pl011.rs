@@ -39,7 +39,9 @@ pub struct Pl011 {
 impl Pl011 {
     /// The UART at `base` (from the board description).
     pub const fn new(base: u64) -> Self {
-        Self { base: base as usize }
+        Self {
+            base: base as usize,
+        }
     }
 
     fn regs(&self) -> &Pl011Regs {
@@ -51,7 +53,9 @@ impl Pl011 {
     /// Enables the UART and its transmitter, keeping the baud rate firmware
     /// programmed.
     pub fn enable(&self) {
-        self.regs().cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+        self.regs()
+            .cr
+            .write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
     }
 
     /// Sends one byte, waiting while the FIFO is full.

@@ -4,7 +4,8 @@ use crate::smccc::{self, SmcccResult};
 
 /// NULL: returns x0 = 0. Used to measure the bare trap round trip.
 pub const NULL: u64 = 0xC600_0000;
-/// VM_INFO: x0 = 0, x1 = vm id, x2 = vCPU count, x3 = RAM size in bytes.
+/// VM_INFO: x0 = 0, x1 = vm id, x2 = vCPU count, x3 = RAM size in bytes,
+/// x4 = how many times the VM has been reset (PSCI SYSTEM_RESET) so far.
 pub const VM_INFO: u64 = 0xC600_0001;
 
 /// What VM_INFO reports.
@@ -16,6 +17,8 @@ pub struct VmInfo {
     pub vcpus: u64,
     /// Size in bytes of the RAM region holding the entry point (at 0x4000_0000).
     pub ram_size: u64,
+    /// Resets of this VM so far: 0 on its first boot.
+    pub resets: u64,
 }
 
 /// Issues a Tessera hypercall through `hvc #0`.
@@ -38,6 +41,7 @@ pub fn vm_info() -> Result<VmInfo, u64> {
             id: r.x1,
             vcpus: r.x2,
             ram_size: r.x3,
+            resets: r.x4,
         })
     } else {
         Err(r.x0)

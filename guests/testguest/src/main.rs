@@ -239,6 +239,7 @@ fn fallback_vm() -> Option<Vm> {
             id: 0,
             vcpus,
             ram_size: PLAIN_QEMU_RAM,
+            resets: 0,
         },
         reported: false,
     })

@@ -76,8 +76,11 @@ pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize) {
     HCR_EL2.set(hcr);
     let vmpidr = MPIDR_RES1 | vcpu_id as u64;
     // SAFETY: the virtual MIDR/MPIDR only change what EL1 reads.
-    unsafe { core::arch::asm!("msr vpidr_el2, {}", "msr vmpidr_el2, {}", in(reg) MIDR_EL1.get(), in(reg) vmpidr) };
-    CNTHCTL_EL2.set((CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET).value | CNTHCTL_EVENT_STREAM);
+    unsafe {
+        core::arch::asm!("msr vpidr_el2, {}", "msr vmpidr_el2, {}", in(reg) MIDR_EL1.get(), in(reg) vmpidr)
+    };
+    CNTHCTL_EL2
+        .set((CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET).value | CNTHCTL_EVENT_STREAM);
     CNTVOFF_EL2.set(0);
     // MDCR_EL2.HPMN = PMCR_EL0.N: the guest sees every event counter; the
     // PMU is not trapped (the benchmark guest reads PMCCNTR_EL0).

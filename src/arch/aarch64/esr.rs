@@ -95,7 +95,11 @@ pub fn decode(esr: u64, ipa: u64) -> Exit {
             let width = AccessWidth::from_log2(((esr >> dabt::SAS_SHIFT) & 3) as u32);
             let reg = ((esr >> dabt::SRT_SHIFT) & 0x1f) as u8;
             if dabt_is_write(esr) {
-                Exit::MmioWrite { addr: ipa, width, reg }
+                Exit::MmioWrite {
+                    addr: ipa,
+                    width,
+                    reg,
+                }
             } else {
                 Exit::MmioRead {
                     addr: ipa,
@@ -155,7 +159,8 @@ mod tests {
     #[test]
     fn data_abort_with_syndrome_decodes_read() {
         // ldrsh x3, [...] : ISV, SAS=1 (half), SSE, SRT=3, SF
-        let iss = dabt::ISV | 1 << dabt::SAS_SHIFT | dabt::SSE | 3 << dabt::SRT_SHIFT | dabt::SF | 0x07;
+        let iss =
+            dabt::ISV | 1 << dabt::SAS_SHIFT | dabt::SSE | 3 << dabt::SRT_SHIFT | dabt::SF | 0x07;
         assert_eq!(
             decode(esr(ec::DABT_LOW, iss), 0x0900_0018),
             Exit::MmioRead {
@@ -173,22 +178,35 @@ mod tests {
         let iss = dabt::ISV | 2 << dabt::SAS_SHIFT | 30 << dabt::SRT_SHIFT | dabt::WNR | 0x06;
         assert_eq!(
             decode(esr(ec::DABT_LOW, iss), 0x0900_0000),
-            Exit::MmioWrite { addr: 0x0900_0000, width: AccessWidth::Word, reg: 30 }
+            Exit::MmioWrite {
+                addr: 0x0900_0000,
+                width: AccessWidth::Word,
+                reg: 30
+            }
         );
     }
 
     #[test]
     fn data_abort_without_syndrome_or_on_walk_is_fault() {
         assert!(dabt_needs_decode(esr(ec::DABT_LOW, 0x07)));
-        assert_eq!(decode(esr(ec::DABT_LOW, 0x07), 0x1000), Exit::GuestFault { addr: 0x1000 });
+        assert_eq!(
+            decode(esr(ec::DABT_LOW, 0x07), 0x1000),
+            Exit::GuestFault { addr: 0x1000 }
+        );
         let walk = dabt::ISV | dabt::S1PTW | 0x07;
         assert!(!dabt_needs_decode(esr(ec::DABT_LOW, walk)));
-        assert_eq!(decode(esr(ec::DABT_LOW, walk), 0x2000), Exit::GuestFault { addr: 0x2000 });
+        assert_eq!(
+            decode(esr(ec::DABT_LOW, walk), 0x2000),
+            Exit::GuestFault { addr: 0x2000 }
+        );
     }
 
     #[test]
     fn instruction_abort_is_fault() {
-        assert_eq!(decode(esr(ec::IABT_LOW, 0x07), 0x5000), Exit::GuestFault { addr: 0x5000 });
+        assert_eq!(
+            decode(esr(ec::IABT_LOW, 0x07), 0x5000),
+            Exit::GuestFault { addr: 0x5000 }
+        );
     }
 
     #[test]
@@ -201,13 +219,19 @@ mod tests {
     #[test]
     fn sysreg_trap_decodes_id_aa64pfr0_read() {
         // mrs x5, ID_AA64PFR0_EL1: op0=3 op1=0 CRn=0 CRm=4 op2=0, Rt=5, read
-        let iss = 3 << 20 | 0 << 17 | 0 << 14 | 0 << 10 | 5 << 5 | 4 << 1 | 1;
+        let iss = 3 << 20 | 5 << 5 | 4 << 1 | 1;
         assert_eq!(
             decode(esr(ec::SYS64, iss), 0),
-            Exit::SysRegRead { sysreg: crate::arch::aarch64::sysreg::ID_AA64PFR0_EL1, reg: 5 }
+            Exit::SysRegRead {
+                sysreg: crate::arch::aarch64::sysreg::ID_AA64PFR0_EL1,
+                reg: 5
+            }
         );
         let write = iss & !1;
-        assert!(matches!(decode(esr(ec::SYS64, write), 0), Exit::SysRegWrite { reg: 5, .. }));
+        assert!(matches!(
+            decode(esr(ec::SYS64, write), 0),
+            Exit::SysRegWrite { reg: 5, .. }
+        ));
     }
 
     #[test]

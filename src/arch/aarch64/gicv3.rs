@@ -66,7 +66,8 @@ pub fn init_distributor(gicd_base: u64) {
     // SAFETY: the board description gives the distributor's address, which
     // the EL2 map covers as device memory.
     let gicd = unsafe { &*(gicd_base as *const GicdRegs) };
-    gicd.ctlr.write(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1::SET);
+    gicd.ctlr
+        .write(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1::SET);
     while gicd.ctlr.is_set(GICD_CTLR::RWP) {}
 }
 
@@ -95,7 +96,12 @@ pub fn init_this_cpu(gicr_base: u64, mpidr: u64) -> bool {
         return false;
     };
     // SAFETY: `frame` is this core's redistributor, found by affinity above.
-    let (rd, sgi) = unsafe { (&*(frame as *const GicrRdRegs), &*((frame + 0x10000) as *const GicrSgiRegs)) };
+    let (rd, sgi) = unsafe {
+        (
+            &*(frame as *const GicrRdRegs),
+            &*((frame + 0x10000) as *const GicrSgiRegs),
+        )
+    };
     rd.waker.modify(GICR_WAKER::PROCESSOR_SLEEP::CLEAR);
     while rd.waker.is_set(GICR_WAKER::CHILDREN_ASLEEP) {}
     sgi.igroupr0.set(u32::MAX);
@@ -124,7 +130,11 @@ pub fn init_this_cpu(gicr_base: u64, mpidr: u64) -> bool {
 /// Sends the kick SGI to the core with affinity `mpidr`.
 pub fn kick(mpidr: u64) {
     let aff0 = mpidr & 0xf;
-    let value = (mpidr >> 32 & 0xff) << 48 | (mpidr >> 16 & 0xff) << 32 | (mpidr >> 8 & 0xff) << 16 | (KICK_SGI as u64) << 24 | 1 << aff0;
+    let value = (mpidr >> 32 & 0xff) << 48
+        | (mpidr >> 16 & 0xff) << 32
+        | (mpidr >> 8 & 0xff) << 16
+        | (KICK_SGI as u64) << 24
+        | 1 << aff0;
     barrier::dsb(barrier::ISH);
     // SAFETY: generating an SGI has no memory effect.
     unsafe { core::arch::asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) value) };

@@ -48,11 +48,22 @@ pub fn inject(fault: Fault) {
     };
     let (esr, far) = match fault {
         Fault::DataAbort { far, write } => {
-            let class = if from_lower { ec::DABT_LOW } else { ec::DABT_CUR };
-            ((class as u64) << 26 | IL | FSC_EXTERNAL_ABORT | if write { WNR } else { 0 }, Some(far))
+            let class = if from_lower {
+                ec::DABT_LOW
+            } else {
+                ec::DABT_CUR
+            };
+            (
+                (class as u64) << 26 | IL | FSC_EXTERNAL_ABORT | if write { WNR } else { 0 },
+                Some(far),
+            )
         }
         Fault::InstructionAbort { far } => {
-            let class = if from_lower { ec::IABT_LOW } else { ec::IABT_CUR };
+            let class = if from_lower {
+                ec::IABT_LOW
+            } else {
+                ec::IABT_CUR
+            };
             ((class as u64) << 26 | IL | FSC_EXTERNAL_ABORT, Some(far))
         }
         Fault::Undefined => ((ec::UNKNOWN as u64) << 26 | IL, None),

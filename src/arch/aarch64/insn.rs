@@ -83,7 +83,10 @@ pub fn decode(insn: u32) -> Option<LoadStore> {
     };
     let (offset, writeback) = if insn & 0x0100_0000 != 0 {
         // Unsigned immediate, scaled by the access size.
-        (Offset::Imm((((insn >> 10) & 0xfff) << size) as i64), Writeback::None)
+        (
+            Offset::Imm((((insn >> 10) & 0xfff) << size) as i64),
+            Writeback::None,
+        )
     } else if insn & (1 << 21) == 0 {
         let imm9 = sext((insn >> 12) & 0x1ff, 9);
         match (insn >> 10) & 3 {
@@ -98,11 +101,28 @@ pub fn decode(insn: u32) -> Option<LoadStore> {
             return None;
         }
         let shift = if insn & (1 << 12) != 0 { size as u8 } else { 0 };
-        (Offset::Reg { rm: ((insn >> 16) & 0x1f) as u8, option, shift }, Writeback::None)
+        (
+            Offset::Reg {
+                rm: ((insn >> 16) & 0x1f) as u8,
+                option,
+                shift,
+            },
+            Writeback::None,
+        )
     } else {
         return None; // atomics and other encodings sharing the prefix
     };
-    Some(LoadStore { is_load, width, sign_extend, reg_is_64, rt, rt2: None, rn, offset, writeback })
+    Some(LoadStore {
+        is_load,
+        width,
+        sign_extend,
+        reg_is_64,
+        rt,
+        rt2: None,
+        rn,
+        offset,
+        writeback,
+    })
 }
 
 fn decode_pair(insn: u32, rt: u8, rn: u8) -> Option<LoadStore> {
@@ -170,7 +190,11 @@ impl LoadStore {
 
     /// Value to place in a destination register for a loaded element.
     pub fn load_result(&self, raw: u64) -> u64 {
-        let value = if self.sign_extend { self.width.sign_extend(raw) } else { raw };
+        let value = if self.sign_extend {
+            self.width.sign_extend(raw)
+        } else {
+            raw
+        };
         if self.reg_is_64 {
             value
         } else {
@@ -230,7 +254,14 @@ mod tests {
     fn register_offset_with_shift() {
         // ldr x0, [x1, x2, lsl #3] = 0xf8627820
         let d = decode(0xf862_7820).unwrap();
-        assert_eq!(d.offset, Offset::Reg { rm: 2, option: 0b011, shift: 3 });
+        assert_eq!(
+            d.offset,
+            Offset::Reg {
+                rm: 2,
+                option: 0b011,
+                shift: 3
+            }
+        );
         assert_eq!(d.offset_value(|r| if r == 2 { 5 } else { 0 }), 40);
         // ldr w0, [x1, w2, sxtw] = 0xb862c820
         let d = decode(0xb862_c820).unwrap();

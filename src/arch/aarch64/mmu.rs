@@ -44,7 +44,10 @@ struct TableCell(UnsafeCell<Tables>);
 // SAFETY: written once by the boot core before any other core starts.
 unsafe impl Sync for TableCell {}
 
-static TABLES: TableCell = TableCell(UnsafeCell::new(Tables { l1: [0; 512], l2: [[0; 512]; MAPPED_GIB] }));
+static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
+    l1: [0; 512],
+    l2: [[0; 512]; MAPPED_GIB],
+}));
 
 fn block(addr: u64, normal: bool) -> u64 {
     let mut d = LocalRegisterCopy::<u64, S1_DESC::Register>::new(0);
@@ -53,7 +56,14 @@ fn block(addr: u64, normal: bool) -> u64 {
     } else {
         S1_DESC::ATTR_INDX::Device + S1_DESC::SH::OuterShareable + S1_DESC::XN::SET
     };
-    d.write(S1_DESC::VALID::SET + S1_DESC::TYPE::Block + S1_DESC::AP::ReadWrite + S1_DESC::AF::SET + attrs + S1_DESC::OUTPUT_ADDR.val(addr >> 12));
+    d.write(
+        S1_DESC::VALID::SET
+            + S1_DESC::TYPE::Block
+            + S1_DESC::AP::ReadWrite
+            + S1_DESC::AF::SET
+            + attrs
+            + S1_DESC::OUTPUT_ADDR.val(addr >> 12),
+    );
     d.get()
 }
 
@@ -70,7 +80,11 @@ pub fn build(ram: &[MemRange]) {
             *entry = block(addr, normal);
         }
         let mut d = LocalRegisterCopy::<u64, S1_DESC::Register>::new(0);
-        d.write(S1_DESC::VALID::SET + S1_DESC::TYPE::Table + S1_DESC::OUTPUT_ADDR.val(l2.as_ptr() as u64 >> 12));
+        d.write(
+            S1_DESC::VALID::SET
+                + S1_DESC::TYPE::Table
+                + S1_DESC::OUTPUT_ADDR.val(l2.as_ptr() as u64 >> 12),
+        );
         t.l1[gib] = d.get();
     }
 }
@@ -100,6 +114,11 @@ pub fn enable() {
     barrier::dsb(barrier::ISH);
     // SAFETY: TLB maintenance has no memory-safety effect.
     unsafe { core::arch::asm!("tlbi alle2", "dsb nsh", "isb") };
-    SCTLR_EL2.modify(SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::A::Disable);
+    SCTLR_EL2.modify(
+        SCTLR_EL2::M::Enable
+            + SCTLR_EL2::C::Cacheable
+            + SCTLR_EL2::I::Cacheable
+            + SCTLR_EL2::A::Disable,
+    );
     barrier::isb(barrier::SY);
 }

@@ -46,7 +46,12 @@ mod platform_glue {
     /// Index (in the board description) of the calling physical CPU.
     pub fn this_cpu() -> usize {
         let mpidr = cpu::mpidr();
-        SYSTEM.board.cpu_mpidrs.iter().position(|&m| m == mpidr).unwrap_or(usize::MAX)
+        SYSTEM
+            .board
+            .cpu_mpidrs
+            .iter()
+            .position(|&m| m == mpidr)
+            .unwrap_or(usize::MAX)
     }
 
     /// Makes physical CPU `cpu` look at its vCPU's state (wakes it from WFI,

@@ -65,7 +65,7 @@ pub mod tessera {
     /// Does nothing and returns 0: the round-trip cost benchmark.
     pub const NULL: u32 = 0xc600_0000;
     /// Returns x1 = VM id, x2 = vCPU count, x3 = size of the RAM region that
-    /// holds the entry point.
+    /// holds the entry point, x4 = how many times the VM has been reset.
     pub const VM_INFO: u32 = 0xc600_0001;
 }
 

@@ -9,30 +9,30 @@ use tock_registers::LocalRegisterCopy;
 #[allow(missing_docs)]
 mod desc {
     use tock_registers::register_bitfields;
-register_bitfields! {u64,
-    /// A stage-2 block, page or table descriptor (Arm ARM D8.3).
-    pub S2_DESC [
-        /// Valid entry.
-        VALID OFFSET(0) NUMBITS(1) [],
-        /// At levels 1-2: 1 = table, 0 = block. At level 3 must be 1 (page).
-        TYPE OFFSET(1) NUMBITS(1) [Block = 0, TableOrPage = 1],
-        /// Stage-2 memory attributes (used directly, FWB off).
-        MEMATTR OFFSET(2) NUMBITS(4) [
-            DeviceNGnRE = 0b0001,
-            NormalWriteBack = 0b1111
-        ],
-        /// Stage-2 access permissions.
-        S2AP OFFSET(6) NUMBITS(2) [None = 0b00, ReadOnly = 0b01, WriteOnly = 0b10, ReadWrite = 0b11],
-        /// Shareability.
-        SH OFFSET(8) NUMBITS(2) [NonShareable = 0b00, OuterShareable = 0b10, InnerShareable = 0b11],
-        /// Access flag (set: no access-flag faults).
-        AF OFFSET(10) NUMBITS(1) [],
-        /// Output address bits [47:12].
-        OUTPUT_ADDR OFFSET(12) NUMBITS(36) [],
-        /// Execute-never for EL1 and EL0.
-        XN OFFSET(53) NUMBITS(2) [Executable = 0b00, NeverExecute = 0b10]
-    ]
-}
+    register_bitfields! {u64,
+        /// A stage-2 block, page or table descriptor (Arm ARM D8.3).
+        pub S2_DESC [
+            /// Valid entry.
+            VALID OFFSET(0) NUMBITS(1) [],
+            /// At levels 1-2: 1 = table, 0 = block. At level 3 must be 1 (page).
+            TYPE OFFSET(1) NUMBITS(1) [Block = 0, TableOrPage = 1],
+            /// Stage-2 memory attributes (used directly, FWB off).
+            MEMATTR OFFSET(2) NUMBITS(4) [
+                DeviceNGnRE = 0b0001,
+                NormalWriteBack = 0b1111
+            ],
+            /// Stage-2 access permissions.
+            S2AP OFFSET(6) NUMBITS(2) [None = 0b00, ReadOnly = 0b01, WriteOnly = 0b10, ReadWrite = 0b11],
+            /// Shareability.
+            SH OFFSET(8) NUMBITS(2) [NonShareable = 0b00, OuterShareable = 0b10, InnerShareable = 0b11],
+            /// Access flag (set: no access-flag faults).
+            AF OFFSET(10) NUMBITS(1) [],
+            /// Output address bits [47:12].
+            OUTPUT_ADDR OFFSET(12) NUMBITS(36) [],
+            /// Execute-never for EL1 and EL0.
+            XN OFFSET(53) NUMBITS(2) [Executable = 0b00, NeverExecute = 0b10]
+        ]
+    }
 }
 pub use desc::S2_DESC;
 
@@ -83,12 +83,29 @@ const fn level_shift(level: u32) -> u32 {
 
 fn leaf(pa: u64, kind: MemKind, level: u32) -> u64 {
     let mut d = LocalRegisterCopy::<u64, S2_DESC::Register>::new(0);
-    let ty = if level == 3 { S2_DESC::TYPE::TableOrPage } else { S2_DESC::TYPE::Block };
-    let attrs = match kind {
-        MemKind::Normal => S2_DESC::MEMATTR::NormalWriteBack + S2_DESC::SH::InnerShareable + S2_DESC::XN::Executable,
-        MemKind::Device => S2_DESC::MEMATTR::DeviceNGnRE + S2_DESC::SH::OuterShareable + S2_DESC::XN::NeverExecute,
+    let ty = if level == 3 {
+        S2_DESC::TYPE::TableOrPage
+    } else {
+        S2_DESC::TYPE::Block
     };
-    d.write(S2_DESC::VALID::SET + ty + attrs + S2_DESC::S2AP::ReadWrite + S2_DESC::AF::SET + S2_DESC::OUTPUT_ADDR.val(pa >> 12));
+    let attrs = match kind {
+        MemKind::Normal => {
+            S2_DESC::MEMATTR::NormalWriteBack
+                + S2_DESC::SH::InnerShareable
+                + S2_DESC::XN::Executable
+        }
+        MemKind::Device => {
+            S2_DESC::MEMATTR::DeviceNGnRE + S2_DESC::SH::OuterShareable + S2_DESC::XN::NeverExecute
+        }
+    };
+    d.write(
+        S2_DESC::VALID::SET
+            + ty
+            + attrs
+            + S2_DESC::S2AP::ReadWrite
+            + S2_DESC::AF::SET
+            + S2_DESC::OUTPUT_ADDR.val(pa >> 12),
+    );
     d.get()
 }
 
@@ -126,7 +143,14 @@ impl Stage2 {
 
     /// Maps `[ipa, ipa + size)` to `[pa, pa + size)`, using the largest
     /// blocks alignment allows.
-    pub fn map(&mut self, alloc: &mut impl TableAllocator, ipa: u64, pa: u64, size: u64, kind: MemKind) -> Result<(), MapError> {
+    pub fn map(
+        &mut self,
+        alloc: &mut impl TableAllocator,
+        ipa: u64,
+        pa: u64,
+        size: u64,
+        kind: MemKind,
+    ) -> Result<(), MapError> {
         if (ipa | pa | size) & (PAGE_SIZE - 1) != 0 {
             return Err(MapError::Misaligned);
         }
@@ -150,7 +174,14 @@ impl Stage2 {
         Ok(())
     }
 
-    fn map_one(&mut self, alloc: &mut impl TableAllocator, ipa: u64, pa: u64, level: u32, kind: MemKind) -> Result<(), MapError> {
+    fn map_one(
+        &mut self,
+        alloc: &mut impl TableAllocator,
+        ipa: u64,
+        pa: u64,
+        level: u32,
+        kind: MemKind,
+    ) -> Result<(), MapError> {
         let mut table = alloc.table_at(self.root);
         for l in 1..level {
             let idx = (ipa >> level_shift(l)) as usize % ENTRIES;
@@ -175,7 +206,11 @@ impl Stage2 {
 
     /// Walks the tables: the PA and kind `ipa` maps to, and the level of the
     /// leaf, or `None` if unmapped.
-    pub fn translate(&self, alloc: &mut impl TableAllocator, ipa: u64) -> Option<(u64, MemKind, u32)> {
+    pub fn translate(
+        &self,
+        alloc: &mut impl TableAllocator,
+        ipa: u64,
+    ) -> Option<(u64, MemKind, u32)> {
         if ipa >> IPA_BITS != 0 {
             return None;
         }
@@ -190,7 +225,11 @@ impl Stage2 {
                 continue;
             }
             let d = LocalRegisterCopy::<u64, S2_DESC::Register>::new(desc);
-            let kind = if d.matches_all(S2_DESC::MEMATTR::NormalWriteBack) { MemKind::Normal } else { MemKind::Device };
+            let kind = if d.matches_all(S2_DESC::MEMATTR::NormalWriteBack) {
+                MemKind::Normal
+            } else {
+                MemKind::Device
+            };
             let offset = ipa & ((1u64 << level_shift(level)) - 1);
             return Some((desc_addr(desc) + offset, kind, level));
         }
@@ -225,9 +264,22 @@ mod tests {
     fn aligned_ram_uses_blocks() {
         let mut a = HostTables::default();
         let mut s2 = Stage2::new(&mut a).unwrap();
-        s2.map(&mut a, 0x4000_0000, 0x8000_0000, 0x4000_0000 + 0x20_0000, MemKind::Normal).unwrap();
-        assert_eq!(s2.translate(&mut a, 0x4000_1234), Some((0x8000_1234, MemKind::Normal, 1)));
-        assert_eq!(s2.translate(&mut a, 0x8000_0010), Some((0xc000_0010, MemKind::Normal, 2)));
+        s2.map(
+            &mut a,
+            0x4000_0000,
+            0x8000_0000,
+            0x4000_0000 + 0x20_0000,
+            MemKind::Normal,
+        )
+        .unwrap();
+        assert_eq!(
+            s2.translate(&mut a, 0x4000_1234),
+            Some((0x8000_1234, MemKind::Normal, 1))
+        );
+        assert_eq!(
+            s2.translate(&mut a, 0x8000_0010),
+            Some((0xc000_0010, MemKind::Normal, 2))
+        );
         assert_eq!(s2.translate(&mut a, 0x8020_0000), None);
         // root + one level-2 table
         assert_eq!(a.0.len(), 2);
@@ -237,17 +289,31 @@ mod tests {
     fn unaligned_start_falls_back_to_pages_then_blocks() {
         let mut a = HostTables::default();
         let mut s2 = Stage2::new(&mut a).unwrap();
-        s2.map(&mut a, 0x4000_0000 - 0x1000, 0x4400_0000 - 0x1000, 0x20_1000, MemKind::Normal).unwrap();
+        s2.map(
+            &mut a,
+            0x4000_0000 - 0x1000,
+            0x4400_0000 - 0x1000,
+            0x20_1000,
+            MemKind::Normal,
+        )
+        .unwrap();
         assert_eq!(s2.translate(&mut a, 0x3fff_f000).map(|t| t.2), Some(3));
-        assert_eq!(s2.translate(&mut a, 0x4010_0000), Some((0x4410_0000, MemKind::Normal, 2)));
+        assert_eq!(
+            s2.translate(&mut a, 0x4010_0000),
+            Some((0x4410_0000, MemKind::Normal, 2))
+        );
     }
 
     #[test]
     fn device_pages_are_device_and_xn() {
         let mut a = HostTables::default();
         let mut s2 = Stage2::new(&mut a).unwrap();
-        s2.map(&mut a, 0x0904_0000, 0x0904_0000, 0x1000, MemKind::Device).unwrap();
-        assert_eq!(s2.translate(&mut a, 0x0904_0ff0), Some((0x0904_0ff0, MemKind::Device, 3)));
+        s2.map(&mut a, 0x0904_0000, 0x0904_0000, 0x1000, MemKind::Device)
+            .unwrap();
+        assert_eq!(
+            s2.translate(&mut a, 0x0904_0ff0),
+            Some((0x0904_0ff0, MemKind::Device, 3))
+        );
         assert_eq!(s2.translate(&mut a, 0x0904_1000), None);
     }
 
@@ -267,9 +333,19 @@ mod tests {
     fn errors() {
         let mut a = HostTables::default();
         let mut s2 = Stage2::new(&mut a).unwrap();
-        assert_eq!(s2.map(&mut a, 0x1001, 0, 0x1000, MemKind::Normal), Err(MapError::Misaligned));
-        assert_eq!(s2.map(&mut a, 1 << 39, 0, 0x1000, MemKind::Normal), Err(MapError::OutOfRange));
-        s2.map(&mut a, 0x4000_0000, 0x4000_0000, 0x20_0000, MemKind::Normal).unwrap();
-        assert_eq!(s2.map(&mut a, 0x4010_0000, 0, 0x1000, MemKind::Normal), Err(MapError::AlreadyMapped));
+        assert_eq!(
+            s2.map(&mut a, 0x1001, 0, 0x1000, MemKind::Normal),
+            Err(MapError::Misaligned)
+        );
+        assert_eq!(
+            s2.map(&mut a, 1 << 39, 0, 0x1000, MemKind::Normal),
+            Err(MapError::OutOfRange)
+        );
+        s2.map(&mut a, 0x4000_0000, 0x4000_0000, 0x20_0000, MemKind::Normal)
+            .unwrap();
+        assert_eq!(
+            s2.map(&mut a, 0x4010_0000, 0, 0x1000, MemKind::Normal),
+            Err(MapError::AlreadyMapped)
+        );
     }
 }

@@ -21,18 +21,39 @@ fn check_firmware_tree(dtb: u64) {
     let fdt = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
         Ok(f) => f,
         Err(_) => {
-            log::warn!("no valid device tree from firmware at {:#x}; trusting the board description", dtb);
+            log::warn!(
+                "no valid device tree from firmware at {:#x}; trusting the board description",
+                dtb
+            );
             return;
         }
     };
     let cpus = fdt.cpus().count();
     if cpus < SYSTEM.board.cpu_mpidrs.len() {
-        panic!("firmware reports {} CPUs, board {} describes {}", cpus, SYSTEM.board.name, SYSTEM.board.cpu_mpidrs.len());
+        panic!(
+            "firmware reports {} CPUs, board {} describes {}",
+            cpus,
+            SYSTEM.board.name,
+            SYSTEM.board.cpu_mpidrs.len()
+        );
     }
-    let regions: heapless::Vec<(u64, u64), 8> = fdt.memory().regions().filter_map(|r| Some((r.starting_address as u64, r.size? as u64))).take(8).collect();
+    let regions: heapless::Vec<(u64, u64), 8> = fdt
+        .memory()
+        .regions()
+        .filter_map(|r| Some((r.starting_address as u64, r.size? as u64)))
+        .take(8)
+        .collect();
     for bank in SYSTEM.board.memory {
-        if !regions.iter().any(|&(b, s)| bank.base >= b && bank.end() <= b + s) {
-            panic!("board RAM [{:#x}, {:#x}) is not in the firmware's memory map {:x?}", bank.base, bank.end(), regions);
+        if !regions
+            .iter()
+            .any(|&(b, s)| bank.base >= b && bank.end() <= b + s)
+        {
+            panic!(
+                "board RAM [{:#x}, {:#x}) is not in the firmware's memory map {:x?}",
+                bank.base,
+                bank.end(),
+                regions
+            );
         }
     }
     println!("firmware tree: {} CPUs, memory {:x?}", cpus, regions);
@@ -45,7 +66,13 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     mmu::enable();
     cpu::init_el2();
     crate::console::init();
-    println!("Tessera {} on {} ({} CPUs, {} VMs)", env!("CARGO_PKG_VERSION"), SYSTEM.board.name, SYSTEM.board.cpu_mpidrs.len(), SYSTEM.vms.len());
+    println!(
+        "Tessera {} on {} ({} CPUs, {} VMs)",
+        env!("CARGO_PKG_VERSION"),
+        SYSTEM.board.name,
+        SYSTEM.board.cpu_mpidrs.len(),
+        SYSTEM.vms.len()
+    );
     if super::cache::current_el() != 2 {
         panic!("not running at EL2");
     }
@@ -54,7 +81,10 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     gicv3::init_distributor(SYSTEM.board.gic.gicd_base);
     let me = super::this_cpu();
     if me == usize::MAX {
-        panic!("boot CPU {:#x} is not in the board description", cpu::mpidr());
+        panic!(
+            "boot CPU {:#x} is not in the board description",
+            cpu::mpidr()
+        );
     }
     if !gicv3::init_this_cpu(SYSTEM.board.gic.gicr_or_gicc_base, cpu::mpidr()) {
         panic!("no GIC redistributor for the boot CPU");
@@ -63,14 +93,23 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
         panic!("creating VMs: {}", e);
     }
     let (used, free) = mm::heap::usage();
-    println!("VMs ready; heap {} KiB used, {} KiB free", used / 1024, free / 1024);
+    println!(
+        "VMs ready; heap {} KiB used, {} KiB free",
+        used / 1024,
+        free / 1024
+    );
     for (cpu_index, &mpidr) in SYSTEM.board.cpu_mpidrs.iter().enumerate() {
         if cpu_index == me {
             continue;
         }
         let entry = boot::tessera_secondary_entry as *const () as u64;
         if let Err(e) = psci::cpu_on(mpidr, entry, cpu_index as u64) {
-            log::warn!("PSCI CPU_ON of CPU {} (mpidr {:#x}) failed: {}", cpu_index, mpidr, e);
+            log::warn!(
+                "PSCI CPU_ON of CPU {} (mpidr {:#x}) failed: {}",
+                cpu_index,
+                mpidr,
+                e
+            );
         }
     }
     run_this_cpu(me, boot::boot_stack_top())
@@ -89,15 +128,28 @@ extern "C" fn tessera_secondary_main(cpu_index: usize) -> ! {
 
 /// Runs the vCPU assigned to this core, or idles forever.
 fn run_this_cpu(cpu_index: usize, stack_top: u64) -> ! {
-    let assigned = vm::all().iter().find_map(|vm| vm.vcpus.iter().find(|v| v.phys_cpu == cpu_index).map(|v| (vm, v)));
+    let assigned = vm::all().iter().find_map(|vm| {
+        vm.vcpus
+            .iter()
+            .find(|v| v.phys_cpu == cpu_index)
+            .map(|v| (vm, v))
+    });
     let Some((vm, vcpu)) = assigned else {
         cpu::halt();
     };
-    let local: &'static CpuLocal = Box::leak(Box::new(CpuLocal { cpu: cpu_index, vm, vcpu, stack_top }));
+    let local: &'static CpuLocal = Box::leak(Box::new(CpuLocal {
+        cpu: cpu_index,
+        vm,
+        vcpu,
+        stack_top,
+    }));
     cpu::set_local(local as *const CpuLocal as *const ());
     cpu::configure_for_vm(vm.stage2_root, vm.vmid, vcpu.id);
     if vcpu.id == 0 {
-        println!("vm {}: vCPU 0 starting on CPU {} at {:#x}", vm.config.name, cpu_index, vm.config.entry_point);
+        println!(
+            "vm {}: vCPU 0 starting on CPU {} at {:#x}",
+            vm.config.name, cpu_index, vm.config.entry_point
+        );
     }
     vm::park(vm, vcpu, stack_top)
 }

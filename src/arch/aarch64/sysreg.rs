@@ -8,7 +8,13 @@ pub const fn encode(op0: u32, op1: u32, crn: u32, crm: u32, op2: u32) -> u32 {
 
 /// Unpacks an encoding into (op0, op1, CRn, CRm, op2).
 pub const fn decode(sysreg: u32) -> (u32, u32, u32, u32, u32) {
-    (sysreg >> 14 & 3, sysreg >> 11 & 7, sysreg >> 7 & 0xf, sysreg >> 3 & 0xf, sysreg & 7)
+    (
+        sysreg >> 14 & 3,
+        sysreg >> 11 & 7,
+        sysreg >> 7 & 0xf,
+        sysreg >> 3 & 0xf,
+        sysreg & 7,
+    )
 }
 
 /// ID_AA64PFR0_EL1: processor feature register 0.

@@ -124,13 +124,23 @@ fn unhandled(local: &CpuLocal, esr: u64) {
     local.vcpu.count(ExitKind::Unhandled);
     let elr = ELR_EL2.get();
     let class = esr::exception_class(esr);
-    let ipa = if class == ec::DABT_LOW || class == ec::IABT_LOW { esr::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get()) } else { 0 };
+    let ipa = if class == ec::DABT_LOW || class == ec::IABT_LOW {
+        esr::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get())
+    } else {
+        0
+    };
     let exit = esr::decode(esr, ipa);
-    let policy = local.vm.report_unhandled(format_args!("unhandled {:x?} (esr {:#x}) at pc {:#x}", exit, esr, elr));
+    let policy = local.vm.report_unhandled(format_args!(
+        "unhandled {:x?} (esr {:#x}) at pc {:#x}",
+        exit, esr, elr
+    ));
     match policy {
         UnhandledPolicy::InjectAbort => {
             let fault = if class == ec::DABT_LOW {
-                Fault::DataAbort { far: FAR_EL2.get(), write: esr::dabt_is_write(esr) }
+                Fault::DataAbort {
+                    far: FAR_EL2.get(),
+                    write: esr::dabt_is_write(esr),
+                }
             } else if class == ec::IABT_LOW {
                 Fault::InstructionAbort { far: FAR_EL2.get() }
             } else {
@@ -173,10 +183,18 @@ fn emulate_decoded(local: &CpuLocal, regs: &mut GuestRegs, esr: u64, ipa: u64) -
     for (i, rt) in elements.iter().enumerate() {
         let Some(rt) = *rt else { break };
         let addr = ipa0 + i as u64 * op.width.bytes();
-        let kind = if op.is_load { ExitKind::MmioRead } else { ExitKind::MmioWrite };
+        let kind = if op.is_load {
+            ExitKind::MmioRead
+        } else {
+            ExitKind::MmioWrite
+        };
         local.vcpu.count(kind);
         let result = if op.is_load {
-            local.vm.mmio.read(addr, op.width).map(|raw| regs.set_gpr(rt, op.load_result(raw)))
+            local
+                .vm
+                .mmio
+                .read(addr, op.width)
+                .map(|raw| regs.set_gpr(rt, op.load_result(raw)))
         } else {
             local.vm.mmio.write(addr, op.width, regs.gpr(rt))
         };
@@ -228,7 +246,12 @@ fn read_guest_instruction(va: u64) -> Option<u32> {
     }
     let pa = (par & 0x0000_ffff_ffff_f000) | (va & 0xfff);
     // Only read what is the VM's RAM (the translation could name anything).
-    let ram = local().vm.config.memory_regions.iter().any(|r| pa.wrapping_sub(r.hpa) < r.size && pa & 3 == 0);
+    let ram = local()
+        .vm
+        .config
+        .memory_regions
+        .iter()
+        .any(|r| pa.wrapping_sub(r.hpa) < r.size && pa & 3 == 0);
     if !ram {
         return None;
     }
@@ -258,7 +281,7 @@ fn serve_call(local: &CpuLocal, regs: &mut GuestRegs) {
     }
     local.vcpu.count(ExitKind::Hypercall);
     match vcpu::hypercall(local, fid) {
-        Some(ret) => regs.x[..4].copy_from_slice(&ret),
+        Some(ret) => regs.x[..5].copy_from_slice(&ret),
         None => regs.x[0] = smccc::NOT_SUPPORTED,
     }
 }
@@ -281,12 +304,28 @@ fn serve_psci(local: &CpuLocal, fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
     match fid {
         psci::VERSION => psci::VERSION_1_1 as i64,
         psci::FEATURES => match a1 as u32 {
-            psci::VERSION | psci::CPU_OFF | psci::CPU_ON_32 | psci::CPU_ON_64 | psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 | psci::SYSTEM_OFF | psci::SYSTEM_RESET | psci::FEATURES | psci::MIGRATE_INFO_TYPE => psci::SUCCESS,
+            psci::VERSION
+            | psci::CPU_OFF
+            | psci::CPU_ON_32
+            | psci::CPU_ON_64
+            | psci::AFFINITY_INFO_32
+            | psci::AFFINITY_INFO_64
+            | psci::SYSTEM_OFF
+            | psci::SYSTEM_RESET
+            | psci::FEATURES
+            | psci::MIGRATE_INFO_TYPE => psci::SUCCESS,
             _ => psci::NOT_SUPPORTED,
         },
         psci::CPU_ON_32 | psci::CPU_ON_64 => {
-            let (entry, arg) = if fid == psci::CPU_ON_32 { (a2 & 0xffff_ffff, a3 & 0xffff_ffff) } else { (a2, a3) };
-            match vcpu_of(a1).ok_or(PowerError::InvalidVcpu).and_then(|t| vm.cpu_on(t, entry, arg)) {
+            let (entry, arg) = if fid == psci::CPU_ON_32 {
+                (a2 & 0xffff_ffff, a3 & 0xffff_ffff)
+            } else {
+                (a2, a3)
+            };
+            match vcpu_of(a1)
+                .ok_or(PowerError::InvalidVcpu)
+                .and_then(|t| vm.cpu_on(t, entry, arg))
+            {
                 Ok(()) => psci::SUCCESS,
                 Err(e) => power_error(e),
             }
@@ -296,7 +335,10 @@ fn serve_psci(local: &CpuLocal, fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
             if a2 != 0 {
                 return psci::INVALID_PARAMETERS;
             }
-            match vcpu_of(a1).ok_or(PowerError::InvalidVcpu).and_then(|t| vm.vcpu_power(t)) {
+            match vcpu_of(a1)
+                .ok_or(PowerError::InvalidVcpu)
+                .and_then(|t| vm.vcpu_power(t))
+            {
                 Ok(Power::On) => psci::AFFINITY_ON,
                 Ok(Power::Off) => psci::AFFINITY_OFF,
                 Ok(Power::OnPending) => psci::AFFINITY_ON_PENDING,
@@ -334,7 +376,9 @@ extern "C" fn tessera_guest_irq(_regs: &mut GuestRegs) {
 extern "C" fn tessera_guest_serror(_regs: &mut GuestRegs) {
     let local = local();
     local.vcpu.count(ExitKind::Unhandled);
-    local.vm.report_unhandled(format_args!("SError (esr {:#x})", ESR_EL2.get()));
+    local
+        .vm
+        .report_unhandled(format_args!("SError (esr {:#x})", ESR_EL2.get()));
     local.vm.shut_down(Ending::Stopped);
     vm::park(local.vm, local.vcpu, local.stack_top);
 }
@@ -342,7 +386,12 @@ extern "C" fn tessera_guest_serror(_regs: &mut GuestRegs) {
 /// Exception taken at EL2 itself: a hypervisor bug.
 #[no_mangle]
 extern "C" fn tessera_hyp_fault(_regs: &mut GuestRegs) {
-    panic!("EL2 exception: esr {:#x} elr {:#x} far {:#x}", ESR_EL2.get(), ELR_EL2.get(), FAR_EL2.get());
+    panic!(
+        "EL2 exception: esr {:#x} elr {:#x} far {:#x}",
+        ESR_EL2.get(),
+        ELR_EL2.get(),
+        FAR_EL2.get()
+    );
 }
 
 /// The feature-ID registers (HCR_EL2.TID3), read from the hardware and

@@ -14,7 +14,10 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// Result of `make build` for a config.
@@ -37,10 +40,18 @@ pub fn build(config: &str) -> BuildOutput {
         .current_dir(&root)
         .output()
         .expect("run make");
-    let stem = Path::new(config).file_stem().unwrap().to_string_lossy().into_owned();
+    let stem = Path::new(config)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
     log.push_str(&String::from_utf8_lossy(&out.stderr));
-    BuildOutput { success: out.status.success(), log, image: root.join("build/aarch64").join(stem).join("tessera.bin") }
+    BuildOutput {
+        success: out.status.success(),
+        log,
+        image: root.join("build/aarch64").join(stem).join("tessera.bin"),
+    }
 }
 
 /// Builds `config` or fails the test with the build log.
@@ -84,14 +95,20 @@ impl Run {
     #[track_caller]
     pub fn expect_prefix(&self, prefix: &str) -> usize {
         let pos = self.lines().iter().position(|l| l.starts_with(prefix));
-        self.check(pos.is_some(), &format!("missing console line starting with {prefix:?}"));
+        self.check(
+            pos.is_some(),
+            &format!("missing console line starting with {prefix:?}"),
+        );
         pos.unwrap()
     }
 
     /// Fails if any line contains `text`.
     #[track_caller]
     pub fn expect_absent(&self, text: &str) {
-        self.check(!self.console.contains(text), &format!("console must not contain {text:?}"));
+        self.check(
+            !self.console.contains(text),
+            &format!("console must not contain {text:?}"),
+        );
     }
 }
 
@@ -99,8 +116,23 @@ impl Run {
 /// arguments, killing it after `deadline`.
 pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
     let mut child = Command::new("qemu-system-aarch64")
-        .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a72", "-smp", "4", "-m", "1G"])
-        .args(["-nographic", "-semihosting-config", "enable=on,target=native", "-monitor", "none"])
+        .args([
+            "-M",
+            "virt,virtualization=on,gic-version=3",
+            "-cpu",
+            "cortex-a72",
+            "-smp",
+            "4",
+            "-m",
+            "1G",
+        ])
+        .args([
+            "-nographic",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-monitor",
+            "none",
+        ])
         .args(extra)
         .arg("-kernel")
         .arg(image)
@@ -136,7 +168,11 @@ pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
         console.push_str("\n[qemu stderr] ");
         console.push_str(err.trim());
     }
-    Run { status, console, timed_out }
+    Run {
+        status,
+        console,
+        timed_out,
+    }
 }
 
 /// Checks that every functional check of the test guest passed in VM `vm`
@@ -161,12 +197,24 @@ pub fn expect_testguest_pass(run: &Run, vm: &str, vcpus: usize) -> usize {
         "wfi-timer",
     ];
     if vcpus > 1 {
-        checks.extend(["psci-cpu-on", "psci-already-on", "psci-affinity-info", "psci-cpu-on-again"]);
+        checks.extend([
+            "psci-cpu-on",
+            "psci-already-on",
+            "psci-affinity-info",
+            "psci-cpu-on-again",
+        ]);
     }
     for c in &checks {
         run.expect_line(&format!("[{vm}] TEST {c}: PASS"));
     }
-    let failed: Vec<&str> = run.lines().into_iter().filter(|l| l.starts_with(&format!("[{vm}] TEST ")) && !l.ends_with(": PASS")).collect();
-    run.check(failed.is_empty(), &format!("failed checks in {vm}: {failed:?}"));
+    let failed: Vec<&str> = run
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with(&format!("[{vm}] TEST ")) && !l.ends_with(": PASS"))
+        .collect();
+    run.check(
+        failed.is_empty(),
+        &format!("failed checks in {vm}: {failed:?}"),
+    );
     run.expect_line(&format!("[{vm}] RESULT: pass={} fail=0", checks.len()))
 }

@@ -18,10 +18,19 @@ fn single_vm_runs_every_check_and_powers_off() {
     let summary = run.expect_prefix("[tessera] summary vm solo (powered-off, resets=0):");
     let line = run.lines()[summary];
     // The guest's own abort checks are the only unhandled exits.
-    run.check(line.contains(" unhandled=3"), "summary counts the three injected aborts");
-    run.check(line.contains(" hypercall=") && line.contains(" mmio_write="), "summary has counters by kind");
+    run.check(
+        line.contains(" unhandled=3"),
+        "summary counts the three injected aborts",
+    );
+    run.check(
+        line.contains(" hypercall=") && line.contains(" mmio_write="),
+        "summary has counters by kind",
+    );
     run.expect_line("[tessera] all VMs powered off; system off");
-    run.check(run.status == Some(0), "QEMU exits 0 after every VM powered off");
+    run.check(
+        run.status == Some(0),
+        "QEMU exits 0 after every VM powered off",
+    );
 }
 
 #[test]
@@ -35,10 +44,16 @@ fn two_vms_run_side_by_side_on_disjoint_cores() {
     // Concurrency: each VM printed something before the other finished.
     let alpha_first = run.expect_prefix("[alpha] TEST ");
     let beta_first = run.expect_prefix("[beta] TEST ");
-    run.check(alpha_first < beta_done && beta_first < alpha_done, "the two VMs run at the same time");
+    run.check(
+        alpha_first < beta_done && beta_first < alpha_done,
+        "the two VMs run at the same time",
+    );
     run.expect_prefix("[tessera] summary vm alpha (powered-off");
     run.expect_prefix("[tessera] summary vm beta (powered-off");
-    run.check(run.status == Some(0), "QEMU exits 0 after every VM powered off");
+    run.check(
+        run.status == Some(0),
+        "QEMU exits 0 after every VM powered off",
+    );
 }
 
 #[test]
@@ -48,16 +63,31 @@ fn stop_policy_contains_the_vm_and_the_other_runs_on() {
     // The victim's first unhandled access (its abort-outside-ram probe)
     // stops it: it never prints that check's result.
     let stopped = run.expect_line("[tessera] vm victim: stopped");
-    run.check(!run.console.contains("[victim] TEST abort-outside-ram"), "victim stopped at its first unhandled access");
-    run.check(!run.console.contains("[victim] RESULT"), "victim never finished");
+    run.check(
+        !run.console.contains("[victim] TEST abort-outside-ram"),
+        "victim stopped at its first unhandled access",
+    );
+    run.check(
+        !run.console.contains("[victim] RESULT"),
+        "victim never finished",
+    );
     let warn = run.expect_prefix("[tessera] WARN: vm victim: unhandled");
-    run.check(run.lines()[warn].ends_with("stopping VM"), "the log names the outcome");
+    run.check(
+        run.lines()[warn].ends_with("stopping VM"),
+        "the log names the outcome",
+    );
     let done = expect_testguest_pass(&run, "bystander", 2);
-    run.check(stopped < done || run.console.contains("[tessera] vm bystander: powered off"), "bystander kept running");
+    run.check(
+        stopped < done || run.console.contains("[tessera] vm bystander: powered off"),
+        "bystander kept running",
+    );
     run.expect_prefix("[tessera] summary vm victim (stopped");
     run.expect_prefix("[tessera] summary vm bystander (powered-off");
     run.expect_line("[tessera] all VMs ended, not all by powering off; exiting with failure");
-    run.check(run.status == Some(1), "a run where a VM was stopped exits non-zero");
+    run.check(
+        run.status == Some(1),
+        "a run where a VM was stopped exits non-zero",
+    );
 }
 
 #[test]
@@ -104,7 +134,10 @@ fn bench_is_deterministic_and_meets_targets() {
     first.check(a.len() == 4, "four BENCH lines");
     first.check(a == b, &format!("runs differ: {a:?} vs {b:?}"));
     let get = |op: &str| a.iter().find(|(o, _)| o == op).map(|p| p.1).unwrap();
-    first.check(get("null-hypercall") <= 90.0, "null hypercall <= 90 instructions");
+    first.check(
+        get("null-hypercall") <= 90.0,
+        "null hypercall <= 90 instructions",
+    );
     first.check(get("mmio-read") <= 140.0, "MMIO read <= 140 instructions");
     first.check(first.status == Some(0), "bench run powers off cleanly");
 }
