@@ -62,6 +62,8 @@ pub enum PowerError {
     AlreadyOn,
     /// A CPU_ON for it is pending.
     OnPending,
+    /// The entry point is not in the VM's RAM.
+    InvalidAddress,
 }
 
 /// One virtual CPU, pinned to one physical CPU.
@@ -280,6 +282,14 @@ impl Vm {
     /// PSCI CPU_ON: start vCPU `target` at `entry` with `arg`.
     pub fn cpu_on(&self, target: usize, entry: u64, arg: u64) -> Result<(), PowerError> {
         let v = self.vcpus.get(target).ok_or(PowerError::InvalidVcpu)?;
+        if !self
+            .config
+            .memory_regions
+            .iter()
+            .any(|r| entry.wrapping_sub(r.gpa) < r.size)
+        {
+            return Err(PowerError::InvalidAddress);
+        }
         {
             let mut boot = v.boot.lock();
             match v.power() {

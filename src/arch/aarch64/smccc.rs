@@ -44,6 +44,8 @@ pub mod psci {
     pub const ALREADY_ON: i64 = -4;
     /// CPU_ON of a CPU whose CPU_ON is still pending.
     pub const ON_PENDING: i64 = -5;
+    /// CPU_ON with an entry point outside the caller's memory.
+    pub const INVALID_ADDRESS: i64 = -9;
     /// MIGRATE_INFO_TYPE: no trusted OS needs migration.
     pub const TOS_NOT_PRESENT_MP: i64 = 2;
 

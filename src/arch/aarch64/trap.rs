@@ -296,6 +296,7 @@ fn power_error(e: PowerError) -> i64 {
         PowerError::InvalidVcpu => psci::INVALID_PARAMETERS,
         PowerError::AlreadyOn => psci::ALREADY_ON,
         PowerError::OnPending => psci::ON_PENDING,
+        PowerError::InvalidAddress => psci::INVALID_ADDRESS,
     }
 }
 
