@@ -26,10 +26,9 @@ pub trait MmioDevice: Send + Sync {
     fn write(&self, offset: u64, width: AccessWidth, value: u64) -> Result<(), AccessError>;
 }
 
-/// A set of system registers a VM sees emulated.
+/// A set of system registers a VM sees emulated (a contiguous range of
+/// encodings, given when the device is added to the bus).
 pub trait SysRegDevice: Send + Sync {
-    /// Whether this device emulates the register with this encoding.
-    fn claims(&self, sysreg: u32) -> bool;
     /// Reads the register.
     fn read(&self, sysreg: u32) -> Result<u64, AccessError>;
     /// Writes the register.
@@ -79,36 +78,47 @@ impl MmioBus {
     }
 }
 
+struct SysRegRange {
+    first: u32,
+    last: u32,
+    device: Box<dyn SysRegDevice>,
+}
+
 /// The emulated system registers of one VM.
 #[derive(Default)]
 pub struct SysRegBus {
-    devices: Vec<Box<dyn SysRegDevice>>,
+    ranges: Vec<SysRegRange>,
 }
 
 impl SysRegBus {
-    /// Adds a device.
-    pub fn add(&mut self, device: Box<dyn SysRegDevice>) {
-        self.devices.push(device);
+    /// Adds a device emulating the encodings `first..=last`.
+    pub fn add(&mut self, first: u32, last: u32, device: Box<dyn SysRegDevice>) {
+        self.ranges.push(SysRegRange {
+            first,
+            last,
+            device,
+        });
     }
 
-    /// Reads a register through the device that claims it.
+    #[inline(always)]
+    fn find(&self, sysreg: u32) -> Result<&dyn SysRegDevice, AccessError> {
+        self.ranges
+            .iter()
+            .find(|r| sysreg.wrapping_sub(r.first) <= r.last - r.first)
+            .map(|r| &*r.device)
+            .ok_or(AccessError::Invalid)
+    }
+
+    /// Reads a register through the device that emulates it.
     #[inline(always)]
     pub fn read(&self, sysreg: u32) -> Result<u64, AccessError> {
-        self.devices
-            .iter()
-            .find(|d| d.claims(sysreg))
-            .ok_or(AccessError::Invalid)?
-            .read(sysreg)
+        self.find(sysreg)?.read(sysreg)
     }
 
-    /// Writes a register through the device that claims it.
+    /// Writes a register through the device that emulates it.
     #[inline(always)]
     pub fn write(&self, sysreg: u32, value: u64) -> Result<(), AccessError> {
-        self.devices
-            .iter()
-            .find(|d| d.claims(sysreg))
-            .ok_or(AccessError::Invalid)?
-            .write(sysreg, value)
+        self.find(sysreg)?.write(sysreg, value)
     }
 }
 
@@ -130,6 +140,27 @@ mod tests {
             self.0.store(value, Ordering::Relaxed);
             Ok(())
         }
+    }
+
+    struct Echo;
+    impl SysRegDevice for Echo {
+        fn read(&self, sysreg: u32) -> Result<u64, AccessError> {
+            Ok(sysreg as u64)
+        }
+        fn write(&self, _: u32, _: u64) -> Result<(), AccessError> {
+            Err(AccessError::Invalid)
+        }
+    }
+
+    #[test]
+    fn sysreg_bus_routes_by_encoding_range() {
+        let mut bus = SysRegBus::default();
+        bus.add(0x10, 0x1f, Box::new(Echo));
+        assert_eq!(bus.read(0x10), Ok(0x10));
+        assert_eq!(bus.read(0x1f), Ok(0x1f));
+        assert_eq!(bus.read(0x20), Err(AccessError::Invalid));
+        assert_eq!(bus.read(0x0f), Err(AccessError::Invalid));
+        assert_eq!(bus.write(0x10, 1), Err(AccessError::Invalid));
     }
 
     #[test]

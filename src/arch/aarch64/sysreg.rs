@@ -20,11 +20,15 @@ pub const fn decode(sysreg: u32) -> (u32, u32, u32, u32, u32) {
 /// ID_AA64PFR0_EL1: processor feature register 0.
 pub const ID_AA64PFR0_EL1: u32 = encode(3, 0, 0, 4, 0);
 
-/// Whether an encoding is in the feature-ID group trapped by HCR_EL2.TID3
-/// (op0=3, op1=0, CRn=0, CRm=1..=7).
+/// First encoding of the feature-ID group trapped by HCR_EL2.TID3
+/// (op0=3, op1=0, CRn=0, CRm=1..=7): contiguous in the packed encoding.
+pub const ID_GROUP3_FIRST: u32 = encode(3, 0, 0, 1, 0);
+/// Last encoding of the feature-ID group 3.
+pub const ID_GROUP3_LAST: u32 = encode(3, 0, 0, 7, 7);
+
+/// Whether an encoding is in the feature-ID group trapped by HCR_EL2.TID3.
 pub const fn is_id_group3(sysreg: u32) -> bool {
-    let (op0, op1, crn, crm, _) = decode(sysreg);
-    op0 == 3 && op1 == 0 && crn == 0 && crm >= 1 && crm <= 7
+    sysreg >= ID_GROUP3_FIRST && sysreg <= ID_GROUP3_LAST
 }
 
 /// ID_AA64PFR0_EL1 fields a VM does not get, cleared from the value it reads:
@@ -55,6 +59,16 @@ mod tests {
 
     #[test]
     fn id_group3_covers_crm_1_to_7_only() {
+        for crm in 0..16 {
+            for op2 in 0..8 {
+                let inside = (1..=7).contains(&crm);
+                assert_eq!(
+                    is_id_group3(encode(3, 0, 0, crm, op2)),
+                    inside,
+                    "CRm {crm} op2 {op2}"
+                );
+            }
+        }
         assert!(is_id_group3(ID_AA64PFR0_EL1));
         assert!(is_id_group3(encode(3, 0, 0, 7, 7)));
         assert!(!is_id_group3(encode(3, 0, 0, 0, 5))); // MPIDR_EL1

@@ -414,9 +414,6 @@ macro_rules! read_id_reg {
 }
 
 impl SysRegDevice for IdRegisters {
-    fn claims(&self, sysreg: u32) -> bool {
-        sysreg::is_id_group3(sysreg)
-    }
     fn read(&self, sysreg: u32) -> Result<u64, AccessError> {
         let hw = read_id_reg!(sysreg;
             1: [0, 1, 2, 3, 4, 5, 6, 7], 2: [0, 1, 2, 3, 4, 5, 6, 7], 3: [0, 1, 2, 3, 4, 5, 6, 7],
@@ -431,5 +428,9 @@ impl SysRegDevice for IdRegisters {
 
 /// Adds the system registers every AArch64 VM gets emulated.
 pub fn add_arch_sysreg_devices(bus: &mut SysRegBus) {
-    bus.add(Box::new(IdRegisters));
+    bus.add(
+        sysreg::ID_GROUP3_FIRST,
+        sysreg::ID_GROUP3_LAST,
+        Box::new(IdRegisters),
+    );
 }
