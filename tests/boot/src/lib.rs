@@ -113,7 +113,9 @@ impl Run {
 }
 
 /// Boots `image` on QEMU virt (EL2, GICv3, 4 cores, 1 GiB), with `extra`
-/// arguments, killing it after `deadline`.
+/// arguments, killing it after `deadline`. The first serial port (the
+/// hypervisor console) is the captured stdout; `extra` may add a second. The first serial port (the
+/// hypervisor console) is the captured stdout; `extra` may add a second.
 pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
     let mut child = Command::new("qemu-system-aarch64")
         .args([
@@ -126,13 +128,8 @@ pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
             "-m",
             "1G",
         ])
-        .args([
-            "-nographic",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-monitor",
-            "none",
-        ])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(["-semihosting-config", "enable=on,target=native"])
         .args(extra)
         .arg("-kernel")
         .arg(image)

@@ -91,6 +91,42 @@ fn stop_policy_contains_the_vm_and_the_other_runs_on() {
 }
 
 #[test]
+fn system_reset_reloads_only_that_vm() {
+    let image = build_ok("tests/configs/reset.toml");
+    let run = boot(&image, &[], DEADLINE);
+    let first = run.expect_line("[resetter] RESET first boot");
+    let reset = run.expect_line("[tessera] vm resetter: reset #1");
+    let second = run.expect_line("[resetter] RESET boot after reset 1");
+    run.check(
+        first < reset && reset < second,
+        "first boot, reset, second boot, in order",
+    );
+    run.expect_line("[resetter] TEST reset-clears-memory: PASS");
+    run.expect_line("[resetter] RESULT: pass=1 fail=0");
+    run.expect_prefix("[tessera] summary vm resetter (powered-off, resets=1):");
+    run.check(run.status == Some(0), "QEMU exits 0");
+}
+
+#[test]
+fn passthrough_uart_reaches_the_second_serial_port() {
+    let image = build_ok("tests/configs/passthrough.toml");
+    let out = std::env::temp_dir().join(format!("tessera-uart1-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let serial = format!("file:{}", out.display());
+    let run = boot(&image, &["-serial", &serial], DEADLINE);
+    run.expect_line("[uartpt] TEST passthrough-uart-mapped: PASS");
+    run.expect_line("[uartpt] RESULT: pass=1 fail=0");
+    run.check(run.status == Some(0), "QEMU exits 0");
+    let uart1 = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    run.check(
+        uart1.replace('\r', "") == "hello from uartguest through passthrough uart1\n",
+        &format!("second serial port got {uart1:?}"),
+    );
+    run.expect_absent("[uartpt] hello from uartguest");
+}
+
+#[test]
 fn config_with_a_shared_cpu_fails_the_build_naming_both_vms() {
     let b = build("tests/configs/bad-shared-cpu.toml");
     assert!(!b.success, "the build must fail:\n{}", b.log);
