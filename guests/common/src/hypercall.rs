@@ -3,10 +3,10 @@
 use crate::smccc::{self, SmcccResult};
 
 /// NULL: returns x0 = 0. Used to measure the bare trap round trip.
-pub const NULL: u64 = 0xC600_0000;
+pub const NULL: u64 = tessera_abi::tessera::NULL as u64;
 /// VM_INFO: x0 = 0, x1 = vm id, x2 = vCPU count, x3 = RAM size in bytes,
 /// x4 = how many times the VM has been reset (PSCI SYSTEM_RESET) so far.
-pub const VM_INFO: u64 = 0xC600_0001;
+pub const VM_INFO: u64 = tessera_abi::tessera::VM_INFO as u64;
 
 /// What VM_INFO reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

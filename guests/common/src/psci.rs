@@ -2,40 +2,27 @@
 
 use crate::smccc::{self, SmcccResult};
 
+use tessera_abi::psci as abi;
+
 /// PSCI_VERSION.
-pub const PSCI_VERSION: u64 = 0x8400_0000;
+pub const PSCI_VERSION: u64 = abi::VERSION as u64;
 /// CPU_OFF.
-pub const CPU_OFF: u64 = 0x8400_0002;
+pub const CPU_OFF: u64 = abi::CPU_OFF as u64;
 /// CPU_ON (SMC64).
-pub const CPU_ON: u64 = 0xC400_0003;
+pub const CPU_ON: u64 = abi::CPU_ON_64 as u64;
 /// AFFINITY_INFO (SMC64).
-pub const AFFINITY_INFO: u64 = 0xC400_0004;
+pub const AFFINITY_INFO: u64 = abi::AFFINITY_INFO_64 as u64;
 /// SYSTEM_OFF.
-pub const SYSTEM_OFF: u64 = 0x8400_0008;
+pub const SYSTEM_OFF: u64 = abi::SYSTEM_OFF as u64;
 /// SYSTEM_RESET.
-pub const SYSTEM_RESET: u64 = 0x8400_0009;
+pub const SYSTEM_RESET: u64 = abi::SYSTEM_RESET as u64;
 /// PSCI_FEATURES.
-pub const PSCI_FEATURES: u64 = 0x8400_000A;
+pub const PSCI_FEATURES: u64 = abi::FEATURES as u64;
 
-/// Return code: success.
-pub const SUCCESS: i64 = 0;
-/// Return code: not supported.
-pub const NOT_SUPPORTED: i64 = -1;
-/// Return code: invalid parameters.
-pub const INVALID_PARAMETERS: i64 = -2;
-/// Return code: denied.
-pub const DENIED: i64 = -3;
-/// Return code: the target is already on.
-pub const ALREADY_ON: i64 = -4;
-/// Return code: the target is being turned on.
-pub const ON_PENDING: i64 = -5;
-
-/// AFFINITY_INFO: the target is on.
-pub const AFFINITY_ON: i64 = 0;
-/// AFFINITY_INFO: the target is off.
-pub const AFFINITY_OFF: i64 = 1;
-/// AFFINITY_INFO: the target is being turned on.
-pub const AFFINITY_ON_PENDING: i64 = 2;
+pub use abi::{
+    AFFINITY_OFF, AFFINITY_ON, AFFINITY_ON_PENDING, ALREADY_ON, DENIED, INVALID_ADDRESS,
+    INVALID_PARAMETERS, NOT_SUPPORTED, ON_PENDING, SUCCESS,
+};
 
 /// A PSCI call through `hvc #0` that cannot affect memory safety.
 fn call(fid: u64, a1: u64, a2: u64, a3: u64) -> SmcccResult {
