@@ -32,7 +32,7 @@ pub struct TrapFrame {
 }
 
 const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(FRAME_SIZE % 16 == 0);
+const _: () = assert!(FRAME_SIZE.is_multiple_of(16));
 
 // 16 entries of 0x80 bytes: {current EL SP0, current EL SPx, lower A64,
 // lower A32} x {sync, IRQ, FIQ, SError}. Each saves x0/x1, passes its index
