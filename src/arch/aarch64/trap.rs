@@ -40,6 +40,9 @@ impl GuestRegisters for GuestRegs {
     }
 }
 
+/// SPSR_EL2.M[4]: the trapped context was AArch32.
+const SPSR_NRW_AARCH32: u64 = 1 << 4;
+
 #[inline(always)]
 fn local() -> &'static CpuLocal {
     // SAFETY: a core only runs a guest (and so only takes these traps) after
@@ -159,7 +162,8 @@ fn unhandled(local: &CpuLocal, esr: u64) {
 /// instruction at the guest PC (load/store with writeback, pairs...).
 #[inline(never)]
 fn emulate_decoded(local: &CpuLocal, regs: &mut GuestRegs, esr: u64, ipa: u64) -> Outcome {
-    if local.vm.mmio.find(ipa).is_none() {
+    // The decoder knows A64 only; an AArch32 EL0 task's access stays unhandled.
+    if local.vm.mmio.find(ipa).is_none() || SPSR_EL2.get() & SPSR_NRW_AARCH32 != 0 {
         return Outcome::Unhandled;
     }
     let Some(word) = read_guest_instruction(ELR_EL2.get()) else {
