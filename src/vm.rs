@@ -39,6 +39,8 @@ pub enum VmState {
     Resetting = 2,
     /// Off for good.
     Off = 3,
+    /// Every vCPU is off; one core is finishing the stop or reset.
+    Finishing = 4,
 }
 
 /// How a VM ended.
@@ -239,7 +241,8 @@ impl Vm {
             0 => VmState::Running,
             1 => VmState::Stopping,
             2 => VmState::Resetting,
-            _ => VmState::Off,
+            3 => VmState::Off,
+            _ => VmState::Finishing,
         }
     }
 
@@ -393,7 +396,7 @@ impl Vm {
             .state
             .compare_exchange(
                 state as u8,
-                VmState::Resetting as u8 | 0x80,
+                VmState::Finishing as u8,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )
