@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+use core::arch::asm;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,6 +31,26 @@ const UNOWNED_DEVICE_IPA: u64 = 0x0A00_0000;
 const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 /// RAM size assumed by the `plain-qemu` build (run QEMU with `-m 64M`).
 const PLAIN_QEMU_RAM: u64 = 64 << 20;
+/// The emulated PL011 every test VM has.
+const UART_BASE: u64 = 0x0900_0000;
+/// PL011 flag register.
+const UART_FR: u64 = UART_BASE + 0x18;
+/// PL011 control register (the pre-index store's base: IMSC is CR + 8).
+const UART_CR: u64 = UART_BASE + 0x30;
+/// PL011 interrupt mask set/clear register.
+const UART_IMSC: u64 = UART_BASE + 0x38;
+/// PL011 PeriphID0 (PeriphID1 follows at + 4).
+const UART_PERIPH_ID0: u64 = UART_BASE + 0xfe0;
+/// FR as the emulated UART reports it: TXFE | RXFE.
+const FR_TXFE_RXFE: u64 = 0x90;
+/// PeriphID0 and PeriphID1 of a PL011 r1p5.
+const PERIPH_ID0_1: (u64, u64) = (0x11, 0x10);
+/// IMSC value written and read back (RXIM).
+const IMSC_RXIM: u32 = 0x10;
+/// PSCI return code: the entry point is not a valid address.
+const PSCI_INVALID_ADDRESS: i64 = -9;
+/// A CPU_ON entry point below the VM's RAM (which starts at 0x4000_0000).
+const BAD_ENTRY: u64 = 0x1000;
 
 /// Failure detail of a check, formatted into a fixed buffer (no heap).
 struct Detail {
@@ -163,6 +184,7 @@ fn main() -> ! {
                 check_secondary_start(GEN_AGAIN)?;
                 release_and_wait_off(GEN_AGAIN)
             });
+            report.run("psci-cpu-on-bad-entry", check_cpu_on_bad_entry);
         }
         Some(_) => println!("info: 1 vCPU, skipping the multi-vCPU PSCI checks"),
         None => println!("info: vCPU count unknown, skipping the multi-vCPU PSCI checks"),
@@ -172,6 +194,8 @@ fn main() -> ! {
     report.run("abort-unowned-device", check_abort_unowned_device);
     report.run("abort-write", || check_abort_write(vm));
     report.run("memory-private", || check_memory_private(vm));
+    report.run("mmio-decode-writeback", check_mmio_decode_writeback);
+    report.run("mmio-decode-pair", check_mmio_decode_pair);
     report.run("sysreg-id", check_sysreg_id);
     report.run("wfi-timer", check_wfi_timer);
 
@@ -419,6 +443,32 @@ fn release_and_wait_off(generation: u64) -> Outcome {
     Ok(())
 }
 
+fn check_cpu_on_bad_entry() -> Outcome {
+    let before = no_fault("hvc AFFINITY_INFO", || psci::affinity_info(1))?;
+    ensure!(
+        before == psci::AFFINITY_OFF,
+        "AFFINITY_INFO(1)={} before CPU_ON, expected 1 (OFF)",
+        before
+    );
+    // SAFETY: the entry point is outside the VM's RAM, so the hypervisor must
+    // refuse it; had it started vCPU 1 there anyway, that vCPU could only
+    // fault on an address the VM does not own.
+    let r = no_fault("hvc CPU_ON", || unsafe { psci::cpu_on(1, BAD_ENTRY, 0) })?;
+    ensure!(
+        r == PSCI_INVALID_ADDRESS,
+        "CPU_ON(mpidr 1, entry {:#x})={}, expected -9 (INVALID_ADDRESS)",
+        BAD_ENTRY,
+        r
+    );
+    let after = no_fault("hvc AFFINITY_INFO", || psci::affinity_info(1))?;
+    ensure!(
+        after == psci::AFFINITY_OFF,
+        "AFFINITY_INFO(1)={} after the refused CPU_ON, expected 1 (OFF)",
+        after
+    );
+    Ok(())
+}
+
 fn vm_or_fail(vm: Option<Vm>) -> Result<Vm, Detail> {
     vm.ok_or_else(|| Detail::new(format_args!("RAM size unknown (vm-info failed)")))
 }
@@ -530,6 +580,153 @@ fn check_memory_private(vm: Option<Vm>) -> Outcome {
             pattern(addr)
         );
     }
+    Ok(())
+}
+
+// MMIO accesses whose data-abort syndrome is not valid (ESR.ISV = 0), so
+// the hypervisor has to decode the instruction: writeback and pair forms.
+// Each is one instruction run inside `guarded`, so an injected abort skips
+// it and the check fails instead of crashing.
+
+/// `ldr w1, [x0], #4`: returns x1 and x0 afterwards.
+///
+/// # Safety
+/// `base` must be 4-byte aligned and reading it harmless.
+unsafe fn ldr_post_index(base: u64) -> (u64, u64) {
+    let mut x0 = base;
+    let x1: u64;
+    // SAFETY: upheld by the caller; one instruction, so ELR += 4 skips it.
+    unsafe { asm!("ldr w1, [x0], #4", inout("x0") x0, out("x1") x1, options(nostack)) };
+    (x1, x0)
+}
+
+/// `str w1, [x0, #8]!`: stores `value` at `base + 8`; returns x0 afterwards.
+///
+/// # Safety
+/// `base + 8` must be 4-byte aligned and writing `value` there harmless.
+unsafe fn str_pre_index(base: u64, value: u32) -> u64 {
+    let mut x0 = base;
+    // SAFETY: upheld by the caller; one instruction, so ELR += 4 skips it.
+    unsafe { asm!("str w1, [x0, #8]!", inout("x0") x0, in("x1") value as u64, options(nostack)) };
+    x0
+}
+
+/// `ldp w1, w2, [x0]`: returns x1 and x2.
+///
+/// # Safety
+/// `base` must be 8-byte aligned and reading 8 bytes there harmless.
+unsafe fn ldp_offset(base: u64) -> (u64, u64) {
+    let (x1, x2): (u64, u64);
+    // SAFETY: upheld by the caller; one instruction, so ELR += 4 skips it.
+    unsafe {
+        asm!("ldp w1, w2, [x0]", in("x0") base, out("x1") x1, out("x2") x2, options(nostack))
+    };
+    (x1, x2)
+}
+
+/// `ldp w1, w2, [x0], #8`: returns x1, x2 and x0 afterwards.
+///
+/// # Safety
+/// As for [`ldp_offset`].
+unsafe fn ldp_post_index(base: u64) -> (u64, u64, u64) {
+    let mut x0 = base;
+    let (x1, x2): (u64, u64);
+    // SAFETY: upheld by the caller; one instruction, so ELR += 4 skips it.
+    unsafe {
+        asm!(
+            "ldp w1, w2, [x0], #8",
+            inout("x0") x0,
+            out("x1") x1,
+            out("x2") x2,
+            options(nostack)
+        )
+    };
+    (x1, x2, x0)
+}
+
+fn read_imsc() -> Result<u64, Detail> {
+    // SAFETY: reading the emulated UART's IMSC has no side effects.
+    no_fault("ldr w, [IMSC]", || unsafe {
+        probe_read32(UART_IMSC) as u64
+    })
+}
+
+/// Writes `value` to IMSC with `str w1, [x0, #8]!` from CR, checks the base
+/// register and reads IMSC back with a plain `ldr`.
+fn imsc_pre_index(value: u32) -> Outcome {
+    // SAFETY: IMSC only masks UART interrupts, which the guest never unmasks.
+    let x0 = no_fault("str w1, [x0, #8]!", || unsafe {
+        str_pre_index(UART_CR, value)
+    })?;
+    ensure!(
+        x0 == UART_IMSC,
+        "str w1, [x0, #8]! (x0={:#x}, w1={:#x}): x0={:#x} afterwards, expected {:#x}",
+        UART_CR,
+        value,
+        x0,
+        UART_IMSC
+    );
+    let got = read_imsc()?;
+    ensure!(
+        got == value as u64,
+        "IMSC={:#x} after str w1, [x0, #8]! of {:#x}",
+        got,
+        value
+    );
+    Ok(())
+}
+
+fn check_mmio_decode_writeback() -> Outcome {
+    // SAFETY: reading FR has no side effects.
+    let (x1, x0) = no_fault("ldr w1, [x0], #4", || unsafe { ldr_post_index(UART_FR) })?;
+    ensure!(
+        x1 == FR_TXFE_RXFE && x0 == UART_FR + 4,
+        "ldr w1, [x0], #4 (x0={:#x}): x1={:#x} x0={:#x}, expected x1={:#x} x0={:#x}",
+        UART_FR,
+        x1,
+        x0,
+        FR_TXFE_RXFE,
+        UART_FR + 4
+    );
+    let result = imsc_pre_index(0).and_then(|()| imsc_pre_index(IMSC_RXIM));
+    // Leave IMSC at its reset value whatever happened above.
+    // SAFETY: as in `imsc_pre_index`.
+    let restored = no_fault("str w, [IMSC]", || unsafe { probe_write32(UART_IMSC, 0) });
+    result?;
+    restored?;
+    Ok(())
+}
+
+fn check_mmio_decode_pair() -> Outcome {
+    let (id0, id1) = PERIPH_ID0_1;
+    // SAFETY: the identification registers are read-only and side-effect free.
+    let (x1, x2) = no_fault("ldp w1, w2, [x0]", || unsafe {
+        ldp_offset(UART_PERIPH_ID0)
+    })?;
+    ensure!(
+        (x1, x2) == (id0, id1),
+        "ldp w1, w2, [x0] (x0={:#x}): x1={:#x} x2={:#x}, expected {:#x} {:#x}",
+        UART_PERIPH_ID0,
+        x1,
+        x2,
+        id0,
+        id1
+    );
+    // SAFETY: as above.
+    let (x1, x2, x0) = no_fault("ldp w1, w2, [x0], #8", || unsafe {
+        ldp_post_index(UART_PERIPH_ID0)
+    })?;
+    ensure!(
+        (x1, x2, x0) == (id0, id1, UART_PERIPH_ID0 + 8),
+        "ldp w1, w2, [x0], #8 (x0={:#x}): x1={:#x} x2={:#x} x0={:#x}, expected {:#x} {:#x} {:#x}",
+        UART_PERIPH_ID0,
+        x1,
+        x2,
+        x0,
+        id0,
+        id1,
+        UART_PERIPH_ID0 + 8
+    );
     Ok(())
 }
 
