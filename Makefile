@@ -52,13 +52,13 @@ run: build
 # and boot them in QEMU). Both are cargo tests, so results are counted.
 test: guests check
 	cargo test --workspace --exclude tessera-boot-tests --features tessera-config/build
-	cargo test -p tessera-boot-tests -- --test-threads=2
+	cargo test -p tessera-boot-tests --test boot -- --test-threads=2
 
 unit-test:
 	cargo test --workspace --exclude tessera-boot-tests --features tessera-config/build
 
 boot-test: guests check
-	cargo test -p tessera-boot-tests -- --test-threads=2
+	cargo test -p tessera-boot-tests --test boot -- --test-threads=2
 
 bench: setup
 	@bash scripts/bench.sh
@@ -68,6 +68,9 @@ check: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --features tessera-config/build -- -D warnings
 	PATH=/usr/bin:$$PATH $(HYP_CARGO) clippy --release $(BUILD_STD) --target $(TARGET) -- -D warnings
+	cd guests && cargo fmt --all --check
+	cd guests && PATH=/usr/bin:$$PATH $(HYP_CARGO) clippy --release -Zbuild-std=core \
+		-Zbuild-std-features=compiler-builtins-mem --target $(TARGET) -- -D warnings
 
 fmt:
 	cargo fmt --all

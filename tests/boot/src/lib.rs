@@ -190,11 +190,14 @@ pub fn expect_testguest_pass(run: &Run, vm: &str, vcpus: usize) -> usize {
         "abort-unowned-device",
         "abort-write",
         "memory-private",
+        "mmio-decode-writeback",
+        "mmio-decode-pair",
         "sysreg-id",
         "wfi-timer",
     ];
     if vcpus > 1 {
         checks.extend([
+            "psci-cpu-on-bad-entry",
             "psci-cpu-on",
             "psci-already-on",
             "psci-affinity-info",
