@@ -167,3 +167,92 @@ pub enum Exit {
         syndrome: u64,
     },
 }
+
+/// Register name for logs: `x5`, or `xzr` for register 31.
+struct Gpr(u8);
+
+impl core::fmt::Display for Gpr {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        if self.0 >= 31 {
+            f.write_str("xzr")
+        } else {
+            write!(f, "x{}", self.0)
+        }
+    }
+}
+
+/// One line a person can read in the hypervisor log.
+impl core::fmt::Display for Exit {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match *self {
+            Exit::MmioRead {
+                addr, width, reg, ..
+            } => {
+                write!(
+                    f,
+                    "{}-byte MMIO read at {:#x} into {}",
+                    width.bytes(),
+                    addr,
+                    Gpr(reg)
+                )
+            }
+            Exit::MmioWrite { addr, width, reg } => {
+                write!(
+                    f,
+                    "{}-byte MMIO write at {:#x} from {}",
+                    width.bytes(),
+                    addr,
+                    Gpr(reg)
+                )
+            }
+            Exit::SysRegRead { sysreg, reg } => {
+                write!(f, "system register {:#x} read into {}", sysreg, Gpr(reg))
+            }
+            Exit::SysRegWrite { sysreg, reg } => {
+                write!(f, "system register {:#x} write from {}", sysreg, Gpr(reg))
+            }
+            Exit::Call { smc } => f.write_str(if smc { "SMC call" } else { "HVC call" }),
+            Exit::Halt => f.write_str("WFI"),
+            Exit::WaitEvent => f.write_str("WFE"),
+            Exit::GuestFault { addr } => write!(f, "stage-2 fault at {:#x}", addr),
+            Exit::Irq => f.write_str("interrupt"),
+            Exit::Unknown { syndrome } => write!(f, "unknown trap (syndrome {:#x})", syndrome),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    #[test]
+    fn widths_truncate_and_sign_extend() {
+        assert_eq!(AccessWidth::Byte.truncate(0x1ff), 0xff);
+        assert_eq!(AccessWidth::Half.sign_extend(0x8000), 0xffff_ffff_ffff_8000);
+        assert_eq!(AccessWidth::Word.sign_extend(0x7fff_ffff), 0x7fff_ffff);
+        assert_eq!(AccessWidth::Double.truncate(u64::MAX), u64::MAX);
+        assert_eq!(AccessWidth::from_log2(3), AccessWidth::Double);
+    }
+
+    #[test]
+    fn exits_read_well_in_logs() {
+        let read = Exit::MmioRead {
+            addr: 0x4200_0000,
+            width: AccessWidth::Word,
+            reg: 10,
+            sign_extend: false,
+            reg_is_64: false,
+        };
+        assert_eq!(format!("{read}"), "4-byte MMIO read at 0x42000000 into x10");
+        let write = Exit::MmioWrite {
+            addr: 0x900_0000,
+            width: AccessWidth::Byte,
+            reg: 31,
+        };
+        assert_eq!(
+            format!("{write}"),
+            "1-byte MMIO write at 0x9000000 from xzr"
+        );
+    }
+}

@@ -134,7 +134,7 @@ fn unhandled(local: &CpuLocal, esr: u64) {
     };
     let exit = esr::decode(esr, ipa);
     let policy = local.vm.report_unhandled(format_args!(
-        "unhandled {:x?} (esr {:#x}) at pc {:#x}",
+        "unhandled {} (esr {:#x}) at pc {:#x}",
         exit, esr, elr
     ));
     match policy {
