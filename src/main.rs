@@ -6,7 +6,6 @@
 #[cfg(target_os = "none")]
 mod bare_metal {
     use core::sync::atomic::{AtomicBool, Ordering};
-    use tessera::config::SYSTEM;
 
     static PANICKING: AtomicBool = AtomicBool::new(false);
 
@@ -14,9 +13,7 @@ mod bare_metal {
     fn panic(info: &core::panic::PanicInfo) -> ! {
         if !PANICKING.swap(true, Ordering::AcqRel) {
             tessera::console::print_emergency(format_args!("PANIC: {info}"));
-            if SYSTEM.board.semihosting_exit {
-                tessera::arch::semihosting::exit(2);
-            }
+            tessera::arch::fail_stop(2);
         }
         tessera::arch::cpu::halt()
     }

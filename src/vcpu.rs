@@ -104,7 +104,7 @@ pub fn load_value(raw: u64, width: AccessWidth, sign_extend: bool, reg_is_64: bo
 /// an unknown call.
 #[inline(always)]
 pub fn hypercall(local: &CpuLocal, nr: u32) -> Option<[u64; 5]> {
-    use crate::arch::smccc::tessera;
+    use tessera_abi::tessera;
     let vm = local.vm;
     match nr {
         tessera::NULL => Some([0; 5]),

@@ -3,7 +3,7 @@
 //! run when every VM is off.
 
 use crate::arch;
-use crate::arch::stage2::{MemKind, Stage2};
+use crate::arch::{GuestPageTable, MemKind};
 use crate::config::{EmuDeviceKind, UnhandledPolicy, VmConfig, SYSTEM};
 use crate::console::VmConsole;
 use crate::devices::pl011::VirtualPl011;
@@ -151,7 +151,8 @@ pub fn create_all() -> Result<(), &'static str> {
 
 fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
     let mut tables = HeapTables;
-    let mut s2 = Stage2::new(&mut tables).map_err(|_| "out of memory for stage-2 tables")?;
+    let mut s2 =
+        GuestPageTable::new(&mut tables).map_err(|_| "out of memory for stage-2 tables")?;
     for r in config.memory_regions {
         s2.map(&mut tables, r.gpa, r.hpa, r.size, MemKind::Normal)
             .map_err(|_| "cannot map a memory region")?;
@@ -173,7 +174,7 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         }
     }
     let mut sysregs = SysRegBus::default();
-    arch::trap::add_arch_sysreg_devices(&mut sysregs);
+    arch::add_arch_sysreg_devices(&mut sysregs);
     let vcpus = config
         .phys_cpu_ids
         .iter()
@@ -278,7 +279,7 @@ impl Vm {
                     core::ptr::copy_nonoverlapping(c.image.as_ptr(), dst as *mut u8, c.image.len())
                 };
             }
-            arch::cache::clean_invalidate_to_poc(r.hpa, r.size);
+            arch::make_coherent_for_guest(r.hpa, r.size);
         }
     }
 
@@ -443,14 +444,13 @@ pub fn park(vm: &'static Vm, v: &'static Vcpu, stack_top: u64) -> ! {
             if vm.is_running() {
                 let (entry, arg) = *v.boot.lock();
                 v.set_power(Power::On);
-                arch::cpu::enter_vcpu(stack_top, entry, arg);
+                arch::enter_vcpu(stack_top, entry, arg);
             } else if vm.state() != VmState::Off {
                 vm.vcpu_stopped(v);
                 continue;
             }
         }
-        arch::cpu::wait_for_interrupt();
-        arch::drain_kicks();
+        arch::wait_for_kick();
     }
 }
 

@@ -1,7 +1,7 @@
 //! The hypervisor heap (buddy allocator) over the part of the reserved
 //! hypervisor region after the image, and page-aligned table frames from it.
 
-use crate::arch::stage2::{Table, TableAllocator, ENTRIES};
+use crate::arch::{Table, TableAllocator, TABLE_ENTRIES};
 use alloc::alloc::{alloc_zeroed, Layout};
 use buddy_system_allocator::LockedHeap;
 
@@ -29,7 +29,7 @@ pub struct HeapTables;
 
 impl TableAllocator for HeapTables {
     fn alloc_table(&mut self) -> Option<(u64, &'static mut Table)> {
-        let layout = Layout::from_size_align(ENTRIES * 8, 4096).ok()?;
+        let layout = Layout::from_size_align(TABLE_ENTRIES * 8, 4096).ok()?;
         // SAFETY: non-zero size layout.
         let p = unsafe { alloc_zeroed(layout) } as *mut Table;
         if p.is_null() {

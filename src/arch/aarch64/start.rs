@@ -79,7 +79,7 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     check_firmware_tree(dtb);
     mm::heap::init(boot::image_end(), SYSTEM.board.hypervisor.end());
     gicv3::init_distributor(SYSTEM.board.gic.gicd_base);
-    let me = super::this_cpu();
+    let me = super::interface::this_cpu();
     if me == usize::MAX {
         panic!(
             "boot CPU {:#x} is not in the board description",

@@ -369,7 +369,7 @@ fn serve_psci(local: &CpuLocal, fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
 extern "C" fn tessera_guest_irq(_regs: &mut GuestRegs) {
     let local = local();
     local.vcpu.count(ExitKind::Irq);
-    super::drain_kicks();
+    super::interface::drain_kicks();
     if !local.vm.is_running() {
         vm::park(local.vm, local.vcpu, local.stack_top);
     }

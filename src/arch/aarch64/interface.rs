@@ -1,0 +1,82 @@
+//! What the arch-neutral core calls on this back-end (see `arch/mod.rs` for
+//! the list every back-end provides).
+
+use super::{cache, cpu, gicv3, psci, semihosting};
+use crate::config::SYSTEM;
+use crate::devices::SysRegBus;
+
+pub use super::stage2::{
+    MapError, MemKind, Stage2 as GuestPageTable, Table, TableAllocator, ENTRIES as TABLE_ENTRIES,
+};
+
+/// Index (in the board description) of the calling physical CPU.
+pub fn this_cpu() -> usize {
+    let mpidr = cpu::mpidr();
+    SYSTEM
+        .board
+        .cpu_mpidrs
+        .iter()
+        .position(|&m| m == mpidr)
+        .unwrap_or(usize::MAX)
+}
+
+/// Makes physical CPU `cpu` look at its vCPU's state (wakes it from WFI,
+/// or takes it out of its guest).
+pub fn kick_cpu(cpu: usize) {
+    if let Some(&mpidr) = SYSTEM.board.cpu_mpidrs.get(cpu) {
+        gicv3::kick(mpidr);
+    }
+}
+
+/// Waits until this core is kicked, and consumes the kick.
+pub fn wait_for_kick() {
+    cpu::wait_for_interrupt();
+    while let Some(intid) = gicv3::acknowledge() {
+        gicv3::end_of_interrupt(intid);
+    }
+}
+
+/// Consumes pending kicks without waiting (after a kick took the core out
+/// of its guest).
+pub fn drain_kicks() {
+    while let Some(intid) = gicv3::acknowledge() {
+        gicv3::end_of_interrupt(intid);
+    }
+}
+
+/// Starts this core's vCPU at guest-physical `entry` with first argument
+/// `arg`, resetting the hypervisor stack to `stack_top`.
+pub fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> ! {
+    cpu::enter_vcpu(stack_top, entry, arg)
+}
+
+/// Makes `[hpa, hpa + size)` as written by the hypervisor visible to a
+/// guest that runs with its caches off, and drops stale instructions.
+pub fn make_coherent_for_guest(hpa: u64, size: u64) {
+    cache::clean_invalidate_to_poc(hpa, size);
+}
+
+/// Adds the system registers every VM of this architecture sees emulated.
+pub fn add_arch_sysreg_devices(bus: &mut SysRegBus) {
+    super::trap::add_arch_sysreg_devices(bus);
+}
+
+/// Ends the run: PSCI SYSTEM_OFF if `success`, else (on emulator boards)
+/// a semihosting exit with status 1, so the emulator's exit status says
+/// how the run ended.
+pub fn system_off(success: bool) -> ! {
+    if !success {
+        fail_stop(1);
+    }
+    psci::system_off();
+    cpu::halt()
+}
+
+/// Stops the machine after a fatal error: on emulator boards the emulator
+/// exits with `status`; elsewhere the core halts.
+pub fn fail_stop(status: u64) -> ! {
+    if SYSTEM.board.semihosting_exit {
+        semihosting::exit(status);
+    }
+    cpu::halt()
+}
