@@ -12,8 +12,9 @@ const HCR_TWI: u64 = 1 << 13;
 const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
 /// SCTLR_EL1 RES1 bits with MMU and caches off: a vCPU's reset state.
 const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
-/// PSTATE for EL1h with D, A, I, F masked.
-const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// PSTATE for EL1h with D, A, I, F masked: a vCPU's reset state and the
+/// state an exception taken to EL1 starts in.
+pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
 /// MPIDR bit 31 is RES1.
 const MPIDR_RES1: u64 = 1 << 31;
 /// CNTHCTL_EL2.EVNTEN and EVNTI = 9: an event every 2^10 counter ticks

@@ -2,11 +2,10 @@
 //! hardware had taken them there: the defined outcome of an access or
 //! instruction the hypervisor does not emulate.
 
+use super::cpu::SPSR_EL1H_MASKED;
 use super::esr::ec;
 use aarch64_cpu::registers::*;
 
-/// PSTATE for EL1h with D, A, I and F masked, as on exception entry.
-const SPSR_EL1H_MASKED: u64 = 0x3c5;
 /// ESR.IL: 32-bit instruction.
 const IL: u64 = 1 << 25;
 /// DFSC/IFSC: synchronous external abort, not on a translation table walk.

@@ -31,9 +31,7 @@ pub fn kick_cpu(cpu: usize) {
 /// Waits until this core is kicked, and consumes the kick.
 pub fn wait_for_kick() {
     cpu::wait_for_interrupt();
-    while let Some(intid) = gicv3::acknowledge() {
-        gicv3::end_of_interrupt(intid);
-    }
+    drain_kicks();
 }
 
 /// Consumes pending kicks without waiting (after a kick took the core out
