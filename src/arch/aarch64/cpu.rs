@@ -14,7 +14,11 @@ const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
 const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 /// PSTATE for EL1h with D, A, I, F masked: a vCPU's reset state and the
 /// state an exception taken to EL1 starts in.
-pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
+pub const SPSR_EL1H_MASKED: u64 = SPSR_EL2::D::Masked.value
+    | SPSR_EL2::A::Masked.value
+    | SPSR_EL2::I::Masked.value
+    | SPSR_EL2::F::Masked.value
+    | SPSR_EL2::M::EL1h.value;
 /// MPIDR bit 31 is RES1.
 const MPIDR_RES1: u64 = 1 << 31;
 /// CNTHCTL_EL2.EVNTEN and EVNTI = 9: an event every 2^10 counter ticks
