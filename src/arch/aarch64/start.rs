@@ -7,6 +7,15 @@ use crate::vcpu::CpuLocal;
 use crate::{mm, println, vm};
 use alloc::boxed::Box;
 
+/// Stops the boot with a plain error line (no panic location: these are
+/// machine/config mismatches, not bugs) and ends an emulator run with status 2.
+macro_rules! boot_error {
+    ($($arg:tt)*) => {{
+        println!("boot error: {}", format_args!($($arg)*));
+        super::interface::fail_stop(2)
+    }};
+}
+
 fn stack_top(cpu: usize) -> u64 {
     extern "C" {
         static __cpu_stacks: u8;
@@ -30,7 +39,7 @@ fn check_firmware_tree(dtb: u64) {
     };
     let cpus = fdt.cpus().count();
     if cpus < SYSTEM.board.cpu_mpidrs.len() {
-        panic!(
+        boot_error!(
             "firmware reports {} CPUs, board {} describes {}",
             cpus,
             SYSTEM.board.name,
@@ -48,7 +57,7 @@ fn check_firmware_tree(dtb: u64) {
             .iter()
             .any(|&(b, s)| bank.base >= b && bank.end() <= b + s)
         {
-            panic!(
+            boot_error!(
                 "board RAM [{:#x}, {:#x}) is not in the firmware's memory map {:x?}",
                 bank.base,
                 bank.end(),
@@ -74,23 +83,23 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
         SYSTEM.vms.len()
     );
     if super::cache::current_el() != 2 {
-        panic!("not running at EL2");
+        boot_error!("not running at EL2");
     }
     check_firmware_tree(dtb);
     mm::heap::init(boot::image_end(), SYSTEM.board.hypervisor.end());
     gicv3::init_distributor(SYSTEM.board.gic.gicd_base);
     let me = super::interface::this_cpu();
     if me == usize::MAX {
-        panic!(
+        boot_error!(
             "boot CPU {:#x} is not in the board description",
             cpu::mpidr()
         );
     }
     if !gicv3::init_this_cpu(SYSTEM.board.gic.gicr_or_gicc_base, cpu::mpidr()) {
-        panic!("no GIC redistributor for the boot CPU");
+        boot_error!("no GIC redistributor for the boot CPU");
     }
     if let Err(e) = vm::create_all() {
-        panic!("creating VMs: {}", e);
+        boot_error!("creating VMs: {}", e);
     }
     let (used, free) = mm::heap::usage();
     println!(
@@ -121,7 +130,7 @@ extern "C" fn tessera_secondary_main(cpu_index: usize) -> ! {
     mmu::enable();
     cpu::init_el2();
     if !gicv3::init_this_cpu(SYSTEM.board.gic.gicr_or_gicc_base, cpu::mpidr()) {
-        panic!("no GIC redistributor for CPU {}", cpu_index);
+        boot_error!("no GIC redistributor for CPU {}", cpu_index);
     }
     run_this_cpu(cpu_index, stack_top(cpu_index))
 }
