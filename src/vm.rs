@@ -169,7 +169,7 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
                 let dev: &'static VirtualPl011<VmConsole> =
                     Box::leak(Box::new(VirtualPl011::new(VmConsole { name: config.name })));
                 uart = Some(dev);
-                mmio.add(d.gpa, d.size, Box::new(SharedDevice(dev)));
+                mmio.add(d.gpa, d.size, dev);
             }
         }
     }
@@ -212,27 +212,6 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
     };
     vm.load_image();
     Ok(vm)
-}
-
-/// Lets a `'static` device sit on a bus (the VM keeps a direct handle too).
-struct SharedDevice<D: 'static>(&'static D);
-
-impl<D: crate::devices::MmioDevice> crate::devices::MmioDevice for SharedDevice<D> {
-    fn read(
-        &self,
-        offset: u64,
-        width: crate::exit::AccessWidth,
-    ) -> Result<u64, crate::devices::AccessError> {
-        self.0.read(offset, width)
-    }
-    fn write(
-        &self,
-        offset: u64,
-        width: crate::exit::AccessWidth,
-        value: u64,
-    ) -> Result<(), crate::devices::AccessError> {
-        self.0.write(offset, width, value)
-    }
 }
 
 impl Vm {

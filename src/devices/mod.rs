@@ -38,7 +38,7 @@ pub trait SysRegDevice: Send + Sync {
 struct MmioRegion {
     base: u64,
     size: u64,
-    device: Box<dyn MmioDevice>,
+    device: &'static dyn MmioDevice,
 }
 
 /// The MMIO devices of one VM.
@@ -49,8 +49,10 @@ pub struct MmioBus {
 
 impl MmioBus {
     /// Adds a device at `[base, base + size)`. Config validation guarantees
-    /// windows do not overlap.
-    pub fn add(&mut self, base: u64, size: u64, device: Box<dyn MmioDevice>) {
+    /// windows do not overlap. Devices live as long as the system (static
+    /// partitioning: nothing is torn down), so the bus holds `'static`
+    /// references and their owners may keep one too.
+    pub fn add(&mut self, base: u64, size: u64, device: &'static dyn MmioDevice) {
         self.regions.push(MmioRegion { base, size, device });
     }
 
@@ -60,7 +62,7 @@ impl MmioBus {
         self.regions
             .iter()
             .find(|r| addr.wrapping_sub(r.base) < r.size)
-            .map(|r| (&*r.device, addr - r.base))
+            .map(|r| (r.device, addr - r.base))
     }
 
     /// Reads from whatever device covers `addr`.
@@ -166,7 +168,11 @@ mod tests {
     #[test]
     fn bus_routes_by_range_and_truncates_writes() {
         let mut bus = MmioBus::default();
-        bus.add(0x1000, 0x1000, Box::new(Scratch(AtomicU64::new(0))));
+        bus.add(
+            0x1000,
+            0x1000,
+            Box::leak(Box::new(Scratch(AtomicU64::new(0)))),
+        );
         bus.write(0x1000, AccessWidth::Byte, 0x1234).unwrap();
         assert_eq!(bus.read(0x1000, AccessWidth::Word), Ok(0x34));
         assert_eq!(
