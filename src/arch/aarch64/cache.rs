@@ -1,7 +1,5 @@
 //! Cache maintenance by virtual address (identity-mapped, so = PA).
 
-use aarch64_cpu::registers::Readable;
-
 fn dcache_line_size() -> u64 {
     let ctr: u64;
     // SAFETY: CTR_EL0 is a read-only ID register.
@@ -22,9 +20,4 @@ pub fn clean_invalidate_to_poc(addr: u64, size: u64) {
     }
     // SAFETY: barriers and instruction-cache invalidation only.
     unsafe { core::arch::asm!("dsb sy", "ic ialluis", "dsb sy", "isb") };
-}
-
-/// Current exception level (for sanity checks).
-pub fn current_el() -> u64 {
-    aarch64_cpu::registers::CurrentEL.read(aarch64_cpu::registers::CurrentEL::EL)
 }

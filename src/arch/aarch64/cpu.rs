@@ -25,6 +25,11 @@ const MPIDR_RES1: u64 = 1 << 31;
 /// (16 µs at 62.5 MHz) so idle loops waiting with WFE poll their condition.
 const CNTHCTL_EVENT_STREAM: u64 = 1 << 2 | 9 << 4;
 
+/// Current exception level (the hypervisor must run at 2).
+pub fn current_el() -> u64 {
+    CurrentEL.read(CurrentEL::EL)
+}
+
 /// This core's MPIDR affinity fields.
 pub fn mpidr() -> u64 {
     MPIDR_EL1.get() & 0xff_00ff_ffff

@@ -56,7 +56,7 @@ pub fn make_coherent_for_guest(hpa: u64, size: u64) {
 
 /// Adds the system registers every VM of this architecture sees emulated.
 pub fn add_arch_sysreg_devices(bus: &mut SysRegBus) {
-    super::trap::add_arch_sysreg_devices(bus);
+    super::id_regs::add_arch_sysreg_devices(bus);
 }
 
 /// Ends the run: PSCI SYSTEM_OFF if `success`, else (on emulator boards)

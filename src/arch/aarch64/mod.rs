@@ -19,6 +19,8 @@ pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod gicv3;
 #[cfg(target_os = "none")]
+pub mod id_regs;
+#[cfg(target_os = "none")]
 pub mod inject;
 #[cfg(target_os = "none")]
 pub mod mmu;

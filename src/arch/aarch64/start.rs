@@ -82,7 +82,7 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
         SYSTEM.board.cpu_mpidrs.len(),
         SYSTEM.vms.len()
     );
-    if super::cache::current_el() != 2 {
+    if cpu::current_el() != 2 {
         boot_error!("not running at EL2");
     }
     check_firmware_tree(dtb);
