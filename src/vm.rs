@@ -347,6 +347,7 @@ impl Vm {
             let outcome = match policy {
                 UnhandledPolicy::InjectAbort => "abort injected",
                 UnhandledPolicy::StopVm => "stopping VM",
+                UnhandledPolicy::RestartVm => "restarting VM",
             };
             log::warn!("vm {}: {}: {}", self.config.name, what, outcome);
         } else if n == UNHANDLED_LOG_LIMIT {

@@ -152,6 +152,9 @@ pub enum UnhandledPolicy {
     InjectAbort,
     /// Stop the whole VM; the other VMs keep running.
     StopVm,
+    /// Reset the VM (as PSCI SYSTEM_RESET would: RAM zeroed, image reloaded,
+    /// vCPU 0 restarted); the other VMs keep running.
+    RestartVm,
 }
 
 /// One VM of the system config.

@@ -152,6 +152,10 @@ fn unhandled(local: &CpuLocal, esr: u64) {
             local.vm.shut_down(Ending::Stopped);
             vm::park(local.vm, local.vcpu, local.stack_top);
         }
+        UnhandledPolicy::RestartVm => {
+            local.vm.reset();
+            vm::park(local.vm, local.vcpu, local.stack_top);
+        }
     }
 }
 

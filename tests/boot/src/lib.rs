@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Builds share one cargo target directory and one output slot per config;
@@ -114,20 +114,23 @@ impl Run {
 
 /// Boots `image` on QEMU virt (EL2, GICv3, 4 cores, 1 GiB), with `extra`
 /// arguments, killing it after `deadline`. The first serial port (the
-/// hypervisor console) is the captured stdout; `extra` may add a second. The first serial port (the
 /// hypervisor console) is the captured stdout; `extra` may add a second.
 pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
+    boot_until(image, extra, deadline, None)
+}
+
+/// Like [`boot`], but also ends the run (killing QEMU, `status` None,
+/// `timed_out` false) as soon as the console holds a line starting with
+/// `stop_at`: for runs that by design never end by themselves.
+pub fn boot_until(image: &Path, extra: &[&str], deadline: Duration, stop_at: Option<&str>) -> Run {
     let mut child = Command::new("qemu-system-aarch64")
         .args([
             "-M",
             "virt,virtualization=on,gic-version=3",
             "-cpu",
             "cortex-a72",
-            "-smp",
-            "4",
-            "-m",
-            "1G",
         ])
+        .args(["-smp", "4", "-m", "1G"])
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .args(["-semihosting-config", "enable=on,target=native"])
         .args(extra)
@@ -138,16 +141,35 @@ pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start qemu-system-aarch64 (run scripts/setup.sh)");
-    let mut stdout = child.stdout.take().unwrap();
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&output);
     let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(&chunk[..n]);
+        }
     });
+    let seen = |marker: &str| {
+        let out = output.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&out)
+            .lines()
+            .any(|l| l.trim_end_matches('\r').starts_with(marker))
+    };
     let start = Instant::now();
     let (status, timed_out) = loop {
         if let Some(s) = child.try_wait().expect("wait qemu") {
             break (s.code(), false);
+        }
+        if stop_at.is_some_and(|m| seen(m)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, false);
         }
         if start.elapsed() > deadline {
             let _ = child.kill();
@@ -160,7 +182,9 @@ pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
-    let mut console = String::from_utf8_lossy(&reader.join().unwrap_or_default()).replace('\r', "");
+    let _ = reader.join();
+    let raw = output.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut console = String::from_utf8_lossy(&raw).replace('\r', "");
     if !err.trim().is_empty() {
         console.push_str("\n[qemu stderr] ");
         console.push_str(err.trim());

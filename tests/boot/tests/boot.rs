@@ -195,3 +195,31 @@ fn machine_smaller_than_the_board_description_is_refused() {
     run.expect_absent("[solo]");
     run.check(run.status == Some(2), "a boot error exits with status 2");
 }
+
+#[test]
+fn restart_policy_resets_the_vm_and_the_other_runs_on() {
+    let image = build_ok("tests/configs/restart-policy.toml");
+    let run = boot_until(
+        &image,
+        &[],
+        DEADLINE,
+        Some("[tessera] vm bystander: powered off"),
+    );
+    run.check(!run.timed_out, "the bystander powers off in time");
+    let warn = run.expect_prefix("[tessera] WARN: vm victim: unhandled");
+    run.check(
+        run.lines()[warn].ends_with("restarting VM"),
+        "the log names the outcome",
+    );
+    // Each restart reruns the victim from its entry point with fresh RAM.
+    let first = run.expect_line("[tessera] vm victim: reset #1");
+    let rerun = run.lines()[first..]
+        .iter()
+        .any(|l| *l == "[victim] TEST console: PASS");
+    run.check(rerun, "the victim runs again after its reset");
+    run.check(
+        !run.console.contains("[victim] RESULT"),
+        "the victim never gets past its bad access",
+    );
+    expect_testguest_pass(&run, "bystander", 2);
+}

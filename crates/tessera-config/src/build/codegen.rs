@@ -100,6 +100,7 @@ pub fn system_rs(
         let policy = match vm.on_unhandled {
             UnhandledPolicy::InjectAbort => "InjectAbort",
             UnhandledPolicy::StopVm => "StopVm",
+            UnhandledPolicy::RestartVm => "RestartVm",
         };
         let _ = writeln!(o, "        tessera_config::VmConfig {{");
         let _ = writeln!(o, "            id: {},", vm.id);

@@ -432,10 +432,11 @@ impl Reader {
                     Some(Some(s)) => match s.as_str() {
                         "inject-abort" => Some(UnhandledPolicy::InjectAbort),
                         "stop-vm" => Some(UnhandledPolicy::StopVm),
+                        "restart-vm" => Some(UnhandledPolicy::RestartVm),
                         _ => {
                             self.err(
                                 "vm.base.on_unhandled",
-                                format!("unknown policy {s:?}, expected \"inject-abort\" or \"stop-vm\""),
+                                format!("unknown policy {s:?}, expected \"inject-abort\", \"stop-vm\" or \"restart-vm\""),
                             );
                             None
                         }

@@ -156,6 +156,32 @@ fn passthrough_and_policy_parse() {
     assert_eq!(sys.vms[0].on_unhandled, crate::UnhandledPolicy::StopVm);
 }
 
+#[test]
+fn restart_policy_parses_and_unknown_policy_is_named() {
+    let sys = demo().replacen(
+        "name = \"alpha\"",
+        "name = \"alpha\"\non_unhandled = \"restart-vm\"",
+        1,
+    );
+    let (sys, _) = check(&sys, BOARD).expect("valid");
+    assert_eq!(sys.vms[0].on_unhandled, crate::UnhandledPolicy::RestartVm);
+    let bad = demo().replacen(
+        "name = \"alpha\"",
+        "name = \"alpha\"\non_unhandled = \"reboot\"",
+        1,
+    );
+    let errors = check(&bad, BOARD).expect_err("unknown policy");
+    let text = errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("on_unhandled") && text.contains("\"restart-vm\""),
+        "{text}"
+    );
+}
+
 // --- Rule 1: shape ------------------------------------------------------------
 
 #[test]
