@@ -10,31 +10,23 @@ pub mod smccc;
 pub mod stage2;
 pub mod sysreg;
 
-#[cfg(target_os = "none")]
-mod boot;
-#[cfg(target_os = "none")]
-pub mod cache;
-#[cfg(target_os = "none")]
-pub mod cpu;
-#[cfg(target_os = "none")]
-pub mod gicv3;
-#[cfg(target_os = "none")]
-pub mod id_regs;
-#[cfg(target_os = "none")]
-pub mod inject;
-#[cfg(target_os = "none")]
-pub mod mmu;
-#[cfg(target_os = "none")]
-pub mod psci;
-#[cfg(target_os = "none")]
-pub mod semihosting;
-#[cfg(target_os = "none")]
-pub mod trap;
-#[cfg(target_os = "none")]
-mod vectors;
+/// Items that touch the hardware: built for the bare-metal target only.
+macro_rules! bare_metal {
+    ($($item:item)*) => { $(#[cfg(target_os = "none")] $item)* };
+}
 
-#[cfg(target_os = "none")]
-mod start;
-
-#[cfg(target_os = "none")]
-pub mod interface;
+bare_metal! {
+    mod boot;
+    pub mod cache;
+    pub mod cpu;
+    pub mod gicv3;
+    pub mod id_regs;
+    pub mod inject;
+    pub mod interface;
+    pub mod mmu;
+    pub mod psci;
+    pub mod semihosting;
+    mod start;
+    pub mod trap;
+    mod vectors;
+}

@@ -166,7 +166,7 @@ pub fn boot_until(image: &Path, extra: &[&str], deadline: Duration, stop_at: Opt
         if let Some(s) = child.try_wait().expect("wait qemu") {
             break (s.code(), false);
         }
-        if stop_at.is_some_and(|m| seen(m)) {
+        if stop_at.is_some_and(&seen) {
             let _ = child.kill();
             let _ = child.wait();
             break (None, false);

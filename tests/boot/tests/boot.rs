@@ -213,9 +213,7 @@ fn restart_policy_resets_the_vm_and_the_other_runs_on() {
     );
     // Each restart reruns the victim from its entry point with fresh RAM.
     let first = run.expect_line("[tessera] vm victim: reset #1");
-    let rerun = run.lines()[first..]
-        .iter()
-        .any(|l| *l == "[victim] TEST console: PASS");
+    let rerun = run.lines()[first..].contains(&"[victim] TEST console: PASS");
     run.check(rerun, "the victim runs again after its reset");
     run.check(
         !run.console.contains("[victim] RESULT"),
