@@ -44,6 +44,22 @@ impl AccessWidth {
         }
     }
 
+    /// The register value of a load of this width: sign- or zero-extended,
+    /// and limited to 32 bits when the destination is a W register.
+    #[inline(always)]
+    pub const fn extend_load(self, raw: u64, sign_extend: bool, reg_is_64: bool) -> u64 {
+        let value = if sign_extend {
+            self.sign_extend(raw)
+        } else {
+            self.truncate(raw)
+        };
+        if reg_is_64 {
+            value
+        } else {
+            value & 0xffff_ffff
+        }
+    }
+
     /// Sign-extends a value of this width to 64 bits.
     pub const fn sign_extend(self, value: u64) -> u64 {
         let shift = 64 - self.bytes() * 8;
@@ -159,8 +175,6 @@ pub enum Exit {
         /// Guest-physical address, when known.
         addr: u64,
     },
-    /// Physical interrupt.
-    Irq,
     /// Anything else the architecture reported.
     Unknown {
         /// Raw syndrome, for the log.
@@ -215,7 +229,6 @@ impl core::fmt::Display for Exit {
             Exit::Halt => f.write_str("WFI"),
             Exit::WaitEvent => f.write_str("WFE"),
             Exit::GuestFault { addr } => write!(f, "stage-2 fault at {:#x}", addr),
-            Exit::Irq => f.write_str("interrupt"),
             Exit::Unknown { syndrome } => write!(f, "unknown trap (syndrome {:#x})", syndrome),
         }
     }
@@ -233,6 +246,11 @@ mod tests {
         assert_eq!(AccessWidth::Word.sign_extend(0x7fff_ffff), 0x7fff_ffff);
         assert_eq!(AccessWidth::Double.truncate(u64::MAX), u64::MAX);
         assert_eq!(AccessWidth::from_log2(3), AccessWidth::Double);
+        assert_eq!(
+            AccessWidth::Byte.extend_load(0x80, true, false),
+            0xffff_ff80
+        );
+        assert_eq!(AccessWidth::Byte.extend_load(0x180, false, true), 0x80);
     }
 
     #[test]

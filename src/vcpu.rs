@@ -3,7 +3,7 @@
 //! back-end decodes traps into exits, calls [`handle`], and applies the
 //! [`Outcome`] (advance the PC, inject an abort).
 
-use crate::exit::{AccessWidth, Exit, ExitKind};
+use crate::exit::{Exit, ExitKind};
 use crate::vm::{Vcpu, Vm};
 
 /// What one core runs; reached through the arch's per-core pointer.
@@ -51,7 +51,7 @@ pub fn handle(local: &CpuLocal, exit: Exit, regs: &mut impl GuestRegisters) -> O
             local.vcpu.count(ExitKind::MmioRead);
             match vm.mmio.read(addr, width) {
                 Ok(raw) => {
-                    regs.set_gpr(reg, load_value(raw, width, sign_extend, reg_is_64));
+                    regs.set_gpr(reg, width.extend_load(raw, sign_extend, reg_is_64));
                     Outcome::Advance
                 }
                 Err(_) => Outcome::Unhandled,
@@ -82,21 +82,6 @@ pub fn handle(local: &CpuLocal, exit: Exit, regs: &mut impl GuestRegisters) -> O
             }
         }
         _ => Outcome::Unhandled,
-    }
-}
-
-/// The register value of a load: sign- or zero-extended to the register.
-#[inline(always)]
-pub fn load_value(raw: u64, width: AccessWidth, sign_extend: bool, reg_is_64: bool) -> u64 {
-    let v = if sign_extend {
-        width.sign_extend(raw)
-    } else {
-        width.truncate(raw)
-    };
-    if reg_is_64 {
-        v
-    } else {
-        v & 0xffff_ffff
     }
 }
 

@@ -35,7 +35,6 @@ mod dabt {
     pub const FNV: u64 = 1 << 10;
     pub const S1PTW: u64 = 1 << 7;
     pub const WNR: u64 = 1 << 6;
-    pub const DFSC_MASK: u64 = 0x3f;
 }
 
 /// The exception class of a syndrome.
@@ -75,12 +74,6 @@ pub const fn dabt_needs_decode(esr: u64) -> bool {
 #[inline(always)]
 pub const fn dabt_is_write(esr: u64) -> bool {
     esr & dabt::WNR != 0
-}
-
-/// Data fault status code.
-#[inline(always)]
-pub const fn dabt_fsc(esr: u64) -> u32 {
-    (esr & dabt::DFSC_MASK) as u32
 }
 
 /// Decodes a trap from a lower EL into an [`Exit`].

@@ -190,16 +190,8 @@ impl LoadStore {
 
     /// Value to place in a destination register for a loaded element.
     pub fn load_result(&self, raw: u64) -> u64 {
-        let value = if self.sign_extend {
-            self.width.sign_extend(raw)
-        } else {
-            raw
-        };
-        if self.reg_is_64 {
-            value
-        } else {
-            value & 0xffff_ffff
-        }
+        self.width
+            .extend_load(raw, self.sign_extend, self.reg_is_64)
     }
 }
 

@@ -26,11 +26,6 @@ pub const ID_GROUP3_FIRST: u32 = encode(3, 0, 0, 1, 0);
 /// Last encoding of the feature-ID group 3.
 pub const ID_GROUP3_LAST: u32 = encode(3, 0, 0, 7, 7);
 
-/// Whether an encoding is in the feature-ID group trapped by HCR_EL2.TID3.
-pub const fn is_id_group3(sysreg: u32) -> bool {
-    sysreg >= ID_GROUP3_FIRST && sysreg <= ID_GROUP3_LAST
-}
-
 /// ID_AA64PFR0_EL1 fields a VM does not get, cleared from the value it reads:
 /// SVE [35:32] (its state is not context-managed), GIC [27:24] (no system-
 /// register GIC interface is presented until the virtual GIC exists),
@@ -50,6 +45,10 @@ pub const fn virtual_id_value(sysreg: u32, hw: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is_id_group3(sysreg: u32) -> bool {
+        (ID_GROUP3_FIRST..=ID_GROUP3_LAST).contains(&sysreg)
+    }
 
     #[test]
     fn encode_round_trips() {
