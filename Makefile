@@ -26,7 +26,7 @@ QEMU := qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-
 	-smp 4 -m 1G -nographic -semihosting-config enable=on,target=native
 QEMU_TIMEOUT ?= 300
 
-.PHONY: all setup guests build run test unit-test boot-test bench check fmt clean
+.PHONY: all setup guests build run test unit-test boot-test fuzz bench check fmt clean
 
 all: build
 
@@ -59,6 +59,15 @@ unit-test:
 
 boot-test: guests check
 	cargo test -p tessera-boot-tests --test boot -- --test-threads=2
+
+# The fuzz targets (docs/TESTING.md), long: FUZZ_CASES inputs each, one
+# target with FUZZ_TARGET=<name> (e.g. esr_decode). `make test` runs them
+# with a small count; each prints `fuzz <name>: <n> inputs, 0 failures`.
+FUZZ_CASES ?= 1000000
+FUZZ_TARGET ?=
+fuzz:
+	FUZZ_CASES=$(FUZZ_CASES) cargo test --profile fuzz --lib --tests -p tessera -p tessera-config \
+		--features tessera-config/build fuzz_$(FUZZ_TARGET) -- --nocapture --test-threads=1
 
 bench: setup
 	@bash scripts/bench.sh

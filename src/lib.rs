@@ -19,6 +19,9 @@ pub mod devices;
 pub mod exit;
 pub mod mm;
 
+#[cfg(test)]
+mod fuzz;
+
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
