@@ -5,7 +5,7 @@ use crate::arch::aarch64::esr::{self, ec};
 use crate::arch::aarch64::sysreg;
 use crate::exit::Exit;
 use tessera_fuzz::proptest::prelude::*;
-use tessera_fuzz::{check, run};
+use tessera_fuzz::{check, run_classified};
 
 /// Syndromes: a class the decoder handles (or any class), any ISS, and
 /// sometimes junk in the upper half (ISS2 and RES0 bits).
@@ -20,7 +20,13 @@ fn syndrome() -> impl Strategy<Value = u64> {
         0u32..64,
     ];
     let high = prop_oneof![3 => Just(0u64), 1 => any::<u64>().prop_map(|h| h << 32)];
-    (class, any::<bool>(), 0u64..1 << 25, high).prop_map(|(class, il, iss, high)| {
+    // Half the time an ISS with a valid syndrome (ISV set, FnV and S1PTW
+    // clear), which random bits give only one time in eight.
+    let iss = prop_oneof![
+        0u64..1 << 25,
+        (0u64..1 << 25).prop_map(|i| i & !(1 << 10 | 1 << 7) | 1 << 24)
+    ];
+    (class, any::<bool>(), iss, high).prop_map(|(class, il, iss, high)| {
         high | u64::from(class) << 26 | u64::from(il) << 25 | iss
     })
 }
@@ -36,7 +42,7 @@ fn field(v: u64, lsb: u32, bits: u32) -> u64 {
 #[test]
 fn fuzz_esr_decode() {
     let input = (syndrome(), any::<u64>(), any::<u64>(), any::<u64>());
-    run("esr_decode", input, |(esr, hpfar, far, hw)| {
+    run_classified("esr_decode", input, |(esr, hpfar, far, hw)| {
         let ipa = esr::fault_ipa(hpfar, far);
         check(ipa & 0xfff == far & 0xfff && ipa >> 52 == 0, || {
             format!("fault_ipa({hpfar:#x}, {far:#x}) = {ipa:#x}")
@@ -65,7 +71,13 @@ fn fuzz_esr_decode() {
                 format!("class {class:#x} gave {exit:?}")
             })?,
         }
-        Ok(())
+        Ok(Some(match exit {
+            Exit::MmioRead { .. } | Exit::MmioWrite { .. } => "MMIO",
+            Exit::GuestFault { .. } => "faults",
+            Exit::SysRegRead { .. } | Exit::SysRegWrite { .. } => "sysreg",
+            Exit::Unknown { .. } => "unknown",
+            _ => "calls and WFx",
+        }))
     });
 }
 

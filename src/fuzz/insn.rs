@@ -5,7 +5,7 @@
 use crate::arch::aarch64::insn::{self, Offset, Writeback};
 use crate::exit::AccessWidth;
 use tessera_fuzz::proptest::prelude::*;
-use tessera_fuzz::{check, run};
+use tessera_fuzz::{check, run_classified};
 
 /// Instructions: any word, or one forced into the load/store single or
 /// pair classes (where the decoder says yes), with the SIMD/FP bit and the
@@ -24,7 +24,7 @@ fn instruction() -> impl Strategy<Value = u32> {
 #[test]
 fn fuzz_insn_decode() {
     let input = (instruction(), any::<[u64; 31]>(), any::<u64>());
-    run("insn_decode", input, |(word, regs, raw)| {
+    run_classified("insn_decode", input, |(word, regs, raw)| {
         let reg_value = |r: u8| regs[usize::from(r) % 31];
         let decoded = insn::decode(word);
         let class = word >> 24 & 0x3f;
@@ -33,11 +33,14 @@ fn fuzz_insn_decode() {
         let atomic = class == 0x38 && word >> 21 & 1 == 1 && word >> 10 & 3 == 0;
         let unprivileged = class == 0x38 && word >> 21 & 1 == 0 && word >> 10 & 3 == 2;
         if simd || exclusive || atomic || unprivileged {
-            return check(decoded.is_none(), || {
+            check(decoded.is_none(), || {
                 format!("{word:#010x} must be refused, decoded {decoded:?}")
-            });
+            })?;
+            return Ok(Some("refused as unsupported"));
         }
-        let Some(d) = decoded else { return Ok(()) };
+        let Some(d) = decoded else {
+            return Ok(Some("refused"));
+        };
         check(
             u32::from(d.rt) == word & 31 && u32::from(d.rn) == word >> 5 & 31,
             || format!("{word:#010x}: registers of {d:?}"),
@@ -106,6 +109,11 @@ fn fuzz_insn_decode() {
         check(
             d.width.truncate(loaded) == d.width.truncate(raw) && (d.reg_is_64 || loaded >> 32 == 0),
             || format!("{word:#010x}: load of {raw:#x} gave {loaded:#x}"),
-        )
+        )?;
+        Ok(Some(if d.rt2.is_some() {
+            "decoded pairs"
+        } else {
+            "decoded singles"
+        }))
     });
 }

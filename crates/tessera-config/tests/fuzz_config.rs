@@ -26,8 +26,14 @@ use toml::{Table, Value};
 // --- The oracle --------------------------------------------------------------
 
 /// A half-open range with a 128-bit end (no overflow).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct Range(u128, u128);
+
+impl std::fmt::Debug for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{:#x}, {:#x})", self.0, self.1)
+    }
+}
 
 impl Range {
     fn new(base: u64, size: u64) -> Self {
