@@ -198,10 +198,13 @@ fn emulate_decoded(local: &CpuLocal, regs: &mut GuestRegs, esr: u64, ipa: u64) -
             local
                 .vm
                 .mmio
-                .read(addr, op.width)
+                .read(local.accessor(), addr, op.width)
                 .map(|raw| regs.set_gpr(rt, op.load_result(raw)))
         } else {
-            local.vm.mmio.write(addr, op.width, regs.gpr(rt))
+            local
+                .vm
+                .mmio
+                .write(local.accessor(), addr, op.width, regs.gpr(rt))
         };
         if result.is_err() {
             return Outcome::Unhandled;
