@@ -22,6 +22,7 @@ bare_metal! {
     pub mod gicv3;
     pub mod id_regs;
     pub mod inject;
+    mod irq;
     pub mod interface;
     pub mod mmu;
     pub mod psci;
@@ -29,4 +30,5 @@ bare_metal! {
     mod start;
     pub mod trap;
     mod vectors;
+    pub mod vgic_hw;
 }

@@ -428,15 +428,26 @@ impl Vgic {
         }
     }
 
-    /// A physical interrupt of the VM fired on the core of `vcpu`; it stays
-    /// active at the physical GIC until the guest deactivates the virtual
-    /// one. Returns whether it is deliverable now (enabled).
-    pub fn physical_fired(&self, vcpu: usize, intid: u32) -> bool {
-        let Some(v) = self.vcpus.get(vcpu) else {
-            return false;
-        };
-        v.hw_pending.set(intid, true);
-        self.is_enabled(vcpu, intid) && self.group1_enabled()
+    /// A physical interrupt of the VM fired for `vcpu` and could not go
+    /// straight into a list register: it waits in the pending set (still
+    /// active at the physical GIC) and is delivered when possible.
+    pub fn forward_physical(&self, vcpu: usize, intid: u32) {
+        if let Some(v) = self.vcpus.get(vcpu) {
+            v.hw_pending.set(intid, true);
+            self.notify(vcpu);
+        }
+    }
+
+    /// Puts back an interrupt taken by [`Self::take_deliverable`] that found
+    /// no list register (no delivery is attempted).
+    pub fn requeue(&self, vcpu: usize, d: &Deliverable) {
+        if let Some(v) = self.vcpus.get(vcpu) {
+            if d.hw {
+                v.hw_pending.set(d.intid, true);
+            } else {
+                v.pending.set(d.intid, true);
+            }
+        }
     }
 
     /// Drives the level of an emulated device's SPI: high makes it pending
@@ -774,7 +785,8 @@ pub(crate) mod tests {
     fn physical_interrupts_are_delivered_with_the_hw_flag() {
         let (v, _) = vgic();
         v.set_group1_enabled(true);
-        assert!(!v.physical_fired(0, 27), "timer PPI not enabled");
+        v.forward_physical(0, 27);
+        assert!(!v.has_deliverable(0), "timer PPI not enabled");
         v.set_enabled(0, 27, true);
         let mut out = [Deliverable {
             intid: 0,
