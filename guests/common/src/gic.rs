@@ -36,6 +36,8 @@ pub mod gicr {
     pub const TYPER: u64 = 0x0008;
     /// Wake control.
     pub const WAKER: u64 = 0x0014;
+    /// SGI/PPI group (SGI frame).
+    pub const IGROUPR0: u64 = 0x0080;
     /// SGI/PPI set-enable (SGI frame).
     pub const ISENABLER0: u64 = 0x0100;
     /// SGI/PPI priorities (SGI frame).
@@ -76,6 +78,8 @@ pub fn init_this_cpu() {
     // SAFETY: the VM's own GIC registers.
     unsafe {
         write32(GICD_BASE + gicd::CTLR, CTLR_ENABLE_GRP1);
+        // Group 1 for every SGI/PPI (Tessera: RAO/WI; a real GIC resets to 0).
+        write32(rd + GICR_SGI + gicr::IGROUPR0, u32::MAX);
         write32(rd + gicr::WAKER, 0);
         asm!(
             "msr icc_pmr_el1, {pmr}",

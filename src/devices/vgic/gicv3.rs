@@ -155,18 +155,19 @@ fn byte_or_word(width: AccessWidth) -> Result<(), AccessError> {
 /// The VM's distributor (GICD), affinity routing on, one security state.
 pub struct Distributor {
     vgic: &'static Vgic,
+    /// GICD_TYPER, fixed for the VM's life.
+    typer: u32,
 }
 
 impl Distributor {
     /// The distributor of `vgic`.
     pub fn new(vgic: &'static Vgic) -> Self {
-        Self { vgic }
-    }
-
-    fn typer(&self) -> u32 {
-        let it_lines = self.vgic.nr_intids() / 32 - 1;
-        let cpus = (self.vgic.nr_vcpus().saturating_sub(1) as u32).min(7);
-        TYPER_IDBITS_10 | cpus << 5 | it_lines
+        let it_lines = vgic.nr_intids() / 32 - 1;
+        let cpus = (vgic.nr_vcpus().saturating_sub(1) as u32).min(7);
+        Self {
+            vgic,
+            typer: TYPER_IDBITS_10 | cpus << 5 | it_lines,
+        }
     }
 
     fn read_irouter(&self, intid: u32) -> u64 {
@@ -196,10 +197,8 @@ impl MmioDevice for Distributor {
     fn read(&self, from: Accessor, offset: u64, width: AccessWidth) -> Result<u64, AccessError> {
         let vgic = self.vgic;
         let value = match offset {
-            reg::TYPER => {
-                word_only(width)?;
-                self.typer() as u64
-            }
+            reg::TYPER if width == AccessWidth::Word => self.typer as u64,
+            reg::TYPER => return Err(AccessError::Invalid),
             reg::CTLR => {
                 word_only(width)?;
                 let enable = if vgic.group1_enabled() {
