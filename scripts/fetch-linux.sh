@@ -87,6 +87,7 @@ write_versions() {
         echo "# Debian packages behind build/linux/ (scripts/fetch-linux.sh)"
         local deb
         for deb in "$DEBS"/*.deb; do
+            # shellcheck disable=SC2016 # ${...} is dpkg-deb's format syntax
             dpkg-deb -W --showformat='${Package} ${Version} ${Architecture}\n' "$deb"
         done
         echo "modules (with their dependencies) $(needed_modules | paste -sd ' ')"

@@ -23,13 +23,16 @@ CPU=${CPU:-cortex-a72}
 TIMEOUT=${TIMEOUT:-300}
 
 icount=()
+# shellcheck disable=SC2054 # the commas belong to QEMU's option values
 case "${1:-}" in
 --icount) icount=(-icount shift=0,sleep=off -rtc base=2025-01-01T00:00:00,clock=vm) ;;
 "") ;;
 *) echo "usage: $0 [--icount]" >&2; exit 2 ;;
 esac
 
-[ -s "$ASSETS/Image" ] && [ -s "$ASSETS/initramfs.cpio.gz" ] || bash "$ROOT/scripts/fetch-linux.sh"
+if [ ! -s "$ASSETS/Image" ] || [ ! -s "$ASSETS/initramfs.cpio.gz" ]; then
+    bash "$ROOT/scripts/fetch-linux.sh"
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -86,5 +89,7 @@ if [ "$SMP" -gt 1 ] && [ "${ipis:-0}" -eq 0 ]; then
 fi
 [ "$(head -n 1 "$work/uart1.txt")" = "TESSERA passthrough-uart hello" ] ||
     fail "second UART did not receive the hello line"
-[ -n "$run_init_us" ] && [ -n "$userspace_us" ] || fail "boot marks missing"
+if [ -z "$run_init_us" ] || [ -z "$userspace_us" ]; then
+    fail "boot marks missing"
+fi
 echo "linux-baseline: PASS"
