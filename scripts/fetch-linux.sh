@@ -108,6 +108,11 @@ build_initramfs() {
     write_versions
 }
 
+# One run at a time (parallel make or boot tests may start several).
+mkdir -p "$OUT"
+exec 9>"$OUT/.lock"
+flock 9
+
 # --- Fast path: everything fetched before. ---------------------------------
 if [ -s "$IMAGE" ] && [ -s "$VERSIONS" ] && [ -x "$BUSYBOX_ROOT/bin/busybox" ] &&
     [ -f "$(kernel_config)" ]; then
