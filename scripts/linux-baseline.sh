@@ -25,7 +25,7 @@ TIMEOUT=${TIMEOUT:-300}
 icount=()
 # shellcheck disable=SC2054 # the commas belong to QEMU's option values
 case "${1:-}" in
---icount) icount=(-icount shift=0,sleep=off -rtc base=2025-01-01T00:00:00,clock=vm) ;;
+--icount) icount=(-icount shift=0,sleep=off -rtc base=2025-01-01T00:00:00,clock=vm -seed 1) ;;
 "") ;;
 *) echo "usage: $0 [--icount]" >&2; exit 2 ;;
 esac

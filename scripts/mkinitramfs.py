@@ -2,7 +2,8 @@
 """Builds the Linux guests' initramfs: a gzip'd newc cpio archive.
 
 Holds busybox (bin/busybox, bin/sh; init installs the other applet links at
-boot), /init from guests/linux/, /dev/console, and the kernel modules asked
+boot), /init from guests/linux/, /dev/console, bin/tessera-counter (below),
+and the kernel modules asked
 for plus everything they depend on, flat in /lib/modules/ with a
 `load-order` file listing them dependencies first (busybox insmod knows no
 dependencies). Written with the standard library only, byte-for-byte
@@ -115,6 +116,56 @@ def resolve_modules(kernel_root, wanted):
     return ordered
 
 
+# bin/tessera-counter: writes the virtual counter and its frequency (two
+# little-endian u64: CNTVCT_EL0, CNTFRQ_EL0) to stdout, so /init can report
+# the guest's own clock when userspace starts, from kernel entry rather than
+# from the kernel's sched_clock start. Linux lets EL0 read both registers
+# (CNTKCTL_EL1.EL0VCTEN, which the vDSO needs). No aarch64 C compiler is
+# needed: the instruction words below were checked with
+# `llvm-mc -triple=aarch64 -show-encoding`.
+COUNTER_PROGRAM = [
+    0xD5033FDF,  # isb                      (read the counter here, not earlier)
+    0xD53BE040,  # mrs  x0, cntvct_el0
+    0xD53BE001,  # mrs  x1, cntfrq_el0
+    0xA9BF07E0,  # stp  x0, x1, [sp, #-16]!
+    0xD2800020,  # mov  x0, #1              (stdout)
+    0x910003E1,  # mov  x1, sp
+    0xD2800202,  # mov  x2, #16
+    0xD2800808,  # mov  x8, #64             (write)
+    0xD4000001,  # svc  #0
+    0xD2800000,  # mov  x0, #0
+    0xD2800BA8,  # mov  x8, #93             (exit)
+    0xD4000001,  # svc  #0
+]
+
+
+def static_elf(words, base=0x40_0000):
+    """A static AArch64 ELF executable: one R+X segment holding `words`."""
+    ehdr_size, phdr_size = 64, 56
+    code = b"".join(struct.pack("<I", word) for word in words)
+    size = ehdr_size + phdr_size + len(code)
+    entry = base + ehdr_size + phdr_size
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)  # 64-bit, LE, version 1, SysV
+    ehdr = ident + struct.pack(
+        "<HHIQQQIHHHHHH",
+        2,  # ET_EXEC
+        183,  # EM_AARCH64
+        1,  # EV_CURRENT
+        entry,
+        ehdr_size,  # program headers right after this header
+        0,  # no section headers
+        0,  # flags
+        ehdr_size,
+        phdr_size,
+        1,
+        64,  # e_shentsize (unused, the usual value)
+        0,
+        0,
+    )
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)  # PT_LOAD, R+X
+    return ehdr + phdr + code
+
+
 class Cpio:
     """A newc ("070701") archive with every owner and timestamp set to 0."""
 
@@ -168,6 +219,7 @@ def main():
     archive.char_device("dev/console", 5, 1)
     archive.file("bin/busybox", pathlib.Path(args.busybox).read_bytes(), 0o755)
     archive.symlink("bin/sh", "busybox")
+    archive.file("bin/tessera-counter", static_elf(COUNTER_PROGRAM), 0o755)
     archive.file("init", pathlib.Path(args.init).read_bytes(), 0o755)
 
     modules = resolve_modules(args.kernel_root, args.module) if args.module else []
