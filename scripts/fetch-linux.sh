@@ -39,7 +39,9 @@ fi
 # apt-get download as root warns that the _apt user cannot write the target
 # directory; downloading as root is what we want here.
 APT_DOWNLOAD=(apt-get download -q)
-[ "$(id -u)" -eq 0 ] && APT_DOWNLOAD+=(-o APT::Sandbox::User=root)
+if [ "$(id -u)" -eq 0 ]; then
+    APT_DOWNLOAD+=(-o APT::Sandbox::User=root)
+fi
 
 kernel_config() { echo "$KERNEL_ROOT"/boot/config-*; }
 
