@@ -7,10 +7,13 @@
 # checks the results and exits 0 only when they are all as expected. The
 # console log is kept in build/linux/baseline-console.log.
 #
-# Usage: scripts/linux-baseline.sh [--icount]
+# Usage: scripts/linux-baseline.sh [--icount] [--dtb FILE.dts|FILE.dtb]
+#   --dtb      boot with this device tree instead of QEMU's own (a .dts is
+#              compiled with dtc), e.g. guests/linux/reference-vm.dts
 #   --icount   run under -icount shift=0,sleep=off: one instruction per
-#              nanosecond of guest time, so the times below are instruction
-#              counts (QEMU 10's virt counter runs at 1 GHz) and repeat exactly.
+#              nanosecond of guest time (the counter runs at 62.5 MHz with
+#              cortex-a72, 1 GHz with max; printk time is in ns either way),
+#              with a fixed RTC and random seed, so every number repeats.
 # Environment: SMP (2), MEM (256M), CPU (cortex-a72), TIMEOUT seconds (300),
 #              TESSERA_LINUX_DIR (build/linux).
 set -euo pipefail
@@ -22,13 +25,21 @@ MEM=${MEM:-256M}
 CPU=${CPU:-cortex-a72}
 TIMEOUT=${TIMEOUT:-300}
 
+usage() {
+    echo "usage: $0 [--icount] [--dtb FILE.dts|FILE.dtb]" >&2
+    exit 2
+}
 icount=()
+dtb=
 # shellcheck disable=SC2054 # the commas belong to QEMU's option values
-case "${1:-}" in
---icount) icount=(-icount shift=0,sleep=off -rtc base=2025-01-01T00:00:00,clock=vm -seed 1) ;;
-"") ;;
-*) echo "usage: $0 [--icount]" >&2; exit 2 ;;
-esac
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --icount) icount=(-icount shift=0,sleep=off -rtc base=2025-01-01T00:00:00,clock=vm -seed 1) ;;
+    --dtb) [ $# -ge 2 ] || usage; dtb=$2; shift ;;
+    *) usage ;;
+    esac
+    shift
+done
 
 if [ ! -s "$ASSETS/Image" ] || [ ! -s "$ASSETS/initramfs.cpio.gz" ]; then
     bash "$ROOT/scripts/fetch-linux.sh"
@@ -41,13 +52,27 @@ printf 'TESSERA-DISK-PATTERN\n' >"$work/disk.img"
 truncate -s 4M "$work/disk.img"
 : >"$work/uart1.txt"
 
+# --dtb: the guest sees this tree instead of QEMU's (QEMU still fills in
+# /chosen's bootargs and initrd range and the memory node).
+dtb_args=()
+if [ -n "$dtb" ]; then
+    case "$dtb" in
+    *.dts)
+        command -v dtc >/dev/null 2>&1 || apt-get install -y -qq device-tree-compiler >/dev/null
+        dtc -q -I dts -O dtb -o "$work/vm.dtb" "$dtb"
+        dtb_args=(-dtb "$work/vm.dtb")
+        ;;
+    *) dtb_args=(-dtb "$dtb") ;;
+    esac
+fi
+
 # dtb-randomness=off: no kaslr-seed/rng-seed in the device tree, like the
 # trees Tessera generates, and the same boot path on every run.
 # tessera.poweroff: the guest powers off after its checks (QEMU exits).
 status=0
 timeout --foreground "$TIMEOUT" qemu-system-aarch64 \
     -M virt,gic-version=3,dtb-randomness=off -cpu "$CPU" -smp "$SMP" -m "$MEM" \
-    -nographic -no-reboot "${icount[@]}" \
+    -nographic -no-reboot "${icount[@]}" "${dtb_args[@]}" \
     -kernel "$ASSETS/Image" -initrd "$ASSETS/initramfs.cpio.gz" \
     -append "console=ttyAMA0 tessera.name=baseline tessera.poweroff" \
     -drive file="$work/disk.img",if=none,format=raw,id=d0 -device virtio-blk-device,drive=d0 \
