@@ -15,6 +15,8 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_linux;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -7,10 +7,10 @@ use sha2::Digest as _;
 
 use super::*;
 
-const SYS: &str = "configs/test.toml";
-const BRD: &str = "configs/boards/test.toml";
+pub(super) const SYS: &str = "configs/test.toml";
+pub(super) const BRD: &str = "configs/boards/test.toml";
 
-const BOARD: &str = r#"
+pub(super) const BOARD: &str = r#"
 name = "qemu-virt"
 cpu_mpidrs = [0x0, 0x1, 0x2, 0x3]
 semihosting_exit = true
@@ -46,7 +46,7 @@ irqs = [41, 42]
 "#;
 
 /// A valid `[[vm]]` table.
-fn vm(id: u16, name: &str, cpus: &str, hpa: u64) -> String {
+pub(super) fn vm(id: u16, name: &str, cpus: &str, hpa: u64) -> String {
     format!(
         r#"
 [[vm]]
@@ -71,7 +71,7 @@ emu_devices = [{{ kind = "pl011", gpa = 0x0900_0000, size = 0x1000 }}]
     )
 }
 
-fn demo() -> String {
+pub(super) fn demo() -> String {
     format!(
         "board = \"boards/test.toml\"\n{}{}",
         vm(0, "alpha", "[0, 1]", 0x4400_0000),
@@ -82,7 +82,7 @@ fn demo() -> String {
 /// A `[[vm]]` booting Linux from `build/linux/Image` with an initramfs;
 /// `ram` is the body of its one memory region, `extra` more `[vm.kernel]`
 /// lines.
-fn linux_vm(id: u16, name: &str, cpus: &str, ram: &str, extra: &str) -> String {
+pub(super) fn linux_vm(id: u16, name: &str, cpus: &str, ram: &str, extra: &str) -> String {
     format!(
         r#"
 [[vm]]
@@ -108,7 +108,7 @@ emu_devices = [{{ kind = "pl011", gpa = 0x0900_0000, size = 0x1000, irq = 33 }}]
 }
 
 /// An arm64 Image of `len` bytes with the given header fields.
-fn fake_image(text_offset: u64, image_size: u64, flags: u64, len: usize) -> Vec<u8> {
+pub(super) fn fake_image(text_offset: u64, image_size: u64, flags: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len.max(64)];
     v[0x08..0x10].copy_from_slice(&text_offset.to_le_bytes());
     v[0x10..0x18].copy_from_slice(&image_size.to_le_bytes());
@@ -117,21 +117,21 @@ fn fake_image(text_offset: u64, image_size: u64, flags: u64, len: usize) -> Vec<
     v
 }
 
-fn small_images(_: &str) -> Result<Option<Vec<u8>>, String> {
+pub(super) fn small_images(_: &str) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(vec![0; 4096]))
 }
 
-fn check(sys: &str, board: &str) -> Result<(SystemSpec, BoardSpec), Vec<String>> {
+pub(super) fn check(sys: &str, board: &str) -> Result<(SystemSpec, BoardSpec), Vec<String>> {
     check_strs(SYS, sys, BRD, board, &small_images)
         .map_err(|e| e.iter().map(ToString::to_string).collect())
 }
 
 /// Every error line for a system text (with the standard board).
-fn errors(sys: &str) -> Vec<String> {
+pub(super) fn errors(sys: &str) -> Vec<String> {
     errors_with(sys, BOARD)
 }
 
-fn errors_with(sys: &str, board: &str) -> Vec<String> {
+pub(super) fn errors_with(sys: &str, board: &str) -> Vec<String> {
     match check(sys, board) {
         Ok(_) => Vec::new(),
         Err(e) => e,
@@ -139,7 +139,7 @@ fn errors_with(sys: &str, board: &str) -> Vec<String> {
 }
 
 #[track_caller]
-fn assert_error(errors: &[String], needle: &str) {
+pub(super) fn assert_error(errors: &[String], needle: &str) {
     assert!(
         errors.iter().any(|e| e.contains(needle)),
         "no error contains {needle:?}; got:\n{}",
@@ -148,13 +148,13 @@ fn assert_error(errors: &[String], needle: &str) {
 }
 
 /// The demo with the first occurrence of `from` replaced by `to`.
-fn demo_with(from: &str, to: &str) -> String {
+pub(super) fn demo_with(from: &str, to: &str) -> String {
     let d = demo();
     assert!(d.contains(from), "fixture has no {from:?}");
     d.replacen(from, to, 1)
 }
 
-fn board_with(from: &str, to: &str) -> String {
+pub(super) fn board_with(from: &str, to: &str) -> String {
     assert!(BOARD.contains(from), "board fixture has no {from:?}");
     BOARD.replacen(from, to, 1)
 }
@@ -672,7 +672,7 @@ fn passthrough_irqs_subset_and_window() {
 
 // --- Rule 8: board --------------------------------------------------------------
 
-fn board_errors(board: &str) -> Vec<String> {
+pub(super) fn board_errors(board: &str) -> Vec<String> {
     errors_with(&demo(), board)
 }
 
@@ -836,7 +836,7 @@ fn demo_with_passthrough() -> (SystemSpec, BoardSpec) {
 
 /// The plan of a checked config whose every file holds `bytes`, embedded
 /// from `/img/<path>`.
-fn plan_all(sys: &SystemSpec, board: &BoardSpec, bytes: Option<&[u8]>) -> Plan {
+pub(super) fn plan_all(sys: &SystemSpec, board: &BoardSpec, bytes: Option<&[u8]>) -> Plan {
     let files = |_: &str| Ok(bytes.map(<[u8]>::to_vec));
     plan((SYS, BRD), sys, board, &files, &|rel| {
         Path::new("/img").join(rel)
@@ -993,7 +993,7 @@ fn main() {{
 
 // --- Files in the repository ----------------------------------------------------
 
-fn repo_root() -> PathBuf {
+pub(super) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
