@@ -215,7 +215,7 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
             } else {
                 Power::Off as u8
             }),
-            boot: Mutex::new((config.entry_point, 0)),
+            boot: Mutex::new((config.entry_point, config.boot_arg)),
             stats: Default::default(),
         })
         .collect();
@@ -267,8 +267,8 @@ impl Vm {
         self.state.load(Ordering::Acquire) == VmState::Running as u8
     }
 
-    /// Zeroes the VM's RAM, copies its image in and makes both visible to a
-    /// guest running with caches off.
+    /// Zeroes the VM's RAM, copies its images in and makes them visible to
+    /// a guest running with caches off.
     fn load_image(&self) {
         let c = self.config;
         for r in c.memory_regions {
@@ -276,17 +276,19 @@ impl Vm {
             // (validated at build time), identity-mapped at EL2, and no vCPU
             // of the VM runs while it is loaded.
             unsafe { core::ptr::write_bytes(r.hpa as *mut u8, 0, r.size as usize) };
-            if let Some(off) = c
-                .kernel_load_addr
-                .checked_sub(r.gpa)
-                .filter(|&o| o < r.size)
-            {
-                let dst = r.hpa + off;
-                // SAFETY: build-time validation guarantees the image fits in
-                // this region after the load address.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(c.image.as_ptr(), dst as *mut u8, c.image.len())
-                };
+            for image in c.images {
+                if let Some(off) = image.gpa.checked_sub(r.gpa).filter(|&o| o < r.size) {
+                    let dst = r.hpa + off;
+                    // SAFETY: build-time validation guarantees each image
+                    // fits in the region that holds its first byte.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            image.data.as_ptr(),
+                            dst as *mut u8,
+                            image.data.len(),
+                        )
+                    };
+                }
             }
             arch::make_coherent_for_guest(r.hpa, r.size);
         }
@@ -426,7 +428,7 @@ impl Vm {
             self.load_image();
             self.cntvoff.store(arch::counter_now(), Ordering::Release);
             let v0 = &self.vcpus[0];
-            *v0.boot.lock() = (self.config.entry_point, 0);
+            *v0.boot.lock() = (self.config.entry_point, self.config.boot_arg);
             v0.set_power(Power::OnPending);
             self.state.store(VmState::Running as u8, Ordering::Release);
             arch::kick_cpu(v0.phys_cpu);
