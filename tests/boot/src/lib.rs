@@ -123,6 +123,12 @@ pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
 /// `timed_out` false) as soon as the console holds a line starting with
 /// `stop_at`: for runs that by design never end by themselves.
 pub fn boot_until(image: &Path, extra: &[&str], deadline: Duration, stop_at: Option<&str>) -> Run {
+    boot_until_all(image, extra, deadline, stop_at.as_slice())
+}
+
+/// Boots `image` until every line prefix in `markers` was printed (then the
+/// run is stopped), QEMU exits, or `deadline` passes. No markers: until exit.
+pub fn boot_until_all(image: &Path, extra: &[&str], deadline: Duration, markers: &[&str]) -> Run {
     let mut child = Command::new("qemu-system-aarch64")
         .args([
             "-M",
@@ -155,18 +161,20 @@ pub fn boot_until(image: &Path, extra: &[&str], deadline: Duration, stop_at: Opt
                 .extend_from_slice(&chunk[..n]);
         }
     });
-    let seen = |marker: &str| {
+    let all_seen = || {
         let out = output.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&out)
-            .lines()
-            .any(|l| l.trim_end_matches('\r').starts_with(marker))
+        let text = String::from_utf8_lossy(&out);
+        markers.iter().all(|marker| {
+            text.lines()
+                .any(|l| l.trim_end_matches('\r').starts_with(marker))
+        })
     };
     let start = Instant::now();
     let (status, timed_out) = loop {
         if let Some(s) = child.try_wait().expect("wait qemu") {
             break (s.code(), false);
         }
-        if stop_at.is_some_and(&seen) {
+        if !markers.is_empty() && all_seen() {
             let _ = child.kill();
             let _ = child.wait();
             break (None, false);
