@@ -174,6 +174,7 @@ pub fn system_rs(
             o,
             "            on_unhandled: tessera_config::UnhandledPolicy::{policy},"
         );
+        let _ = writeln!(o, "            pmu: {},", vm.pmu);
         let _ = writeln!(o, "        }},");
     }
     let _ = writeln!(o, "    ],");

@@ -55,6 +55,8 @@ pub struct VmSpec {
     pub phys_cpu_ids: Vec<usize>,
     /// `base.on_unhandled`.
     pub on_unhandled: UnhandledPolicy,
+    /// `base.pmu` (default false).
+    pub pmu: bool,
     /// `kernel.kernel_path` as written (relative to the repository root).
     pub kernel_path: String,
     /// `kernel.kernel_load_addr`.
