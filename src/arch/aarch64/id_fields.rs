@@ -10,7 +10,7 @@
 //! enabling we do not do, or whose state we do not own per VM, is hidden
 //! (and trapped where a trap exists). Pure: host-tested.
 
-use super::sysreg::encode;
+use super::sysreg::*;
 
 /// What the VM's configuration adds to the hardware's features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,27 +80,6 @@ const ALL32: &[Field] = &[
 /// debug registers are trapped and read as zero (see `guest_sysregs`), so
 /// nothing newer is offered.
 const DEBUG_V8: u8 = 6;
-
-/// ID_AA64PFR0_EL1.
-pub const ID_AA64PFR0_EL1: u32 = encode(3, 0, 0, 4, 0);
-/// ID_AA64PFR1_EL1.
-pub const ID_AA64PFR1_EL1: u32 = encode(3, 0, 0, 4, 1);
-/// ID_AA64DFR0_EL1.
-pub const ID_AA64DFR0_EL1: u32 = encode(3, 0, 0, 5, 0);
-/// ID_AA64ISAR0_EL1.
-pub const ID_AA64ISAR0_EL1: u32 = encode(3, 0, 0, 6, 0);
-/// ID_AA64ISAR1_EL1.
-pub const ID_AA64ISAR1_EL1: u32 = encode(3, 0, 0, 6, 1);
-/// ID_AA64ISAR2_EL1.
-pub const ID_AA64ISAR2_EL1: u32 = encode(3, 0, 0, 6, 2);
-/// ID_AA64MMFR0_EL1.
-pub const ID_AA64MMFR0_EL1: u32 = encode(3, 0, 0, 7, 0);
-/// ID_AA64MMFR1_EL1.
-pub const ID_AA64MMFR1_EL1: u32 = encode(3, 0, 0, 7, 1);
-/// ID_AA64MMFR2_EL1.
-pub const ID_AA64MMFR2_EL1: u32 = encode(3, 0, 0, 7, 2);
-/// ID_AA64MMFR3_EL1.
-pub const ID_AA64MMFR3_EL1: u32 = encode(3, 0, 0, 7, 3);
 
 /// The whitelist of register `sysreg` (empty: the register reads as 0).
 fn fields(sysreg: u32) -> &'static [Field] {

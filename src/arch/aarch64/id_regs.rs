@@ -1,7 +1,10 @@
 //! Emulated system registers every AArch64 VM gets: the feature-ID
-//! registers (trapped by HCR_EL2.TID3), read from the hardware and filtered
-//! by [`sysreg::virtual_id_value`] so a VM sees only what it may use.
+//! registers (trapped by HCR_EL2.TID3), read from the hardware and passed
+//! through the whitelist of [`super::id_fields`], plus the other trapped
+//! registers and instructions of [`super::guest_sysregs`].
 
+use super::guest_sysregs;
+use super::id_fields::{self, VmFeatures};
 use super::sysreg;
 use crate::devices::{AccessError, SysRegBus, SysRegDevice};
 use alloc::boxed::Box;
@@ -29,7 +32,9 @@ impl SysRegDevice for IdRegisters {
             1: [0, 1, 2, 3, 4, 5, 6, 7], 2: [0, 1, 2, 3, 4, 5, 6, 7], 3: [0, 1, 2, 3, 4, 5, 6, 7],
             4: [0, 1, 2, 3, 4, 5, 6, 7], 5: [0, 1, 2, 3, 4, 5, 6, 7], 6: [0, 1, 2, 3, 4, 5, 6, 7],
             7: [0, 1, 2, 3, 4, 5, 6, 7]);
-        Ok(sysreg::virtual_id_value(sysreg, hw))
+        let vm = guest_sysregs::trapping_vm();
+        let features = VmFeatures { pmu: vm.config.pmu };
+        Ok(id_fields::virtual_id_value(sysreg, hw, features))
     }
     fn write(&self, _: u32, _: u64) -> Result<(), AccessError> {
         Err(AccessError::Invalid)
@@ -43,4 +48,5 @@ pub fn add_arch_sysreg_devices(bus: &mut SysRegBus) {
         sysreg::ID_GROUP3_LAST,
         Box::new(IdRegisters),
     );
+    guest_sysregs::add(bus);
 }

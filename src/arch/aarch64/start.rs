@@ -153,7 +153,7 @@ fn run_this_cpu(cpu_index: usize, stack_top: u64) -> ! {
         stack_top,
     }));
     cpu::set_local(local as *const CpuLocal as *const ());
-    cpu::configure_for_vm(vm.stage2_root, vm.vmid, vcpu.id);
+    cpu::configure_for_vm(vm.stage2_root, vm.vmid, vcpu.id, vm.config.pmu);
     if vcpu.id == 0 {
         println!(
             "vm {}: vCPU 0 starting on CPU {} at {:#x}",
