@@ -774,7 +774,12 @@ fn check_pmu_undefined() -> Outcome {
     // SAFETY: reading an ID register has no side effects.
     unsafe { asm!("mrs {}, id_aa64dfr0_el1", out(reg) dfr0, options(nostack)) };
     let pmuver = dfr0 >> 8 & 0xf;
-    ensure!(pmuver == 0, "ID_AA64DFR0_EL1={:#x}: PMUVer={}, expected 0", dfr0, pmuver);
+    ensure!(
+        pmuver == 0,
+        "ID_AA64DFR0_EL1={:#x}: PMUVer={}, expected 0",
+        dfr0,
+        pmuver
+    );
     match guarded(read_pmccntr) {
         (v, None) => fail!("PMCCNTR_EL0 read {:#x} without an exception", v),
         (_, Some(f)) => ensure!(

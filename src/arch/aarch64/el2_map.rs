@@ -128,7 +128,9 @@ impl<'a> Builder<'a> {
         if base % PAGE != 0 || size % PAGE != 0 {
             return Err(MapError::Unaligned { base });
         }
-        let end = base.checked_add(size).ok_or(MapError::OutOfRange { end: u64::MAX })?;
+        let end = base
+            .checked_add(size)
+            .ok_or(MapError::OutOfRange { end: u64::MAX })?;
         if end > 1 << VA_BITS {
             return Err(MapError::OutOfRange { end });
         }
@@ -241,7 +243,11 @@ pub fn build_map(b: &mut Builder, ram: &[MemRange], image: &ImageLayout) -> Resu
     b.map(image.text.base, image.text.size, Attr::Text)?;
     b.map(image.rodata.base, image.rodata.size, Attr::ReadOnly)?;
     for i in 0..image.stacks {
-        b.map(image.first_guard + i as u64 * image.guard_stride, PAGE, Attr::Unmapped)?;
+        b.map(
+            image.first_guard + i as u64 * image.guard_stride,
+            PAGE,
+            Attr::Unmapped,
+        )?;
     }
     Ok(())
 }
@@ -335,7 +341,11 @@ mod tests {
         assert_eq!(lookup(ram, 0x4400_0000), Attr::ReadWrite, "guest RAM: XN");
         assert_eq!(lookup(ram, 0x7fff_f000), Attr::ReadWrite);
         assert_eq!(lookup(ram, 0x8000_0000), Attr::Device);
-        assert_eq!(lookup(ram, 0x1_0000_0000), Attr::Unmapped, "above 4 GiB, no RAM");
+        assert_eq!(
+            lookup(ram, 0x1_0000_0000),
+            Attr::Unmapped,
+            "above 4 GiB, no RAM"
+        );
     }
 
     #[test]
@@ -346,7 +356,11 @@ mod tests {
             let a = lookup(ram, addr);
             let in_text = (0x4020_0000..0x4023_0000).contains(&addr);
             assert_eq!(a == Attr::Text, in_text, "{addr:#x}: {a:?}");
-            addr += if (0x4000_0000..0x4060_0000).contains(&addr) { PAGE } else { 2 * MIB };
+            addr += if (0x4000_0000..0x4060_0000).contains(&addr) {
+                PAGE
+            } else {
+                2 * MIB
+            };
         }
     }
 
@@ -393,10 +407,15 @@ mod tests {
     fn errors() {
         let mut pool = vec![[0u64; ENTRIES]; 64];
         let mut b = Builder::new(&mut pool, PA).unwrap();
-        assert_eq!(b.map(0x1001, PAGE, Attr::Device), Err(MapError::Unaligned { base: 0x1001 }));
+        assert_eq!(
+            b.map(0x1001, PAGE, Attr::Device),
+            Err(MapError::Unaligned { base: 0x1001 })
+        );
         assert_eq!(
             b.map(1 << 39, PAGE, Attr::ReadWrite),
-            Err(MapError::OutOfRange { end: (1 << 39) + PAGE })
+            Err(MapError::OutOfRange {
+                end: (1 << 39) + PAGE
+            })
         );
         let mut tiny = vec![[0u64; ENTRIES]; 2];
         assert_eq!(build(QEMU_1G, &mut tiny), Err(MapError::OutOfTables));

@@ -208,7 +208,11 @@ mod tests {
     #[test]
     fn vector_offset_by_source() {
         for (from, off) in [(EL1H, 0x200), (EL1T, 0x000), (EL0, 0x400), (A32_USR, 0x600)] {
-            assert_eq!(take(DATA, from, 0, V80).vector_offset, off, "from {from:#b}");
+            assert_eq!(
+                take(DATA, from, 0, V80).vector_offset,
+                off,
+                "from {from:#b}"
+            );
         }
     }
 
@@ -229,7 +233,10 @@ mod tests {
         assert_eq!(e.pstate & pstate::M, EL1H);
         assert_eq!(e.pstate & pstate::DAIF, pstate::DAIF);
         assert_eq!(e.pstate >> 28, 0xf, "NZCV kept");
-        assert_eq!(e.pstate & (pstate::SS | pstate::IL | pstate::BTYPE | pstate::UAO), 0);
+        assert_eq!(
+            e.pstate & (pstate::SS | pstate::IL | pstate::BTYPE | pstate::UAO),
+            0
+        );
         assert_ne!(e.pstate & pstate::PAN, 0, "SPAN = 0 sets PAN");
         assert_eq!(e.pstate & pstate::SSBS, 0, "DSSBS = 0");
         assert_ne!(e.pstate & pstate::TCO, 0, "TCO set with MTE");

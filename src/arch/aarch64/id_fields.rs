@@ -44,22 +44,34 @@ struct Field {
 // statics.
 macro_rules! pass {
     ($shift:expr) => {
-        Field { shift: $shift, policy: Policy::Pass }
+        Field {
+            shift: $shift,
+            policy: Policy::Pass,
+        }
     };
 }
 macro_rules! cap {
     ($shift:expr, $max:expr) => {
-        Field { shift: $shift, policy: Policy::Cap($max) }
+        Field {
+            shift: $shift,
+            policy: Policy::Cap($max),
+        }
     };
 }
 macro_rules! fixed {
     ($shift:expr, $value:expr) => {
-        Field { shift: $shift, policy: Policy::Fixed($value) }
+        Field {
+            shift: $shift,
+            policy: Policy::Fixed($value),
+        }
     };
 }
 macro_rules! pmu {
     ($shift:expr) => {
-        Field { shift: $shift, policy: Policy::Pmu }
+        Field {
+            shift: $shift,
+            policy: Policy::Pmu,
+        }
     };
 }
 
@@ -402,8 +414,14 @@ mod tests {
 
     #[test]
     fn sve_and_sme_feature_registers_read_zero() {
-        assert_eq!(virtual_id_value(encode(3, 0, 0, 4, 4), max::ZFR0, NO_PMU), 0);
-        assert_eq!(virtual_id_value(encode(3, 0, 0, 4, 5), max::SMFR0, NO_PMU), 0);
+        assert_eq!(
+            virtual_id_value(encode(3, 0, 0, 4, 4), max::ZFR0, NO_PMU),
+            0
+        );
+        assert_eq!(
+            virtual_id_value(encode(3, 0, 0, 4, 5), max::SMFR0, NO_PMU),
+            0
+        );
     }
 
     #[test]
@@ -425,7 +443,10 @@ mod tests {
         }
         let id_dfr0 = encode(3, 0, 0, 1, 2);
         assert_eq!(virtual_id_value(id_dfr0, 0x0600_000a, NO_PMU), 0x6);
-        assert_eq!(virtual_id_value(id_dfr0, 0x0600_000a, WITH_PMU), 0x0600_0006);
+        assert_eq!(
+            virtual_id_value(id_dfr0, 0x0600_000a, WITH_PMU),
+            0x0600_0006
+        );
     }
 
     #[test]

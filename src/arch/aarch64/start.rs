@@ -16,14 +16,6 @@ macro_rules! boot_error {
     }};
 }
 
-fn stack_top(cpu: usize) -> u64 {
-    extern "C" {
-        static __cpu_stacks: u8;
-    }
-    let base = core::ptr::addr_of!(__cpu_stacks) as u64;
-    base + ((cpu + 1) * boot::STACK_SIZE) as u64
-}
-
 fn check_firmware_tree(dtb: u64) {
     // SAFETY: firmware passes a device tree blob in x0; `fdt` validates the
     // header (magic, size) before reading further.
@@ -85,6 +77,13 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     if cpu::current_el() != 2 {
         boot_error!("not running at EL2");
     }
+    match mmu::check_protection() {
+        Ok(guards) => println!(
+            "EL2 map: text RX, rodata R, data and all RAM RW XN, WXN on, {} stack guard pages",
+            guards
+        ),
+        Err(e) => boot_error!("EL2 map protection: {}", e),
+    }
     check_firmware_tree(dtb);
     mm::heap::init(boot::image_end(), SYSTEM.board.hypervisor.end());
     gicv3::init_distributor(SYSTEM.board.gic.gicd_base);
@@ -132,7 +131,7 @@ extern "C" fn tessera_secondary_main(cpu_index: usize) -> ! {
     if !gicv3::init_this_cpu(SYSTEM.board.gic.gicr_or_gicc_base, cpu::mpidr()) {
         boot_error!("no GIC redistributor for CPU {}", cpu_index);
     }
-    run_this_cpu(cpu_index, stack_top(cpu_index))
+    run_this_cpu(cpu_index, boot::cpu_stack_top(cpu_index))
 }
 
 /// Runs the vCPU assigned to this core, or idles forever.

@@ -221,7 +221,8 @@ pub fn traps(hw: &HwIds, vm: VmFeatures) -> Traps {
 
     // FP/SIMD untrapped (the hypervisor is soft-float); SVE, SME, trace
     // and (when present) the activity monitors trap.
-    let mut cptr = CPTR_RES1 | (CPTR_MORE::TZ::SET + CPTR_MORE::TSM::SET + CPTR_MORE::TTA::SET).value;
+    let mut cptr =
+        CPTR_RES1 | (CPTR_MORE::TZ::SET + CPTR_MORE::TSM::SET + CPTR_MORE::TTA::SET).value;
     if hw.has_amu() {
         cptr |= CPTR_EL2::TAM::SET.value;
     }
@@ -347,7 +348,11 @@ mod tests {
         let h = traps(&MAX, NO_PMU).hcrx.expect("max has HCX");
         assert!(bit(h, 11), "MOPS shown, so MSCEn");
         assert!(bit(h, 6), "NMI hidden, ALLINT writes trap");
-        assert_eq!(h & !(1 << 11 | 1 << 6), 0, "TCR2En, SCTLR2En, GCSEn... clear");
+        assert_eq!(
+            h & !(1 << 11 | 1 << 6),
+            0,
+            "TCR2En, SCTLR2En, GCSEn... clear"
+        );
         assert_eq!(traps(&MAX, NO_PMU).fgt, 1);
         assert_eq!(traps(&A72, NO_PMU).fgt, 0);
     }

@@ -231,11 +231,19 @@ fn restart_policy_resets_the_vm_and_the_other_runs_on() {
 fn every_check_passes_on_cpu_max() {
     let image = build_ok("configs/qemu-virt-demo.toml");
     let run = boot_cpu(&image, "max", &[], DEADLINE);
+    // The EL2 map's W^X and guard pages, checked with the MMU's own
+    // translation at boot.
+    run.expect_line(
+        "[tessera] EL2 map: text RX, rodata R, data and all RAM RW XN, WXN on, 9 stack guard pages",
+    );
     expect_testguest_pass(&run, "alpha", 2);
     expect_testguest_pass(&run, "beta", 1);
     run.check(run.status == Some(0), "QEMU exits 0 on -cpu max");
     let image = build_ok("tests/configs/reset.toml");
     let run = boot_cpu(&image, "max", &[], DEADLINE);
     run.expect_line("[resetter] RESULT: pass=1 fail=0");
-    run.check(run.status == Some(0), "the reset guest powers off on -cpu max");
+    run.check(
+        run.status == Some(0),
+        "the reset guest powers off on -cpu max",
+    );
 }
