@@ -125,7 +125,7 @@ impl<'a> Builder<'a> {
 
     /// Maps `[base, base + size)` with `attr`, replacing what was there.
     pub fn map(&mut self, base: u64, size: u64, attr: Attr) -> Result<(), MapError> {
-        if base % PAGE != 0 || size % PAGE != 0 {
+        if !base.is_multiple_of(PAGE) || !size.is_multiple_of(PAGE) {
             return Err(MapError::Unaligned { base });
         }
         let end = base
@@ -258,7 +258,10 @@ pub const fn board_fits(ram: &[MemRange]) -> bool {
     let mut i = 0;
     while i < ram.len() {
         let r = ram[i];
-        if r.base % PAGE != 0 || r.size % PAGE != 0 || r.base + r.size > 1 << VA_BITS {
+        if !r.base.is_multiple_of(PAGE)
+            || !r.size.is_multiple_of(PAGE)
+            || r.base + r.size > 1 << VA_BITS
+        {
             return false;
         }
         i += 1;

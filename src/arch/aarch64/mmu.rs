@@ -114,8 +114,7 @@ pub fn check_protection() -> Result<usize, &'static str> {
     if !translates(image.rodata.base, false) || translates(image.rodata.base, true) {
         return Err("rodata is not read-only");
     }
-    // SAFETY: only the address of the static is taken.
-    let data = unsafe { POOL.0.get() as u64 };
+    let data = POOL.0.get() as u64;
     if !translates(data, true) {
         return Err("data is not writable");
     }

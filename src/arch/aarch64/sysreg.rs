@@ -90,4 +90,16 @@ mod tests {
         assert!(!is_id_group3(encode(3, 0, 0, 0, 5))); // MPIDR_EL1
         assert!(!is_id_group3(encode(3, 0, 1, 0, 0))); // SCTLR_EL1
     }
+
+    #[test]
+    fn debug_space_covers_op0_2_only() {
+        let debug = |r: u32| (DEBUG_FIRST..=DEBUG_LAST).contains(&r);
+        assert!(debug(encode(2, 0, 0, 2, 2))); // MDSCR_EL1
+        assert!(debug(encode(2, 0, 1, 0, 4))); // OSLAR_EL1
+        assert!(debug(encode(2, 3, 0, 4, 0))); // DBGDTR_EL0
+        assert!(debug(encode(2, 1, 0, 1, 0))); // a trace register
+        assert!(!debug(encode(3, 3, 9, 13, 0))); // PMCCNTR_EL0
+        assert!(!debug(DC_CISW) && !debug(ACTLR_EL1));
+        assert_eq!(decode(DC_CISW), (1, 0, 7, 14, 2));
+    }
 }
