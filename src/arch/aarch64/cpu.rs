@@ -42,9 +42,10 @@ pub fn init_el2() {
     unsafe { core::arch::asm!("tlbi alle1", "dsb nsh", "isb") };
 }
 
-/// Points TPIDR_EL2 at this core's per-core data.
-pub fn set_local(ptr: *const ()) {
-    TPIDR_EL2.set(ptr as u64);
+/// Points TPIDR_EL2 at this core's per-core data. The `'static` borrow is
+/// the proof trap handlers rely on when they dereference [`local`].
+pub fn set_local(local: &'static crate::vcpu::CpuLocal) {
+    TPIDR_EL2.set(local as *const crate::vcpu::CpuLocal as u64);
 }
 
 /// This core's per-core data pointer.

@@ -28,7 +28,11 @@ fn smc(fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
 }
 
 /// Starts physical core `mpidr` at physical address `entry` with x0 = `context`.
-pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> Result<(), i64> {
+///
+/// # Safety
+/// `entry` must be code that can run on a freshly powered core at EL2 with
+/// the MMU off (the hypervisor's secondary entry point).
+pub unsafe fn cpu_on(mpidr: u64, entry: u64, context: u64) -> Result<(), i64> {
     match smc(psci::CPU_ON_64, mpidr, entry, context) {
         0 => Ok(()),
         e => Err(e),

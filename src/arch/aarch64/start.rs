@@ -111,7 +111,9 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
             continue;
         }
         let entry = boot::tessera_secondary_entry as *const () as u64;
-        if let Err(e) = psci::cpu_on(mpidr, entry, cpu_index as u64) {
+        // SAFETY: `entry` is the secondary entry point, written for a core
+        // that starts at EL2 with its MMU off.
+        if let Err(e) = unsafe { psci::cpu_on(mpidr, entry, cpu_index as u64) } {
             log::warn!(
                 "PSCI CPU_ON of CPU {} (mpidr {:#x}) failed: {}",
                 cpu_index,
@@ -151,7 +153,7 @@ fn run_this_cpu(cpu_index: usize, stack_top: u64) -> ! {
         vcpu,
         stack_top,
     }));
-    cpu::set_local(local as *const CpuLocal as *const ());
+    cpu::set_local(local);
     cpu::configure_for_vm(vm.stage2_root, vm.vmid, vcpu.id, vm.config.pmu);
     if vcpu.id == 0 {
         println!(
