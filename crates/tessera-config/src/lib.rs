@@ -243,6 +243,9 @@ pub struct VmConfig {
     pub passthrough_devices: &'static [PassthroughDevice],
     /// Outcome of an unhandled exit.
     pub on_unhandled: UnhandledPolicy,
+    /// The VM owns its cores' PMU (`base.pmu`); otherwise PMU registers trap
+    /// and the PMU is hidden from it.
+    pub pmu: bool,
 }
 
 /// The whole compiled-in configuration.

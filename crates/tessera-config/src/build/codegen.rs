@@ -212,6 +212,7 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
             o,
             "            on_unhandled: tessera_config::UnhandledPolicy::{policy},"
         );
+        let _ = writeln!(o, "            pmu: {},", vm.pmu);
         let _ = writeln!(o, "        }},");
     }
     let _ = writeln!(o, "    ],");
