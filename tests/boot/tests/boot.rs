@@ -299,7 +299,10 @@ fn two_linux_vms_and_a_bare_metal_vm_share_the_machine() {
             "virtio-blk-device,drive=d0",
         ],
         LINUX_DEADLINE,
-        &["[linux0] TESSERA init-done", "[linux1] TESSERA init-done"],
+        &[
+            "[linux0] Enter 'help' for a list of built-in commands.",
+            "[linux1] Enter 'help' for a list of built-in commands.",
+        ],
     );
     run.check(!run.timed_out, "both Linux VMs reach their shell in time");
     let fact = |vm: &str, key: &str| -> String {
