@@ -4,7 +4,7 @@
 //! [`Model`] implementation and a one-line `#[test]`.
 
 use crate::devices::pl011::{LineSink, VirtualPl011, LINE_MAX};
-use crate::devices::{AccessError, MmioDevice};
+use crate::devices::{AccessError, Accessor, MmioDevice};
 use crate::exit::AccessWidth;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -15,6 +15,9 @@ use tessera_fuzz::{check, run};
 /// One guest access, as the MMIO bus hands it to a device.
 #[derive(Debug, Clone, Copy)]
 pub struct Access {
+    /// The vCPU making it (an index below the model's vCPU count, as the
+    /// bus always passes).
+    pub vcpu: usize,
     /// Offset from the device base.
     pub offset: u64,
     /// Width.
@@ -25,7 +28,7 @@ pub struct Access {
 }
 
 /// A device model under fuzz, with whatever shadow state its invariants
-/// need. Only `new`, `device` and the two constants are required.
+/// need. Only `new`, `device` and the constants are required.
 pub trait Model {
     /// The device type.
     type Device: MmioDevice;
@@ -36,13 +39,30 @@ pub trait Model {
     const REGISTERS: &'static [u64];
     /// Size of the device's MMIO window.
     const WINDOW: u64;
-    /// A device in its reset state.
-    fn new() -> Self;
+    /// Most vCPUs a VM of this model has (accesses come from vCPUs below
+    /// [`Model::vcpus`]).
+    const MAX_VCPUS: usize = 1;
+    /// A device in its reset state; `config` is a random number the model
+    /// may derive its configuration from (vCPUs, interrupts owned...).
+    fn new(config: u64) -> Self;
     /// The device.
     fn device(&self) -> &Self::Device;
+    /// vCPUs of this instance (1..=MAX_VCPUS).
+    fn vcpus(&self) -> usize {
+        1
+    }
     /// Checks the outcome of `access` and the device's state after it.
     fn after(&mut self, access: &Access, outcome: Result<u64, AccessError>) -> Result<(), String> {
         let _ = (access, outcome);
+        Ok(())
+    }
+    /// Resets the device as a VM reset does, and checks the result.
+    fn reset(&mut self) -> Result<(), String> {
+        self.device().reset();
+        Ok(())
+    }
+    /// Checks invariants too costly for every access, after the sequence.
+    fn finish(&mut self) -> Result<(), String> {
         Ok(())
     }
 }
@@ -58,7 +78,8 @@ fn width() -> impl Strategy<Value = AccessWidth> {
 
 fn access<M: Model>() -> impl Strategy<Value = Access> {
     let offset = prop_oneof![
-        6 => (prop::sample::select(M::REGISTERS), 0u64..4).prop_map(|(r, d)| r + d),
+        6 => (prop::sample::select(M::REGISTERS), prop_oneof![3 => Just(0u64), 1 => 1u64..8])
+            .prop_map(|(r, d)| r + d),
         2 => 0..M::WINDOW,
         1 => any::<u64>(),
     ];
@@ -67,41 +88,62 @@ fn access<M: Model>() -> impl Strategy<Value = Access> {
         any::<u64>(),
         prop::sample::select(&b"\n\rab"[..]).prop_map(u64::from)
     ];
-    (offset, width(), prop::option::weighted(0.6, value)).prop_map(|(offset, width, write)| {
-        Access {
+    (
+        0..M::MAX_VCPUS,
+        offset,
+        width(),
+        prop::option::weighted(0.6, value),
+    )
+        .prop_map(|(vcpu, offset, width, write)| Access {
+            vcpu,
             offset,
             width,
             write: write.map(|v| width.truncate(v)),
-        }
-    })
+        })
 }
 
-/// Runs sequences of up to 64 accesses against a fresh `M` each; an access
-/// is sometimes repeated up to 300 times (a guest polling a register or
-/// writing a string), so deep states are reached too.
+/// Runs sequences of up to 64 steps against a fresh `M` each. A step is an
+/// access, sometimes repeated up to 129 times (a guest polling a register
+/// or writing a string), so deep states are reached too; or, rarely, a
+/// reset of the device.
 pub fn fuzz_device<M: Model>() {
     let name = format!("device_{}", M::NAME);
-    let step = (
-        access::<M>(),
-        prop_oneof![9 => Just(1usize), 1 => 1usize..300],
-    );
-    let input = prop::collection::vec(step, 1..64);
-    run(&name, input, |steps| {
-        let mut model = M::new();
-        for (i, (a, times)) in steps.iter().enumerate() {
+    let step = prop_oneof![
+        40 => (access::<M>(), prop_oneof![9 => Just(1usize), 1 => 1usize..130]).prop_map(Some),
+        1 => Just(None),
+    ];
+    let input = (any::<u64>(), prop::collection::vec(step, 1..64));
+    run(&name, input, |(config, steps)| {
+        let mut model = M::new(config);
+        for (i, step) in steps.iter().enumerate() {
+            let Some((a, times)) = step else {
+                let verdict = model.reset();
+                check(verdict.is_ok(), || {
+                    format!("step {i}, reset: {}", verdict.unwrap_err())
+                })?;
+                continue;
+            };
+            let a = Access {
+                vcpu: a.vcpu % model.vcpus(),
+                ..*a
+            };
             for _ in 0..*times {
                 let dev = model.device();
+                let from = Accessor { vcpu: a.vcpu };
                 let outcome = match a.write {
-                    Some(v) => dev.write(a.offset, a.width, v).map(|()| 0),
-                    None => dev.read(a.offset, a.width),
+                    Some(v) => dev.write(from, a.offset, a.width, v).map(|()| 0),
+                    None => dev.read(from, a.offset, a.width),
                 };
-                let verdict = model.after(a, outcome);
+                let verdict = model.after(&a, outcome);
                 check(verdict.is_ok(), || {
                     format!("step {i} {a:x?} -> {outcome:x?}: {}", verdict.unwrap_err())
                 })?;
             }
         }
-        Ok(())
+        let verdict = model.finish();
+        check(verdict.is_ok(), || {
+            format!("at the end: {}", verdict.unwrap_err())
+        })
     });
 }
 
@@ -160,7 +202,7 @@ impl Model for Pl011 {
     ];
     const WINDOW: u64 = 0x1000;
 
-    fn new() -> Self {
+    fn new(_: u64) -> Self {
         let lines = Lines::default();
         Self {
             dev: VirtualPl011::new(lines.clone()),
@@ -219,7 +261,7 @@ impl Model for Pl011 {
         // MIS = RIS & IMSC.
         let word = |o| {
             self.dev
-                .read(o, AccessWidth::Word)
+                .read(Accessor { vcpu: 0 }, o, AccessWidth::Word)
                 .map_err(|e| format!("{o:#x}: {e:?}"))
         };
         let fr = word(FR)?;
@@ -276,10 +318,16 @@ impl Pl011 {
 struct Probe(u64);
 
 impl MmioDevice for Probe {
-    fn read(&self, offset: u64, _: AccessWidth) -> Result<u64, AccessError> {
+    fn read(&self, _: Accessor, offset: u64, _: AccessWidth) -> Result<u64, AccessError> {
         Ok(self.0 << 48 | offset)
     }
-    fn write(&self, _: u64, width: AccessWidth, value: u64) -> Result<(), AccessError> {
+    fn write(
+        &self,
+        _: Accessor,
+        _: u64,
+        width: AccessWidth,
+        value: u64,
+    ) -> Result<(), AccessError> {
         if width.truncate(value) == value {
             Ok(())
         } else {
@@ -320,7 +368,8 @@ fn fuzz_bus_routing() {
                 _ => raw,
             };
             let owner = placed.iter().find(|(b, s, _)| addr >= *b && addr - b < *s);
-            let (read, write) = (bus.read(addr, w), bus.write(addr, w, value));
+            let from = Accessor { vcpu: 0 };
+            let (read, write) = (bus.read(from, addr, w), bus.write(from, addr, w, value));
             let ok = match owner {
                 Some(&(base, _, id)) => read == Ok(id << 48 | (addr - base)) && write == Ok(()),
                 None => read == Err(AccessError::Invalid) && write == Err(AccessError::Invalid),

@@ -8,3 +8,4 @@ mod devices;
 mod esr;
 mod insn;
 mod stage2;
+mod vgic;

@@ -17,8 +17,11 @@
 
 use std::path::{Path, PathBuf};
 
-use tessera_config::build::{board_layout_ld, check_strs, system_rs, BoardSpec, SystemSpec};
-use tessera_config::MemRange;
+use tessera_config::build::{
+    board_layout_ld, check_strs, parse_image_header, plan, system_rs, BoardSpec, KernelSpec, Plan,
+    SystemSpec,
+};
+use tessera_config::{MemRange, GICD_SIZE, GICR_STRIDE};
 use tessera_fuzz::proptest::prelude::*;
 use tessera_fuzz::{check, run_classified};
 use toml::{Table, Value};
@@ -66,6 +69,20 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
 
     ensure(in_one_bank(hyp), format!("hypervisor {hyp:?} outside RAM"))?;
     ensure(!touches_ram(console), "console in RAM".into())?;
+    // The physical GIC: distributor and one redistributor per CPU.
+    let gicd = Range::new(board.gic.gicd_base, GICD_SIZE);
+    let cpus_total = board.cpu_mpidrs.len() as u64;
+    let gicr = Range::new(board.gic.gicr_or_gicc_base, cpus_total * GICR_STRIDE);
+    for f in [gicd, gicr] {
+        ensure(
+            !touches_ram(f) && !f.meets(console),
+            format!("GIC frames {f:?} on RAM or the console"),
+        )?;
+    }
+    ensure(
+        !gicd.meets(gicr),
+        "GIC distributor on redistributors".into(),
+    )?;
     for (i, d) in board.devices.iter().enumerate() {
         let r = Range::of(&d.mmio);
         ensure(
@@ -75,6 +92,10 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
         ensure(
             !r.meets(console),
             format!("board device {} on the console", d.name),
+        )?;
+        ensure(
+            !r.meets(gicd) && !r.meets(gicr),
+            format!("board device {} {r:?} on the GIC", d.name),
         )?;
         for o in &board.devices[..i] {
             ensure(
@@ -134,18 +155,29 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
             )?;
             guest.push(g);
         }
-        for addr in [vm.kernel_load_addr, vm.entry_point] {
-            ensure(
-                guest.iter().any(|g| g.has(addr)),
-                format!("{who}: kernel address {addr:#x} outside RAM"),
-            )?;
+        if let KernelSpec::BareMetal {
+            kernel_load_addr,
+            entry_point,
+            ..
+        } = vm.kernel
+        {
+            for addr in [kernel_load_addr, entry_point] {
+                ensure(
+                    guest.iter().any(|g| g.has(addr)),
+                    format!("{who}: kernel address {addr:#x} outside RAM"),
+                )?;
+            }
         }
-        // Device windows: inside the IPA space, off RAM, off each other.
-        let mut windows: Vec<Range> = vm
-            .emu_devices
-            .iter()
-            .map(|d| Range::new(d.gpa, d.size))
-            .collect();
+        // Device windows (the virtual GIC's first): inside the IPA space,
+        // off RAM, off each other. Interrupts: each owned once in the VM
+        // (emulated or passthrough), passthrough ones by one VM only.
+        let vgic = vm.vgic_layout(board);
+        let mut windows = vec![
+            Range::new(vgic.gicd_gpa, GICD_SIZE),
+            Range::new(vgic.gicr_gpa, vm.phys_cpu_ids.len() as u64 * GICR_STRIDE),
+        ];
+        windows.extend(vm.emu_devices.iter().map(|d| Range::new(d.gpa, d.size)));
+        let mut own_irqs: Vec<u32> = vm.emu_devices.iter().filter_map(|d| d.irq).collect();
         for p in &vm.passthrough_devices {
             let dev = board
                 .devices
@@ -158,6 +190,13 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
             )?;
             devices.push(&p.name);
             windows.push(Range::new(p.gpa.unwrap_or(dev.mmio.base), dev.mmio.size));
+            if dev.dma {
+                // No IOMMU: a DMA master's VM must see host addresses.
+                ensure(
+                    vm.memory_regions.iter().all(|r| r.gpa == r.hpa),
+                    format!("{who}: DMA master {} without identity-mapped RAM", p.name),
+                )?;
+            }
             for irq in p.irqs.as_ref().unwrap_or(&dev.irqs) {
                 ensure(
                     dev.irqs.contains(irq),
@@ -168,7 +207,14 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
                     format!("{who}: INTID {irq} is not its own"),
                 )?;
                 irqs.push(*irq);
+                own_irqs.push(*irq);
             }
+        }
+        for (i, irq) in own_irqs.iter().enumerate() {
+            ensure(
+                (32..1020).contains(irq) && !own_irqs[..i].contains(irq),
+                format!("{who}: INTID {irq} twice or not an SPI"),
+            )?;
         }
         for (i, w) in windows.iter().enumerate() {
             ensure(
@@ -188,31 +234,134 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
     Ok(())
 }
 
-/// Image sizes the validator may be told: missing (allowed or not), small,
-/// or larger than any region.
-fn image_size() -> impl Strategy<Value = Option<u64>> {
-    prop_oneof![
-        4 => Just(None),
-        4 => Just(Some(4096)),
-        1 => Just(Some(0)),
-        1 => Just(Some(1 << 40)),
-        1 => Just(Some(u64::MAX)),
-    ]
+/// What a plan guarantees: each VM's images lie in its guest RAM and do
+/// not overlap each other (a Linux kernel counted with its BSS, as its
+/// header's `image_size` says), and its entry point is in RAM.
+fn plan_invariants(sys: &SystemSpec, plan: &Plan, inputs: &Inputs) -> Result<(), String> {
+    for (vm, p) in sys.vms.iter().zip(&plan.vms) {
+        let ram: Vec<Range> = vm
+            .memory_regions
+            .iter()
+            .map(|r| Range::new(r.gpa, r.size))
+            .collect();
+        if !ram.iter().any(|g| g.has(p.entry_point)) {
+            return Err(format!(
+                "vm {:?}: entry {:#x} outside RAM",
+                vm.name, p.entry_point
+            ));
+        }
+        let mut placed: Vec<Range> = Vec::new();
+        for img in &p.images {
+            let mut len = plan
+                .blobs
+                .get(img.blob)
+                .ok_or("blob index out of range")?
+                .len;
+            if let (KernelSpec::Linux(l), "kernel") = (&vm.kernel, img.name) {
+                let bytes = inputs
+                    .get(&l.kernel_path)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                if let Ok(h) = parse_image_header(&bytes) {
+                    len = len.max(h.image_size);
+                }
+            }
+            if len == 0 {
+                continue; // a file missing in a host build: nothing placed
+            }
+            let r = Range::new(img.gpa, len);
+            if !ram.iter().any(|g| r.inside(*g)) || placed.iter().any(|o| o.meets(r)) {
+                return Err(format!(
+                    "vm {:?}: {} at {r:?} outside RAM or over another image {placed:?}",
+                    vm.name, img.name
+                ));
+            }
+            placed.push(r);
+        }
+    }
+    Ok(())
+}
+
+/// What a file named by a config holds: missing (allowed or not), empty,
+/// a page of zeros, bytes from the input, or more than small regions hold.
+#[derive(Debug, Clone)]
+enum FileContents {
+    Missing,
+    Required,
+    Bytes(Vec<u8>),
+    Large,
+}
+
+/// The files a config names: a Linux `Image` gets `image` when there is
+/// one (a header built from the input), every other file `other`.
+#[derive(Debug, Clone)]
+struct Inputs {
+    other: FileContents,
+    image: Option<Vec<u8>>,
+}
+
+impl Inputs {
+    fn get(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        if let (Some(image), true) = (&self.image, path.ends_with("Image")) {
+            return Ok(Some(image.clone()));
+        }
+        match &self.other {
+            FileContents::Missing => Ok(None),
+            FileContents::Required => Err(String::from("missing")),
+            FileContents::Bytes(b) => Ok(Some(b.clone())),
+            FileContents::Large => Ok(Some(vec![0; 0x20_1000])),
+        }
+    }
+}
+
+/// An arm64 `Image` header (magic at 0x38) with text_offset, image_size
+/// and flags from the input, and some bytes after it.
+fn image() -> impl Strategy<Value = Vec<u8>> {
+    let text_offset = prop_oneof![
+        Just(0u64),
+        Just(0x8_0000),
+        any::<u64>().prop_map(|t| t % 0x40_0000)
+    ];
+    let image_size = prop_oneof![
+        Just(0u64),
+        (1u64..0x400).prop_map(|p| p * 0x1000),
+        Just(0x4000_0000),
+        any::<u64>()
+    ];
+    let flags = prop_oneof![Just(0u64), Just(0xa), 0u64..16, any::<u64>()];
+    (text_offset, image_size, flags, 0usize..512).prop_map(|(t, size, flags, extra)| {
+        let mut b = vec![0u8; 64 + extra];
+        b[0x08..0x10].copy_from_slice(&t.to_le_bytes());
+        b[0x10..0x18].copy_from_slice(&size.to_le_bytes());
+        b[0x18..0x20].copy_from_slice(&flags.to_le_bytes());
+        b[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        b
+    })
+}
+
+fn inputs() -> impl Strategy<Value = Inputs> {
+    let other = prop_oneof![
+        4 => Just(FileContents::Missing),
+        4 => Just(FileContents::Bytes(vec![0; 4096])),
+        1 => Just(FileContents::Bytes(Vec::new())),
+        1 => prop::collection::vec(any::<u8>(), 0..256).prop_map(FileContents::Bytes),
+        1 => Just(FileContents::Large),
+        1 => Just(FileContents::Required),
+    ];
+    (other, prop::option::weighted(0.7, image())).prop_map(|(other, image)| Inputs { other, image })
 }
 
 /// Checks a (system, board) text pair: no panic anywhere; an accepted pair
-/// keeps the invariants and generates code. Returns the class for the report.
+/// keeps the invariants, and is planned and generated (or the plan says
+/// why not). Returns the class for the report.
 fn validate(
     system: &str,
     board: &str,
-    image: Option<u64>,
+    inputs: &Inputs,
 ) -> Result<Option<&'static str>, TestCaseError> {
-    let _ = tessera_config::build::board_path_of(system);
-    let size = |_: &str| match image {
-        Some(u64::MAX) => Err(String::from("missing")),
-        other => Ok(other),
-    };
-    match check_strs("sys.toml", system, "board.toml", board, &size) {
+    let files = |path: &str| inputs.get(path);
+    match check_strs("sys.toml", system, "board.toml", board, &files) {
         Ok((sys, b)) => {
             let verdict = accepted_invariants(&sys, &b);
             check(verdict.is_ok(), || {
@@ -221,10 +370,29 @@ fn validate(
                     verdict.unwrap_err()
                 )
             })?;
-            let images = vec![None; sys.vms.len()];
-            let _ = system_rs(&b, &sys, &images, "fuzz");
             let _ = board_layout_ld(&b, "fuzz");
-            Ok(Some("accepted"))
+            let path_of = |p: &str| PathBuf::from("/fuzz").join(p);
+            match plan(("sys.toml", "board.toml"), &sys, &b, &files, &path_of) {
+                Ok(plan) => {
+                    let verdict = plan_invariants(&sys, &plan, inputs);
+                    check(verdict.is_ok(), || {
+                        format!(
+                            "planned, but {}\n--- system\n{system}",
+                            verdict.unwrap_err()
+                        )
+                    })?;
+                    let _ = system_rs(&b, &sys, &plan, "fuzz");
+                    Ok(Some(if sys.vms.iter().any(|v| v.is_linux()) {
+                        "accepted with Linux"
+                    } else {
+                        "accepted"
+                    }))
+                }
+                Err(errors) => {
+                    check(!errors.is_empty(), || "plan refused with no error".into())?;
+                    Ok(Some("accepted, plan refused"))
+                }
+            }
         }
         Err(errors) => {
             check(!errors.is_empty(), || "rejected with no error".into())?;
@@ -385,10 +553,10 @@ fn fuzz_config_text() {
         4 => (any::<usize>(), any::<bool>(), prop::collection::vec(any::<(usize, u8, usize)>(), 1..6))
             .prop_map(|(s, b, e)| Text::Edited(s, b, e)),
     ];
-    run_classified("config_text", (text, image_size()), |(text, image)| {
+    run_classified("config_text", (text, inputs()), |(text, file)| {
         let (system, board) = render(&text, &seeds);
         let _ = tessera_config::build::board_path_of(&system);
-        validate(&system, &board, image)
+        validate(&system, &board, &file)
     });
 }
 
@@ -561,9 +729,9 @@ fn fuzz_config_mutate() {
     let input = (
         any::<usize>(),
         prop::collection::vec(mutation, 1..5),
-        image_size(),
+        inputs(),
     );
-    let classes = run_classified("config_mutate", input, |(seed, mutations, image)| {
+    let classes = run_classified("config_mutate", input, |(seed, mutations, file)| {
         let (mut system, mut board) = parsed[seed % parsed.len()].clone();
         for (on_board, op, which, arg) in mutations {
             mutate(
@@ -578,7 +746,7 @@ fn fuzz_config_mutate() {
         let (Ok(system), Ok(board)) = (toml::to_string(&system), toml::to_string(&board)) else {
             return Ok(Some("unwritable"));
         };
-        validate(&system, &board, image)
+        validate(&system, &board, &file)
     });
     assert!(
         classes.count("accepted") > 0,
@@ -654,7 +822,7 @@ fn gen_board(t: &mut Tape) -> Board {
     if t.one_in(3) {
         text += "[[memory]]\nbase = 0x1_0000_0000\nsize = 0x4000_0000\n";
     }
-    let hyp_size = t.pick(&[0x40_0000u64, 0x400_0000]);
+    let hyp_size = t.pick(&[0x400_0000u64, 0x400_0000, 0x100_0000]);
     let hyp_base = at_offset(0x4000_0000, t.nudge());
     text += &format!("[hypervisor]\nbase = {hyp_base:#x}\nsize = {hyp_size:#x}\n");
     text += "[console]\nbase = 0x0900_0000\nsize = 0x1000\n\
@@ -748,12 +916,12 @@ fn gen_system(t: &mut Tape, board: &Board) -> String {
 
 #[test]
 fn fuzz_config_generate() {
-    let input = (prop::collection::vec(any::<u64>(), 0..200), image_size());
-    let classes = run_classified("config_generate", input, |(tape, image)| {
+    let input = (prop::collection::vec(any::<u64>(), 0..200), inputs());
+    let classes = run_classified("config_generate", input, |(tape, file)| {
         let mut t = Tape(tape.iter());
         let board = gen_board(&mut t);
         let system = gen_system(&mut t, &board);
-        validate(&system, &board.text, image)
+        validate(&system, &board.text, &file)
     });
     let (accepted, cases) = (classes.count("accepted"), u64::from(tessera_fuzz::cases()));
     assert!(
