@@ -23,7 +23,7 @@ use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunne
 
 /// Inputs per target when `FUZZ_CASES` is not set: the bounded run of
 /// `make test` (all targets together take well under a minute).
-pub const DEFAULT_CASES: u32 = 3000;
+pub const DEFAULT_CASES: u32 = 2000;
 
 /// The case count for this run: `FUZZ_CASES`, else [`DEFAULT_CASES`].
 pub fn cases() -> u32 {
