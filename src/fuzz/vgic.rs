@@ -434,3 +434,54 @@ impl Model for Gicr {
 fn fuzz_device_vgic_gicr() {
     fuzz_device::<Gicr>();
 }
+
+/// `vgic_sgi`: any ICC_SGI1R_EL1 value written by any vCPU makes exactly the
+/// SGI it names pending on exactly the vCPUs it names that the VM has
+/// (IRM: all but the sender), and nothing else; the hardware is only asked
+/// about the VM's own CPUs.
+#[test]
+fn fuzz_vgic_sgi() {
+    use crate::devices::vgic::gicv3::send_sgi1r;
+    use tessera_fuzz::proptest::prelude::*;
+    let value = prop_oneof![
+        any::<u64>(),
+        // Aff1-3 and RS zero, a small target list: the common, valid form.
+        (0u64..16, 0u64..0x10000, any::<bool>())
+            .prop_map(|(sgi, list, irm)| sgi << 24 | list & 0xff | u64::from(irm) << 40),
+    ];
+    let input = (any::<u64>(), 0usize..4, prop::collection::vec(value, 1..8));
+    tessera_fuzz::run("vgic_sgi", input, |(config, from, writes)| {
+        let case: Case<()> = Case::new(config, |_| ());
+        let (v, n) = (case.vgic.get(), case.phys.len());
+        let from = from % n;
+        let mut want = [0u16; 4];
+        for w in writes {
+            send_sgi1r(v, from, w);
+            let sgi = (w >> 24 & 0xf) as u16;
+            let targets: Vec<usize> = if w >> 40 & 1 == 1 {
+                (0..n).filter(|&t| t != from).collect()
+            } else if w >> 16 & 0xff != 0
+                || w >> 32 & 0xff != 0
+                || w >> 44 & 0xf != 0
+                || w >> 48 & 0xff != 0
+            {
+                Vec::new()
+            } else {
+                (0..n).filter(|&t| w >> t & 1 == 1).collect()
+            };
+            for t in targets {
+                want[t] |= 1 << sgi;
+            }
+            case.check_calls().map_err(TestCaseError::fail)?;
+        }
+        for (vcpu, sgis) in want.iter().enumerate().take(n) {
+            for intid in 0..64 {
+                let expected = intid < 16 && sgis >> intid & 1 == 1;
+                tessera_fuzz::check(v.is_pending(vcpu, intid) == expected, || {
+                    format!("vCPU {vcpu} of {n}, INTID {intid}: pending {}", !expected)
+                })?;
+            }
+        }
+        Ok(())
+    });
+}
