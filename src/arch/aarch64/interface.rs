@@ -76,6 +76,16 @@ pub fn add_vgic_sysreg_devices(bus: &mut SysRegBus, vgic: &'static Vgic) {
     );
 }
 
+/// Zeroes `[hpa, hpa + size)` of a VM's RAM (page-aligned) as fast as the
+/// CPU allows.
+///
+/// # Safety
+/// The range must be RAM of a VM none of whose vCPUs runs.
+pub unsafe fn scrub_guest_memory(hpa: u64, size: u64) {
+    // SAFETY: upheld by the caller.
+    unsafe { cache::zero(hpa, size) }
+}
+
 /// Makes `[hpa, hpa + size)` as written by the hypervisor visible to a
 /// guest that runs with its caches off, and drops stale instructions.
 pub fn make_coherent_for_guest(hpa: u64, size: u64) {

@@ -161,8 +161,11 @@ fn run_this_cpu(cpu_index: usize, stack_top: u64) -> ! {
     cpu::configure_for_vm(vm.stage2_root, vm.vmid, vcpu.id, vm.config.pmu);
     if vcpu.id == 0 {
         println!(
-            "vm {}: vCPU 0 starting on CPU {} at {:#x}",
-            vm.config.name, cpu_index, vm.config.entry_point
+            "vm {}: vCPU 0 starting on CPU {} at {:#x} (counter {})",
+            vm.config.name,
+            cpu_index,
+            vm.config.entry_point,
+            vm.counter_offset()
         );
     }
     vm::park(vm, vcpu, stack_top)
