@@ -32,8 +32,13 @@ pub fn kick_cpu(cpu: usize) {
     }
 }
 
-/// Waits until this core is kicked, and consumes the kick.
+/// Waits until this core is kicked, and consumes the kick. The core's vCPU
+/// is not running: its virtual CPU interface and EL1 timers are switched
+/// off first, or an armed underflow maintenance interrupt or a timer it
+/// left running would keep the core busy.
 pub fn wait_for_kick() {
+    vgic_hw::disable_cpu_interface();
+    cpu::stop_guest_timers();
     cpu::wait_for_interrupt();
     drain_kicks();
 }
