@@ -100,12 +100,15 @@ fn wait_for_irq(wfi: bool) {
     // SAFETY: x9-x11 are the vector's scratch registers, declared clobbered.
     unsafe {
         if wfi {
+            // IRQs stay masked around the WFI (it wakes for a pending
+            // interrupt anyway), so none is taken between the check and it.
             asm!(
                 "mov x11, #0",
-                "msr daifclr, #2",
                 "1: wfi",
-                "cbz x11, 1b",
+                "msr daifclr, #2",
+                "isb",
                 "msr daifset, #2",
+                "cbz x11, 1b",
                 out("x9") _, out("x10") _, out("x11") _,
                 options(nostack),
             );
@@ -154,10 +157,11 @@ pub fn vtimer(wfi: bool) -> u64 {
                     "b.eq 2b",
                     "mrs {p}, pmccntr_el0",
                     "mov x11, #0",
-                    "msr daifclr, #2",
                     "1: wfi",
-                    "cbz x11, 1b",
+                    "msr daifclr, #2",
+                    "isb",
                     "msr daifset, #2",
+                    "cbz x11, 1b",
                     c0 = out(reg) _, e = out(reg) edge, p = out(reg) edge_cycles,
                     out("x9") _, out("x10") _, out("x11") _,
                     options(nostack),
