@@ -48,6 +48,11 @@ pub fn set_local(local: &'static crate::vcpu::CpuLocal) {
     TPIDR_EL2.set(local as *const crate::vcpu::CpuLocal as u64);
 }
 
+/// Marks this core as running no vCPU yet ([`local`] is null).
+pub fn clear_local() {
+    TPIDR_EL2.set(0);
+}
+
 /// This core's per-core data pointer.
 #[inline(always)]
 pub fn local() -> *const () {
@@ -142,10 +147,14 @@ pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize, pmu: bool) 
     };
     CNTHCTL_EL2
         .set((CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET).value | CNTHCTL_EVENT_STREAM);
-    CNTVOFF_EL2.set(0);
     barrier::isb(barrier::SY);
     // SAFETY: TLB maintenance for this VMID (now current in VTTBR_EL2).
     unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb") };
+}
+
+/// Sets the guest's virtual counter offset (CNTVOFF_EL2).
+pub fn set_counter_offset(offset: u64) {
+    CNTVOFF_EL2.set(offset);
 }
 
 /// Starts the vCPU on this core at `entry` (guest-physical, EL1h, MMU off)
@@ -167,21 +176,6 @@ pub fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> ! {
 /// Waits for an interrupt (idle cores, parked vCPUs).
 pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
-}
-
-/// Waits for an event or the event stream's next tick (polling loops).
-pub fn wait_for_event() {
-    aarch64_cpu::asm::wfe();
-}
-
-/// Whether the guest's virtual timer condition is met, or the timer is off
-/// (in which case a guest WFI has nothing to wait for that we can see).
-pub fn vtimer_expired_or_off() -> bool {
-    let ctl = CNTV_CTL_EL0.get();
-    if ctl & 1 == 0 {
-        return true;
-    }
-    CNTVCT_EL0.get() >= CNTV_CVAL_EL0.get()
 }
 
 /// Halts this core for good (after a panic, or on a core with nothing to do).

@@ -17,7 +17,7 @@
 
 use super::{cache, sysreg};
 use crate::config::MemoryRegion;
-use crate::devices::{AccessError, SysRegBus, SysRegDevice};
+use crate::devices::{AccessError, Accessor, SysRegBus, SysRegDevice};
 use crate::vcpu::CpuLocal;
 use crate::vm::Vm;
 use alloc::boxed::Box;
@@ -53,10 +53,10 @@ pub fn set_way_to_clean_invalidate(regions: &'static [MemoryRegion]) {
 struct SetWay;
 
 impl SysRegDevice for SetWay {
-    fn read(&self, _: u32) -> Result<u64, AccessError> {
+    fn read(&self, _: Accessor, _: u32) -> Result<u64, AccessError> {
         Err(AccessError::Invalid)
     }
-    fn write(&self, _: u32, operand: u64) -> Result<(), AccessError> {
+    fn write(&self, _: Accessor, _: u32, operand: u64) -> Result<(), AccessError> {
         // A full walk issues one operation per set, way and level; the
         // operation on set 0, way 0 of each level does the whole job, so a
         // walk costs one flush of the VM's RAM per cache level, not one per
@@ -73,10 +73,10 @@ impl SysRegDevice for SetWay {
 struct ReadAsZero;
 
 impl SysRegDevice for ReadAsZero {
-    fn read(&self, _: u32) -> Result<u64, AccessError> {
+    fn read(&self, _: Accessor, _: u32) -> Result<u64, AccessError> {
         Ok(0)
     }
-    fn write(&self, _: u32, _: u64) -> Result<(), AccessError> {
+    fn write(&self, _: Accessor, _: u32, _: u64) -> Result<(), AccessError> {
         Ok(())
     }
 }

@@ -226,11 +226,12 @@ fn fields(sysreg: u32) -> &'static [Field] {
             pass!(52),
             pass!(56),
         ],
-        // ID_AA64ISAR2_EL1: RPRES, GPA3, APA3, MOPS (HCRX_EL2.MSCEn is set
-        // for it), BC, PAC_frac, CLRBHB, PRFMSLC, RPRFM, CSSC, LUT. Hidden:
-        // WFxT (WFIT's timeout is not honoured while WFI traps), SYSREG_128,
-        // SYSINSTR_128, ATS1A.
+        // ID_AA64ISAR2_EL1: WFxT (WFI/WFE run untrapped, so WFIT/WFET
+        // honour their timeout natively), RPRES, GPA3, APA3, MOPS
+        // (HCRX_EL2.MSCEn is set for it), BC, PAC_frac, CLRBHB, PRFMSLC,
+        // RPRFM, CSSC, LUT. Hidden: SYSREG_128, SYSINSTR_128, ATS1A.
         ID_AA64ISAR2_EL1 => &[
+            pass!(0),
             pass!(4),
             pass!(8),
             pass!(12),
@@ -462,7 +463,7 @@ mod tests {
         assert_eq!(isar1, max::ISAR1, "pointer authentication shown");
         assert_eq!(field(isar1, 8), 5, "API");
         let isar2 = virtual_id_value(ID_AA64ISAR2_EL1, max::ISAR2, NO_PMU);
-        assert_eq!(field(isar2, 0), 0, "WFxT hidden");
+        assert_eq!(field(isar2, 0), 2, "WFxT shown: WFI/WFE are not trapped");
         assert_eq!(field(isar2, 16), 1, "MOPS");
         assert_eq!(
             virtual_id_value(ID_AA64ISAR0_EL1, a72::ISAR0, NO_PMU),

@@ -6,7 +6,7 @@
 use super::guest_sysregs;
 use super::id_fields::{self, VmFeatures};
 use super::sysreg;
-use crate::devices::{AccessError, SysRegBus, SysRegDevice};
+use crate::devices::{AccessError, Accessor, SysRegBus, SysRegDevice};
 use alloc::boxed::Box;
 
 macro_rules! read_id_reg {
@@ -48,7 +48,7 @@ fn compute_all() -> [u64; GROUP_SIZE] {
 }
 
 impl SysRegDevice for IdRegisters {
-    fn read(&self, sysreg: u32) -> Result<u64, AccessError> {
+    fn read(&self, _: Accessor, sysreg: u32) -> Result<u64, AccessError> {
         let i = sysreg.wrapping_sub(sysreg::ID_GROUP3_FIRST) as usize;
         self.values
             .call_once(compute_all)
@@ -56,7 +56,7 @@ impl SysRegDevice for IdRegisters {
             .copied()
             .ok_or(AccessError::Invalid)
     }
-    fn write(&self, _: u32, _: u64) -> Result<(), AccessError> {
+    fn write(&self, _: Accessor, _: u32, _: u64) -> Result<(), AccessError> {
         Err(AccessError::Invalid)
     }
 }

@@ -28,6 +28,7 @@ bare_metal! {
     pub mod guest_sysregs;
     pub mod id_regs;
     pub mod inject;
+    mod irq;
     pub mod interface;
     pub mod mmu;
     pub mod psci;
@@ -35,4 +36,5 @@ bare_metal! {
     mod start;
     pub mod trap;
     mod vectors;
+    pub mod vgic_hw;
 }

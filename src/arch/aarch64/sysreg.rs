@@ -17,6 +17,11 @@ pub const fn decode(sysreg: u32) -> (u32, u32, u32, u32, u32) {
     )
 }
 
+/// ICC_SGI1R_EL1: generate group 1 SGIs (trapped under HCR_EL2.IMO).
+pub const ICC_SGI1R_EL1: u32 = encode(3, 0, 12, 11, 5);
+/// ICC_SGI0R_EL1: generate group 0 SGIs (the last of the three).
+pub const ICC_SGI0R_EL1: u32 = encode(3, 0, 12, 11, 7);
+
 /// ID_AA64PFR0_EL1.
 pub const ID_AA64PFR0_EL1: u32 = encode(3, 0, 0, 4, 0);
 /// ID_AA64PFR1_EL1.

@@ -18,8 +18,6 @@ use tock_registers::register_bitfields;
 register_bitfields! {u64,
     /// HCR_EL2 bits aarch64-cpu does not name.
     HCR_MORE [
-        /// Trap WFI (and WFIT).
-        TWI OFFSET(13) NUMBITS(1) [],
         /// Trap GMID_EL1 (FEAT_MTE2).
         TID5 OFFSET(58) NUMBITS(1) []
     ],
@@ -183,8 +181,8 @@ pub fn traps(hw: &HwIds, vm: VmFeatures) -> Traps {
         // RAS error records are the hypervisor's.
         + HCR_EL2::TERR::SET
         + HCR_EL2::RW::EL1IsAarch64)
-        .value
-        | HCR_MORE::TWI::SET.value;
+        .value;
+    // WFI and WFE run untrapped: the virtual GIC wakes the core.
     if hw.has_lor() {
         hcr |= HCR_EL2::TLOR::SET.value;
     }

@@ -123,7 +123,13 @@ pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
 /// `timed_out` false) as soon as the console holds a line starting with
 /// `stop_at`: for runs that by design never end by themselves.
 pub fn boot_until(image: &Path, extra: &[&str], deadline: Duration, stop_at: Option<&str>) -> Run {
-    boot_cpu_until(image, DEFAULT_CPU, extra, deadline, stop_at)
+    boot_until_all(image, extra, deadline, stop_at.as_slice())
+}
+
+/// Boots `image` until every line prefix in `markers` was printed (then the
+/// run is stopped), QEMU exits, or `deadline` passes. No markers: until exit.
+pub fn boot_until_all(image: &Path, extra: &[&str], deadline: Duration, markers: &[&str]) -> Run {
+    boot_cpu_until_all(image, DEFAULT_CPU, extra, deadline, markers)
 }
 
 /// The CPU model QEMU emulates unless a test asks for another.
@@ -132,16 +138,16 @@ pub const DEFAULT_CPU: &str = "cortex-a72";
 /// Like [`boot`], on QEMU CPU model `cpu` (e.g. `max`: every feature QEMU
 /// implements, to check the hypervisor hides or supports each).
 pub fn boot_cpu(image: &Path, cpu: &str, extra: &[&str], deadline: Duration) -> Run {
-    boot_cpu_until(image, cpu, extra, deadline, None)
+    boot_cpu_until_all(image, cpu, extra, deadline, &[])
 }
 
-/// Like [`boot_until`], on QEMU CPU model `cpu`.
-pub fn boot_cpu_until(
+/// Like [`boot_until_all`], on QEMU CPU model `cpu`.
+pub fn boot_cpu_until_all(
     image: &Path,
     cpu: &str,
     extra: &[&str],
     deadline: Duration,
-    stop_at: Option<&str>,
+    markers: &[&str],
 ) -> Run {
     let mut child = Command::new("qemu-system-aarch64")
         .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", cpu])
@@ -170,18 +176,20 @@ pub fn boot_cpu_until(
                 .extend_from_slice(&chunk[..n]);
         }
     });
-    let seen = |marker: &str| {
+    let all_seen = || {
         let out = output.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&out)
-            .lines()
-            .any(|l| l.trim_end_matches('\r').starts_with(marker))
+        let text = String::from_utf8_lossy(&out);
+        markers.iter().all(|marker| {
+            text.lines()
+                .any(|l| l.trim_end_matches('\r').starts_with(marker))
+        })
     };
     let start = Instant::now();
     let (status, timed_out) = loop {
         if let Some(s) = child.try_wait().expect("wait qemu") {
             break (s.code(), false);
         }
-        if stop_at.is_some_and(&seen) {
+        if !markers.is_empty() && all_seen() {
             let _ = child.kill();
             let _ = child.wait();
             break (None, false);
