@@ -373,3 +373,56 @@ fn every_check_passes_on_cpu_max() {
         "the reset guest powers off on -cpu max",
     );
 }
+
+/// Linux sees `-cpu max` through the whitelist: it boots both VMs to their
+/// shell, finds the features shown (pointer authentication, the GICv3
+/// system-register interface, WFxT...) working, and touches nothing the
+/// hypervisor traps without emulating (no unhandled exit from either VM).
+#[test]
+fn linux_vms_boot_on_cpu_max() {
+    let image = build_ok("configs/qemu-virt-linux.toml");
+    let dir = tempdir("linux-max");
+    let disk = dir.join("disk.img");
+    std::fs::write(&disk, vec![0u8; 4 << 20]).expect("write disk image");
+    let serial = format!("file:{}", dir.join("uart1.log").display());
+    let drive = format!("file={},if=none,format=raw,id=d0", disk.display());
+    let run = boot_cpu_until_all(
+        &image,
+        "max",
+        &[
+            "-serial",
+            &serial,
+            "-drive",
+            &drive,
+            "-device",
+            "virtio-blk-device,drive=d0",
+        ],
+        LINUX_DEADLINE,
+        &["[linux0] TESSERA init-done", "[linux1] TESSERA init-done"],
+    );
+    run.check(
+        !run.timed_out,
+        "both Linux VMs reach their shell on -cpu max",
+    );
+    run.expect_line("[linux0] TESSERA nproc 2");
+    run.expect_line("[linux1] TESSERA nproc 1");
+    for vm in ["linux0", "linux1"] {
+        run.expect_line(&format!("[{vm}] TESSERA timer-irqs-advance yes"));
+        for feature in [
+            "GIC system register CPU interface",
+            "Address authentication (IMP DEF algorithm)",
+        ] {
+            run.check(
+                run.console
+                    .contains(&format!("CPU features: detected: {feature}"))
+                    && run.lines().iter().any(|l| {
+                        l.starts_with(&format!("[{vm}] "))
+                            && l.ends_with(&format!("CPU features: detected: {feature}"))
+                    }),
+                &format!("{vm} uses {feature}"),
+            );
+        }
+        run.expect_absent(&format!("WARN: vm {vm}: unhandled"));
+    }
+    expect_testguest_pass(&run, "bm", 1);
+}
