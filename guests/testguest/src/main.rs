@@ -744,11 +744,10 @@ fn check_sysreg_id() -> Outcome {
     ensure!(a == b, "two reads differ: {:#x} then {:#x}", a, b);
     let sve = (a >> 32) & 0xf;
     let gic = (a >> 24) & 0xf;
-    // SVE is hidden; the GICv3 system-register interface is presented (the
-    // virtual GIC runs on the hardware's virtual CPU interface).
+    // SVE is hidden; GIC = 1: the VM's GICv3 CPU interface is virtual.
     ensure!(
         sve == 0 && gic == 1,
-        "ID_AA64PFR0_EL1={:#x}: SVE={} GIC={}, expected SVE 0, GIC 1",
+        "ID_AA64PFR0_EL1={:#x}: SVE={} GIC={}, expected SVE=0 GIC=1",
         a,
         sve,
         gic

@@ -48,7 +48,8 @@ pub fn set_local(local: &'static crate::vcpu::CpuLocal) {
     TPIDR_EL2.set(local as *const crate::vcpu::CpuLocal as u64);
 }
 
-/// Marks this core as running no vCPU yet ([`local`] is null).
+/// Marks this core as having no per-core data yet (TPIDR_EL2 resets to an
+/// unknown value; code that may run on any core checks for null).
 pub fn clear_local() {
     TPIDR_EL2.set(0);
 }

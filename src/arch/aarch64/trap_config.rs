@@ -18,6 +18,8 @@ use tock_registers::register_bitfields;
 register_bitfields! {u64,
     /// HCR_EL2 bits aarch64-cpu does not name.
     HCR_MORE [
+        /// Trap WFI (and WFIT).
+        TWI OFFSET(13) NUMBITS(1) [],
         /// Trap GMID_EL1 (FEAT_MTE2).
         TID5 OFFSET(58) NUMBITS(1) []
     ],
@@ -182,7 +184,9 @@ pub fn traps(hw: &HwIds, vm: VmFeatures) -> Traps {
         + HCR_EL2::TERR::SET
         + HCR_EL2::RW::EL1IsAarch64)
         .value;
-    // WFI and WFE run untrapped: the virtual GIC wakes the core.
+    // WFI/WFE are not trapped: one vCPU per core, and the virtual GIC's
+    // list registers and forwarded interrupts wake the core as hardware
+    // would.
     if hw.has_lor() {
         hcr |= HCR_EL2::TLOR::SET.value;
     }

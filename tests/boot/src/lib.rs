@@ -123,7 +123,7 @@ pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
 /// `timed_out` false) as soon as the console holds a line starting with
 /// `stop_at`: for runs that by design never end by themselves.
 pub fn boot_until(image: &Path, extra: &[&str], deadline: Duration, stop_at: Option<&str>) -> Run {
-    boot_until_all(image, extra, deadline, stop_at.as_slice())
+    boot_cpu_until_all(image, DEFAULT_CPU, extra, deadline, stop_at.as_slice())
 }
 
 /// Boots `image` until every line prefix in `markers` was printed (then the
@@ -139,6 +139,17 @@ pub const DEFAULT_CPU: &str = "cortex-a72";
 /// implements, to check the hypervisor hides or supports each).
 pub fn boot_cpu(image: &Path, cpu: &str, extra: &[&str], deadline: Duration) -> Run {
     boot_cpu_until_all(image, cpu, extra, deadline, &[])
+}
+
+/// Like [`boot_until`], on QEMU CPU model `cpu`.
+pub fn boot_cpu_until(
+    image: &Path,
+    cpu: &str,
+    extra: &[&str],
+    deadline: Duration,
+    stop_at: Option<&str>,
+) -> Run {
+    boot_cpu_until_all(image, cpu, extra, deadline, stop_at.as_slice())
 }
 
 /// Like [`boot_until_all`], on QEMU CPU model `cpu`.

@@ -77,12 +77,12 @@ pub struct VmSpec {
     pub phys_cpu_ids: Vec<usize>,
     /// `base.on_unhandled`.
     pub on_unhandled: UnhandledPolicy,
-    /// `base.pmu` (default false).
-    pub pmu: bool,
     /// `[vm.kernel]`.
     pub kernel: KernelSpec,
     /// `devices.vgic`; `None` means at the board GIC's addresses.
     pub vgic: Option<VgicLayout>,
+    /// `base.pmu` (default false).
+    pub pmu: bool,
     /// `memory_regions`.
     pub memory_regions: Vec<MemoryRegion>,
     /// `devices.emu_devices`.
