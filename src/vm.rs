@@ -10,7 +10,6 @@ use crate::devices::pl011::VirtualPl011;
 use crate::devices::{MmioBus, SysRegBus};
 use crate::exit::ExitKind;
 use crate::mm::heap::HeapTables;
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
@@ -166,8 +165,8 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
     for d in config.emu_devices {
         match d.kind {
             EmuDeviceKind::Pl011 => {
-                let dev: &'static VirtualPl011<VmConsole> =
-                    Box::leak(Box::new(VirtualPl011::new(VmConsole { name: config.name })));
+                // Interrupt output unconnected until the virtual GIC exists.
+                let dev = crate::console::vm_uart(config.name, &crate::devices::Unconnected)?;
                 uart = Some(dev);
                 mmio.add(d.gpa, d.size, dev);
             }

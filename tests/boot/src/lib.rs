@@ -2,7 +2,7 @@
 //! project's Makefile, boot it in QEMU with a deadline, and check the
 //! console. Every failure message carries the whole console log.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -123,6 +123,31 @@ pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
 /// `timed_out` false) as soon as the console holds a line starting with
 /// `stop_at`: for runs that by design never end by themselves.
 pub fn boot_until(image: &Path, extra: &[&str], deadline: Duration, stop_at: Option<&str>) -> Run {
+    run_qemu(image, extra, deadline, stop_at, &[])
+}
+
+/// One step of typing on the hypervisor console (QEMU's stdin): once the
+/// console holds a line (complete or not) starting with `after`, `bytes`
+/// are sent. Steps run in order.
+pub struct Typing<'a> {
+    /// Console line prefix to wait for.
+    pub after: &'a str,
+    /// What to type then.
+    pub bytes: &'a [u8],
+}
+
+/// Like [`boot`], typing `script` on the console as its lines appear.
+pub fn boot_typing(image: &Path, extra: &[&str], deadline: Duration, script: &[Typing]) -> Run {
+    run_qemu(image, extra, deadline, None, script)
+}
+
+fn run_qemu(
+    image: &Path,
+    extra: &[&str],
+    deadline: Duration,
+    stop_at: Option<&str>,
+    script: &[Typing],
+) -> Run {
     let mut child = Command::new("qemu-system-aarch64")
         .args([
             "-M",
@@ -136,7 +161,11 @@ pub fn boot_until(image: &Path, extra: &[&str], deadline: Duration, stop_at: Opt
         .args(extra)
         .arg("-kernel")
         .arg(image)
-        .stdin(Stdio::null())
+        .stdin(if script.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -161,8 +190,15 @@ pub fn boot_until(image: &Path, extra: &[&str], deadline: Duration, stop_at: Opt
             .lines()
             .any(|l| l.trim_end_matches('\r').starts_with(marker))
     };
+    let mut stdin = child.stdin.take();
+    let mut steps = script.iter().peekable();
     let start = Instant::now();
     let (status, timed_out) = loop {
+        while let Some(step) = steps.next_if(|s| seen(s.after)) {
+            if let Some(input) = stdin.as_mut() {
+                let _ = input.write_all(step.bytes).and_then(|()| input.flush());
+            }
+        }
         if let Some(s) = child.try_wait().expect("wait qemu") {
             break (s.code(), false);
         }

@@ -221,3 +221,59 @@ fn restart_policy_resets_the_vm_and_the_other_runs_on() {
     );
     expect_testguest_pass(&run, "bystander", 2);
 }
+
+#[test]
+fn typed_input_reaches_only_the_selected_vm_and_the_hotkey_moves_it() {
+    let image = build_ok("tests/configs/console-input.toml");
+    // Each step waits for a prompt, a partial line: it must be on the
+    // console before its newline exists.
+    let run = boot_typing(
+        &image,
+        &[],
+        DEADLINE,
+        &[
+            Typing {
+                after: "[left] echo> ",
+                bytes: b"",
+            },
+            Typing {
+                after: "[right] echo> ",
+                bytes: b"hello\r",
+            },
+            Typing {
+                after: "[left] echo: got hello",
+                bytes: b"\x1c",
+            },
+            Typing {
+                after: "[tessera] input: right",
+                bytes: b"world\roff\r",
+            },
+            Typing {
+                after: "[tessera] vm right: powered off",
+                bytes: b"\x1coff\r",
+            },
+        ],
+    );
+    run.expect_line("[tessera] input: left (Ctrl-\\ moves it to the next VM)");
+    let hello = run.expect_line("[left] echo: got hello");
+    let to_right = run.expect_line("[tessera] input: right");
+    let world = run.expect_line("[right] echo: got world");
+    let to_left = run.expect_line("[tessera] input: left");
+    let off = run.expect_line("[left] echo: got off");
+    run.check(
+        hello < to_right && to_right < world && world < to_left && to_left < off,
+        "input moves left, right, left in order",
+    );
+    run.expect_absent("[right] echo: got hello");
+    run.expect_absent("[left] echo: got world");
+    run.expect_absent("\x1c");
+    // The typed bytes were echoed on the prompt's line, tagged.
+    run.check(
+        run.lines()
+            .iter()
+            .any(|l| l.ends_with("hello") && l.starts_with("[left] ")),
+        "the echo of the typed line is tagged with its VM",
+    );
+    run.expect_absent("echo: timeout");
+    run.check(run.status == Some(0), "QEMU exits 0");
+}

@@ -1,0 +1,125 @@
+//! Console input: which VM gets the keys typed on the physical console,
+//! and the hotkey that moves them to the next VM. Pure logic, host-tested.
+//!
+//! The hotkey is **Ctrl-\\** (byte 0x1c). It is one key (Xen's triple
+//! Ctrl-A is slow to type), it reaches us under `qemu-system-aarch64
+//! -nographic` (QEMU's own escape is Ctrl-A: Ctrl-A x quits QEMU, so Ctrl-A
+//! must never be ours), terminals send it as a plain byte in raw mode, and
+//! shells rarely need it (it is SIGQUIT in cooked mode). The byte is never
+//! forwarded to a guest.
+//!
+//! Each hotkey is one arm of [`InputSwitch::feed`]; a second one (a
+//! hypervisor monitor, issue 6) is one more arm and one more [`Action`].
+
+/// Moves input to the next VM with a console: Ctrl-\.
+pub const SWITCH_KEY: u8 = 0x1c;
+
+/// What one input byte means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Give the byte to console `target` (an index into the consoles).
+    Forward {
+        /// The console that has input.
+        target: usize,
+        /// The byte.
+        byte: u8,
+    },
+    /// Input moved to console `to` (print which VM has it).
+    Switched {
+        /// The console that has input now.
+        to: usize,
+    },
+    /// Nothing to do (a hotkey with nothing to switch to, or no console).
+    None,
+}
+
+/// The input selector: `count` consoles, one of which has input.
+#[derive(Debug, Default)]
+pub struct InputSwitch {
+    target: usize,
+    count: usize,
+}
+
+impl InputSwitch {
+    /// No consoles yet.
+    pub const fn new() -> Self {
+        Self {
+            target: 0,
+            count: 0,
+        }
+    }
+
+    /// One more console exists (consoles are numbered in order of
+    /// creation; the first one starts with input).
+    pub fn add_console(&mut self) -> usize {
+        self.count += 1;
+        self.count - 1
+    }
+
+    /// The console that has input, if any.
+    pub fn target(&self) -> Option<usize> {
+        (self.target < self.count).then_some(self.target)
+    }
+
+    /// Interprets one byte typed on the physical console.
+    pub fn feed(&mut self, byte: u8) -> Action {
+        match (byte, self.target()) {
+            (_, None) => Action::None,
+            (SWITCH_KEY, Some(t)) => {
+                let next = (t + 1) % self.count;
+                if next == t {
+                    return Action::None;
+                }
+                self.target = next;
+                Action::Switched { to: next }
+            }
+            (byte, Some(target)) => Action::Forward { target, byte },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_go_to_the_first_console_until_the_hotkey() {
+        let mut s = InputSwitch::new();
+        assert_eq!(s.feed(b'a'), Action::None, "no console: dropped");
+        s.add_console();
+        s.add_console();
+        s.add_console();
+        assert_eq!(
+            s.feed(b'x'),
+            Action::Forward {
+                target: 0,
+                byte: b'x'
+            }
+        );
+        assert_eq!(s.feed(SWITCH_KEY), Action::Switched { to: 1 });
+        assert_eq!(
+            s.feed(b'y'),
+            Action::Forward {
+                target: 1,
+                byte: b'y'
+            }
+        );
+        assert_eq!(s.feed(SWITCH_KEY), Action::Switched { to: 2 });
+        assert_eq!(s.feed(SWITCH_KEY), Action::Switched { to: 0 }, "wraps");
+        assert_eq!(s.target(), Some(0));
+    }
+
+    #[test]
+    fn the_hotkey_with_one_console_changes_nothing_and_is_not_forwarded() {
+        let mut s = InputSwitch::new();
+        s.add_console();
+        assert_eq!(s.feed(SWITCH_KEY), Action::None);
+        assert_eq!(
+            s.feed(0x01),
+            Action::Forward {
+                target: 0,
+                byte: 0x01
+            }
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! The bare-metal console: per-source output buffers, the physical UART
+//! they drain into, the clock the multiplexer's hold-back uses, and input
+//! routing.
+//!
+//! Locks, in the only order they nest: `INPUT` → a virtual UART's state →
+//! an output buffer; `TERMINAL` → an output buffer. Nobody waits for
+//! `TERMINAL` on the guest path (try-lock); only the hypervisor's own log
+//! and flushes wait for it. Virtual UARTs are told about freed room after
+//! `TERMINAL` is released.
+
+use super::input::{Action, InputSwitch};
+use super::mux::{Mux, Ring, Sink, Source};
+use crate::config::SYSTEM;
+use crate::devices::pl011::{SerialBackend, VirtualPl011};
+use crate::devices::InterruptLine;
+use crate::drivers::pl011::Pl011;
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
+use alloc::boxed::Box;
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use spin::{Mutex, Once};
+
+/// Output buffer per source.
+const RING_SIZE: usize = 4096;
+/// Virtual UARTs the console can serve (sources are these plus the log).
+const MAX_PORTS: usize = 15;
+const SOURCES: usize = MAX_PORTS + 1;
+/// Longest hypervisor log line; longer ones are cut.
+const LOG_LINE_MAX: usize = 512;
+/// How long another source waits for an open line to finish, in
+/// milliseconds (a line's bytes trap one by one; under emulation on a busy
+/// host they can be a few milliseconds apart).
+const GRACE_MS: u64 = 100;
+/// No console has input yet.
+const NO_TARGET: usize = usize::MAX;
+
+/// One producer of output: the hypervisor log or a VM's virtual UART.
+struct Port {
+    name: &'static str,
+    ring: Mutex<Ring<RING_SIZE>>,
+    /// Clock ticks at the last append; 0 when the producer is idle for
+    /// good (stopped VM), so it never holds others back.
+    last_write: AtomicU64,
+    uart: Once<&'static VirtualPl011<VmConsole>>,
+}
+
+impl Port {
+    const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            ring: Mutex::new(Ring::new()),
+            last_write: AtomicU64::new(0),
+            uart: Once::new(),
+        }
+    }
+}
+
+impl Source for Port {
+    fn tag(&self) -> &str {
+        self.name
+    }
+    fn peek(&self, out: &mut [u8]) -> usize {
+        self.ring.lock().peek(out)
+    }
+    fn consume(&self, n: usize) {
+        self.ring.lock().consume(n)
+    }
+    fn pending(&self) -> usize {
+        self.ring.lock().len()
+    }
+    fn last_write(&self) -> u64 {
+        self.last_write.load(Ordering::Relaxed)
+    }
+}
+
+static HYP: Port = Port::new("tessera");
+static PORTS: [Once<&'static Port>; MAX_PORTS] = [const { Once::new() }; MAX_PORTS];
+static PORT_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// The physical side: the multiplexer's state and the UART.
+struct Terminal {
+    mux: Mux<SOURCES>,
+    uart: Pl011,
+}
+
+static TERMINAL: Mutex<Terminal> = Mutex::new(Terminal {
+    mux: Mux::new(0),
+    uart: Pl011::new(SYSTEM.board.console.base),
+});
+/// Some buffer may hold output not written yet.
+static DIRTY: AtomicBool = AtomicBool::new(false);
+
+static INPUT: Mutex<InputSwitch> = Mutex::new(InputSwitch::new());
+/// Mirror of the input target, for a lock-free check on the guest path.
+static INPUT_TARGET: AtomicUsize = AtomicUsize::new(NO_TARGET);
+
+fn now() -> u64 {
+    CNTPCT_EL0.get()
+}
+
+fn port(i: usize) -> Option<&'static Port> {
+    PORTS.get(i)?.get().copied()
+}
+
+/// The UART as the multiplexer's sink. `wait`: write everything even if
+/// the FIFO fills (flushes); otherwise stop at a full FIFO.
+struct UartSink<'a> {
+    uart: &'a Pl011,
+    wait: bool,
+}
+
+impl Sink for UartSink<'_> {
+    fn ready(&mut self) -> bool {
+        self.wait || self.uart.tx_ready()
+    }
+    fn put(&mut self, byte: u8) {
+        self.uart.put(byte);
+    }
+}
+
+/// One drain of every buffer. `force`: ignore the open-line hold-back and
+/// wait for the FIFO (flushes); `wait_lock`: wait for the terminal instead
+/// of leaving it to whoever holds it.
+fn drain(force: bool, wait_lock: bool) {
+    loop {
+        let guard = if wait_lock {
+            Some(TERMINAL.lock())
+        } else {
+            TERMINAL.try_lock()
+        };
+        let Some(mut t) = guard else { return };
+        DIRTY.store(false, Ordering::SeqCst);
+        let mut sources: heapless::Vec<&dyn Source, SOURCES> = heapless::Vec::new();
+        let _ = sources.push(&HYP);
+        for i in 0..PORT_COUNT.load(Ordering::Acquire).min(MAX_PORTS) {
+            if let Some(p) = port(i) {
+                let _ = sources.push(p);
+            }
+        }
+        let Terminal { mux, uart } = &mut *t;
+        let mut sink = UartSink { uart, wait: force };
+        let d = mux.drain(&sources, &mut sink, now(), force);
+        drop(t);
+        for i in 0..MAX_PORTS {
+            if d.consumed & (1 << (i + 1)) != 0 {
+                if let Some(u) = port(i).and_then(|p| p.uart.get()) {
+                    u.tx_room_changed();
+                }
+            }
+        }
+        if d.leftover {
+            // Held back or the FIFO is full: the next poll or write retries.
+            DIRTY.store(true, Ordering::SeqCst);
+            return;
+        }
+        if !DIRTY.load(Ordering::SeqCst) {
+            return;
+        }
+    }
+}
+
+/// Writes out whatever is pending, if anything. Cheap when nothing is;
+/// meant for periodic hypervisor paths (physical interrupts, idle) so
+/// output held back for an open line is not left waiting for the next
+/// guest access.
+pub fn poll() {
+    if DIRTY.load(Ordering::Relaxed) {
+        drain(false, false);
+    }
+}
+
+/// Writes out everything pending, waiting for the UART (VM stopped, end of
+/// the run).
+pub fn flush() {
+    drain(true, true);
+}
+
+/// The transmit side of a VM's virtual UART: its buffer in the console.
+pub struct VmConsole {
+    port: &'static Port,
+}
+
+impl SerialBackend for VmConsole {
+    fn transmit(&self, byte: u8) -> bool {
+        let ok = self.port.ring.lock().push(byte);
+        self.port.last_write.store(now(), Ordering::Relaxed);
+        DIRTY.store(true, Ordering::SeqCst);
+        drain(false, false);
+        ok
+    }
+
+    fn tx_room(&self) -> usize {
+        self.port.ring.lock().room()
+    }
+
+    fn tx_queued(&self) -> usize {
+        self.port.ring.lock().len()
+    }
+
+    fn poll(&self) {
+        poll_input();
+        poll();
+    }
+
+    fn flush(&self) {
+        self.port.last_write.store(0, Ordering::Relaxed);
+        flush();
+    }
+}
+
+/// Creates the virtual PL011 of VM `name`, its interrupt output wired to
+/// `irq`, with its own output buffer in the console. The first one created
+/// starts with input.
+pub fn vm_uart(
+    name: &'static str,
+    irq: &'static dyn InterruptLine,
+) -> Result<&'static VirtualPl011<VmConsole>, &'static str> {
+    let index = PORT_COUNT.load(Ordering::Acquire);
+    if index >= MAX_PORTS {
+        return Err("too many virtual UARTs for the console");
+    }
+    let port: &'static Port = Box::leak(Box::new(Port::new(name)));
+    let uart: &'static VirtualPl011<VmConsole> =
+        Box::leak(Box::new(VirtualPl011::new(VmConsole { port }, irq)));
+    port.uart.call_once(|| uart);
+    PORTS[index].call_once(|| port);
+    PORT_COUNT.store(index + 1, Ordering::Release);
+    let mut input = INPUT.lock();
+    if input.add_console() == 0 {
+        INPUT_TARGET.store(0, Ordering::Release);
+        crate::println!("input: {} (Ctrl-\\ moves it to the next VM)", name);
+    }
+    Ok(uart)
+}
+
+/// Acts on one byte typed on the console.
+fn route(input: &mut InputSwitch, byte: u8) {
+    match input.feed(byte) {
+        Action::Forward { target, byte } => {
+            if let Some(u) = port(target).and_then(|p| p.uart.get()) {
+                u.receive(byte);
+            }
+        }
+        Action::Switched { to } => {
+            INPUT_TARGET.store(to, Ordering::Release);
+            if let Some(p) = port(to) {
+                crate::println!("input: {}", p.name);
+            }
+        }
+        Action::None => {}
+    }
+}
+
+/// The physical UART received data (its receive interrupt, INTID 33 on
+/// QEMU virt): reads its FIFO empty, hands the bytes on, clears the
+/// interrupt. Bytes a full virtual FIFO cannot take are lost (an overrun
+/// the guest sees).
+pub fn on_uart_rx() {
+    let mut input = INPUT.lock();
+    let uart = Pl011::new(SYSTEM.board.console.base);
+    while let Some(b) = uart.get() {
+        route(&mut input, b);
+    }
+    uart.clear_rx_interrupt();
+}
+
+/// Unmasks the physical UART's receive interrupts; call once the
+/// interrupt controller delivers them to [`on_uart_rx`].
+pub fn enable_rx_interrupt() {
+    Pl011::new(SYSTEM.board.console.base).enable_rx_interrupt();
+}
+
+/// Fallback input path while the physical receive interrupt is not routed
+/// to [`on_uart_rx`]: when a VM polls its virtual UART (FR or DR read),
+/// move what the physical UART received to the VM that has input, as far
+/// as that VM's receive FIFO has room (so a polling guest loses nothing).
+/// Any VM's poll serves the one with input, so the hotkey still works when
+/// that VM stopped polling (or stopped). Kept on purpose: a physical FR
+/// read per poll, and polled guests work without interrupts.
+fn poll_input() {
+    let Some(mut input) = INPUT.try_lock() else {
+        return;
+    };
+    let uart = Pl011::new(SYSTEM.board.console.base);
+    loop {
+        let target = INPUT_TARGET.load(Ordering::Relaxed);
+        let Some(u) = port(target).and_then(|p| p.uart.get()) else {
+            return;
+        };
+        if !u.can_receive() {
+            return;
+        }
+        let Some(b) = uart.get() else { return };
+        route(&mut input, b);
+    }
+}
+
+/// A log line being formatted, cut at [`LOG_LINE_MAX`].
+struct LineBuf(heapless::Vec<u8, LOG_LINE_MAX>);
+
+impl Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            let _ = self.0.push(b);
+        }
+        Ok(())
+    }
+}
+
+/// Writes one `[tessera]` line from format arguments. The hypervisor's log
+/// waits for the terminal, so a line printed is out when this returns
+/// (unless held back behind a VM's open line, then it follows it).
+pub fn print_hyp(args: fmt::Arguments) {
+    let mut line = LineBuf(heapless::Vec::new());
+    let _ = line.write_fmt(args);
+    if line.0.is_full() {
+        line.0.pop();
+    }
+    let _ = line.0.push(b'\n');
+    if HYP.ring.lock().room() < line.0.len() {
+        flush();
+    }
+    HYP.ring.lock().push_slice(&line.0);
+    DIRTY.store(true, Ordering::SeqCst);
+    drain(false, true);
+}
+
+/// Straight to the UART even if another core holds the terminal (it may
+/// have died holding it). Panic path only: pending output is written first
+/// if the terminal is free.
+pub fn print_emergency(args: fmt::Arguments) {
+    if !TERMINAL.is_locked() {
+        flush();
+    }
+    struct Raw(Pl011);
+    impl Write for Raw {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for &b in s.as_bytes() {
+                if b == b'\n' {
+                    self.0.put(b'\r');
+                }
+                self.0.put(b);
+            }
+            Ok(())
+        }
+    }
+    let mut raw = Raw(Pl011::new(SYSTEM.board.console.base));
+    let _ = raw.write_str("\n[tessera] ");
+    let _ = raw.write_fmt(args);
+    let _ = raw.write_str("\n");
+}
+
+/// Prints a `[tessera]` line.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => { $crate::console::print_hyp(format_args!($($arg)*)) };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        print_hyp(format_args!("{}: {}", record.level(), record.args()));
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Enables the UART, sets the multiplexer's hold-back time from the
+/// counter frequency and routes the `log` crate to the console.
+pub fn init() {
+    let mut t = TERMINAL.lock();
+    t.uart.enable();
+    t.mux.set_grace(CNTFRQ_EL0.get() * GRACE_MS / 1000);
+    drop(t);
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+}
