@@ -38,6 +38,9 @@ const NO_TARGET: usize = usize::MAX;
 struct Port {
     name: &'static str,
     ring: Mutex<Ring<RING_SIZE>>,
+    /// The ring's length, kept with it under its lock, read without it
+    /// (the virtual UART's flags and interrupt conditions).
+    queued: AtomicUsize,
     /// Clock ticks at the last append; 0 when the producer is idle for
     /// good (stopped VM), so it never holds others back.
     last_write: AtomicU64,
@@ -49,9 +52,20 @@ impl Port {
         Self {
             name,
             ring: Mutex::new(Ring::new()),
+            queued: AtomicUsize::new(0),
             last_write: AtomicU64::new(0),
             uart: Once::new(),
         }
+    }
+}
+
+impl Port {
+    /// Appends what fits of `bytes`; returns how many.
+    fn push(&self, bytes: &[u8]) -> usize {
+        let mut ring = self.ring.lock();
+        let n = ring.push_slice(bytes);
+        self.queued.store(ring.len(), Ordering::Relaxed);
+        n
     }
 }
 
@@ -63,10 +77,12 @@ impl Source for Port {
         self.ring.lock().peek(out)
     }
     fn consume(&self, n: usize) {
-        self.ring.lock().consume(n)
+        let mut ring = self.ring.lock();
+        ring.consume(n);
+        self.queued.store(ring.len(), Ordering::Relaxed);
     }
     fn pending(&self) -> usize {
-        self.ring.lock().len()
+        self.queued.load(Ordering::Relaxed)
     }
     fn last_write(&self) -> u64 {
         self.last_write.load(Ordering::Relaxed)
@@ -89,6 +105,9 @@ static TERMINAL: Mutex<Terminal> = Mutex::new(Terminal {
 });
 /// Some buffer may hold output not written yet.
 static DIRTY: AtomicBool = AtomicBool::new(false);
+
+/// The console UART, for reads outside the terminal lock (input).
+static CONSOLE_UART: Pl011 = Pl011::new(SYSTEM.board.console.base);
 
 static INPUT: Mutex<InputSwitch> = Mutex::new(InputSwitch::new());
 /// Mirror of the input target, for a lock-free check on the guest path.
@@ -121,6 +140,7 @@ impl Sink for UartSink<'_> {
 /// One drain of every buffer. `force`: ignore the open-line hold-back and
 /// wait for the FIFO (flushes); `wait_lock`: wait for the terminal instead
 /// of leaving it to whoever holds it.
+#[inline(never)]
 fn drain(force: bool, wait_lock: bool) {
     loop {
         let guard = if wait_lock {
@@ -163,6 +183,7 @@ fn drain(force: bool, wait_lock: bool) {
 /// meant for periodic hypervisor paths (physical interrupts, idle) so
 /// output held back for an open line is not left waiting for the next
 /// guest access.
+#[inline]
 pub fn poll() {
     if DIRTY.load(Ordering::Relaxed) {
         drain(false, false);
@@ -182,23 +203,24 @@ pub struct VmConsole {
 
 impl SerialBackend for VmConsole {
     fn transmit(&self, byte: u8) -> bool {
-        let ok = self.port.ring.lock().push(byte);
+        let ok = self.port.push(&[byte]) == 1;
         self.port.last_write.store(now(), Ordering::Relaxed);
         DIRTY.store(true, Ordering::SeqCst);
         drain(false, false);
         ok
     }
 
-    fn tx_room(&self) -> usize {
-        self.port.ring.lock().room()
+    #[inline(always)]
+    fn tx_level(&self) -> (usize, usize) {
+        let queued = self.port.queued.load(Ordering::Relaxed);
+        (queued, RING_SIZE - queued)
     }
 
-    fn tx_queued(&self) -> usize {
-        self.port.ring.lock().len()
-    }
-
+    #[inline(always)]
     fn poll(&self) {
-        poll_input();
+        if CONSOLE_UART.rx_ready() {
+            poll_input();
+        }
         poll();
     }
 
@@ -257,17 +279,16 @@ fn route(input: &mut InputSwitch, byte: u8) {
 /// the guest sees).
 pub fn on_uart_rx() {
     let mut input = INPUT.lock();
-    let uart = Pl011::new(SYSTEM.board.console.base);
-    while let Some(b) = uart.get() {
+    while let Some(b) = CONSOLE_UART.get() {
         route(&mut input, b);
     }
-    uart.clear_rx_interrupt();
+    CONSOLE_UART.clear_rx_interrupt();
 }
 
 /// Unmasks the physical UART's receive interrupts; call once the
 /// interrupt controller delivers them to [`on_uart_rx`].
 pub fn enable_rx_interrupt() {
-    Pl011::new(SYSTEM.board.console.base).enable_rx_interrupt();
+    CONSOLE_UART.enable_rx_interrupt();
 }
 
 /// Fallback input path while the physical receive interrupt is not routed
@@ -277,11 +298,11 @@ pub fn enable_rx_interrupt() {
 /// Any VM's poll serves the one with input, so the hotkey still works when
 /// that VM stopped polling (or stopped). Kept on purpose: a physical FR
 /// read per poll, and polled guests work without interrupts.
+#[inline(never)]
 fn poll_input() {
     let Some(mut input) = INPUT.try_lock() else {
         return;
     };
-    let uart = Pl011::new(SYSTEM.board.console.base);
     loop {
         let target = INPUT_TARGET.load(Ordering::Relaxed);
         let Some(u) = port(target).and_then(|p| p.uart.get()) else {
@@ -290,7 +311,9 @@ fn poll_input() {
         if !u.can_receive() {
             return;
         }
-        let Some(b) = uart.get() else { return };
+        let Some(b) = CONSOLE_UART.get() else {
+            return;
+        };
         route(&mut input, b);
     }
 }
@@ -317,10 +340,10 @@ pub fn print_hyp(args: fmt::Arguments) {
         line.0.pop();
     }
     let _ = line.0.push(b'\n');
-    if HYP.ring.lock().room() < line.0.len() {
+    if RING_SIZE - HYP.pending() < line.0.len() {
         flush();
     }
-    HYP.ring.lock().push_slice(&line.0);
+    HYP.push(&line.0);
     DIRTY.store(true, Ordering::SeqCst);
     drain(false, true);
 }

@@ -24,6 +24,7 @@
 
 use super::{AccessError, Accessor, InterruptLine, MmioDevice};
 use crate::exit::AccessWidth;
+use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
 
 /// Register offsets (PL011 TRM, table 3-1).
@@ -107,10 +108,9 @@ pub trait SerialBackend: Send + Sync {
     /// Queues one byte; `false` if the buffer is full (the byte is lost,
     /// as on a UART written while TXFF is set).
     fn transmit(&self, byte: u8) -> bool;
-    /// Bytes that can be queued now.
-    fn tx_room(&self) -> usize;
-    /// Bytes queued and not yet written out.
-    fn tx_queued(&self) -> usize;
+    /// Bytes queued and not yet written out, and bytes that can be queued
+    /// now.
+    fn tx_level(&self) -> (usize, usize);
     /// Lets the backend make progress when the guest polls FR or reads DR
     /// (drain output, fetch input). Called with no UART lock held.
     fn poll(&self) {}
@@ -199,21 +199,13 @@ impl State {
         ris
     }
 
-    fn fr(&self, tx_room: usize, tx_queued: usize) -> u32 {
+    fn rx_flags(&self) -> u32 {
         let mut v = 0;
         if self.rx.is_empty() {
             v |= fr::RXFE;
         }
         if self.rx.len() >= self.rx_depth() {
             v |= fr::RXFF;
-        }
-        if tx_room == 0 {
-            v |= fr::TXFF;
-        }
-        if tx_queued == 0 {
-            v |= fr::TXFE;
-        } else {
-            v |= fr::BUSY;
         }
         v
     }
@@ -224,6 +216,9 @@ pub struct VirtualPl011<B: SerialBackend> {
     backend: B,
     irq: &'static dyn InterruptLine,
     state: Mutex<State>,
+    /// FR's receive bits (RXFE, RXFF), kept with the FIFO under the lock,
+    /// so FR polls (the hot path of polled guests) need no lock.
+    rx_flags: AtomicU32,
 }
 
 impl<B: SerialBackend> VirtualPl011<B> {
@@ -234,6 +229,7 @@ impl<B: SerialBackend> VirtualPl011<B> {
             backend,
             irq,
             state: Mutex::new(State::RESET),
+            rx_flags: AtomicU32::new(fr::RXFE),
         }
     }
 
@@ -254,7 +250,7 @@ impl<B: SerialBackend> VirtualPl011<B> {
         } else {
             s.rx.push_back(byte).is_ok()
         };
-        self.update_irq(&mut s);
+        self.rx_changed(&mut s);
         accepted
     }
 
@@ -275,12 +271,20 @@ impl<B: SerialBackend> VirtualPl011<B> {
         self.backend.flush();
     }
 
+    /// The receive FIFO or its depth changed: republish FR's receive bits,
+    /// then the interrupt.
+    fn rx_changed(&self, s: &mut State) {
+        self.rx_flags.store(s.rx_flags(), Ordering::Relaxed);
+        self.update_irq(s);
+    }
+
     /// Recomputes RIS and drives the line: high whenever RIS & IMSC is not
     /// zero (again after every change: the controller re-samples it), low
     /// when it becomes zero. Called with the state locked so two cores
     /// cannot drive stale levels out of order.
     fn update_irq(&self, s: &mut State) {
-        let level = s.ris(self.backend.tx_room()) & s.imsc != 0;
+        // Nothing unmasked (polled guests): no need to compute RIS.
+        let level = s.imsc != 0 && s.ris(self.backend.tx_level().1) & s.imsc != 0;
         if level || s.level {
             self.irq.set_level(level);
         }
@@ -301,30 +305,35 @@ impl<B: SerialBackend> VirtualPl011<B> {
     }
 }
 
-impl<B: SerialBackend> MmioDevice for VirtualPl011<B> {
-    fn read(&self, _: Accessor, offset: u64, width: AccessWidth) -> Result<u64, AccessError> {
-        if width == AccessWidth::Double {
-            return Err(AccessError::Invalid);
+impl<B: SerialBackend> VirtualPl011<B> {
+    /// FR: the hot path of polled guests, so no lock and nothing inlined
+    /// that is not needed here.
+    #[inline(always)]
+    fn read_fr(&self) -> u32 {
+        self.backend.poll();
+        let mut v = self.rx_flags.load(Ordering::Relaxed);
+        let (queued, room) = self.backend.tx_level();
+        if room == 0 {
+            v |= fr::TXFF;
         }
-        if offset == reg::FR || offset == reg::DR {
-            self.backend.poll();
-        }
-        let value = match offset {
-            reg::FR => {
-                let s = self.state.lock();
-                s.fr(self.backend.tx_room(), self.backend.tx_queued())
-            }
+        v | if queued == 0 { fr::TXFE } else { fr::BUSY }
+    }
+
+    #[inline(never)]
+    fn read_other(&self, offset: u64) -> Result<u32, AccessError> {
+        Ok(match offset {
             reg::DR => {
+                self.backend.poll();
                 let mut s = self.state.lock();
                 let byte = s.rx.pop_front().unwrap_or(0);
-                self.update_irq(&mut s);
+                self.rx_changed(&mut s);
                 byte as u32
             }
             reg::RSR_ECR | reg::ILPR | reg::ICR => 0,
-            reg::RIS => self.state.lock().ris(self.backend.tx_room()),
+            reg::RIS => self.state.lock().ris(self.backend.tx_level().1),
             reg::MIS => {
                 let s = self.state.lock();
-                s.ris(self.backend.tx_room()) & s.imsc
+                s.ris(self.backend.tx_level().1) & s.imsc
             }
             reg::PERIPH_ID0..=reg::CELL_ID3 if offset.is_multiple_of(4) => {
                 ID_BYTES[((offset - reg::PERIPH_ID0) / 4) as usize] as u32
@@ -333,8 +342,30 @@ impl<B: SerialBackend> MmioDevice for VirtualPl011<B> {
                 let mut s = self.state.lock();
                 *Self::reg(&mut s, offset).ok_or(AccessError::Invalid)?.0
             }
-        };
-        Ok(value as u64)
+        })
+    }
+
+    /// A transmitted byte. The backend may drain and call back into
+    /// [`Self::tx_room_changed`], so no lock is held around it.
+    #[inline(never)]
+    fn write_dr(&self, byte: u8) {
+        let enabled = self.state.lock().enabled(cr::TXE);
+        if enabled {
+            self.backend.transmit(byte);
+        }
+        self.tx_room_changed();
+    }
+}
+
+impl<B: SerialBackend> MmioDevice for VirtualPl011<B> {
+    fn read(&self, _: Accessor, offset: u64, width: AccessWidth) -> Result<u64, AccessError> {
+        if width == AccessWidth::Double {
+            return Err(AccessError::Invalid);
+        }
+        if offset == reg::FR {
+            return Ok(self.read_fr() as u64);
+        }
+        self.read_other(offset).map(u64::from)
     }
 
     fn write(
@@ -349,15 +380,7 @@ impl<B: SerialBackend> MmioDevice for VirtualPl011<B> {
         }
         let value = value as u32;
         match offset {
-            reg::DR => {
-                let enabled = self.state.lock().enabled(cr::TXE);
-                // The backend may drain and call back into
-                // `tx_room_changed`: no lock held here.
-                if enabled {
-                    self.backend.transmit(value as u8);
-                }
-                self.tx_room_changed();
-            }
+            reg::DR => self.write_dr(value as u8),
             reg::ICR => {
                 let mut s = self.state.lock();
                 s.latched &= !value;
@@ -376,12 +399,16 @@ impl<B: SerialBackend> MmioDevice for VirtualPl011<B> {
                 let (r, mask) = Self::reg(&mut s, offset).ok_or(AccessError::Invalid)?;
                 *r = value & mask;
                 // FEN off leaves a 1-entry FIFO: keep the oldest byte.
-                if offset == reg::LCR_H && !s.fifo_on() {
-                    while s.rx.len() > 1 {
-                        s.rx.pop_back();
+                if offset == reg::LCR_H {
+                    if !s.fifo_on() {
+                        while s.rx.len() > 1 {
+                            s.rx.pop_back();
+                        }
                     }
+                    self.rx_changed(&mut s);
+                } else {
+                    self.update_irq(&mut s);
                 }
-                self.update_irq(&mut s);
             }
         }
         Ok(())
@@ -392,7 +419,7 @@ impl<B: SerialBackend> MmioDevice for VirtualPl011<B> {
         let driven = s.level;
         *s = State::RESET;
         s.level = driven;
-        self.update_irq(&mut s);
+        self.rx_changed(&mut s);
     }
 }
 
@@ -419,11 +446,9 @@ mod tests {
             out.push(byte);
             true
         }
-        fn tx_room(&self) -> usize {
-            self.cap - self.out.lock().unwrap().len()
-        }
-        fn tx_queued(&self) -> usize {
-            self.out.lock().unwrap().len()
+        fn tx_level(&self) -> (usize, usize) {
+            let n = self.out.lock().unwrap().len();
+            (n, self.cap - n)
         }
         fn poll(&self) {
             self.polls.fetch_add(1, Ordering::Relaxed);

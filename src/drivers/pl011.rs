@@ -105,6 +105,12 @@ impl Pl011 {
         regs.dr.write(DR::DATA.val(byte as u32));
     }
 
+    /// Whether the receive FIFO holds data.
+    #[inline(always)]
+    pub fn rx_ready(&self) -> bool {
+        !self.regs().fr.is_set(FR::RXFE)
+    }
+
     /// The next received byte, if any (errors are dropped with their byte's
     /// flags: a console has no use for them).
     pub fn get(&self) -> Option<u8> {
