@@ -8,11 +8,18 @@
 //! shells rarely need it (it is SIGQUIT in cooked mode). The byte is never
 //! forwarded to a guest.
 //!
-//! Each hotkey is one arm of [`InputSwitch::feed`]; a second one (a
-//! hypervisor monitor, issue 6) is one more arm and one more [`Action`].
+//! **Ctrl-]** (0x1d) opens the hypervisor monitor: while it is open, keys
+//! are monitor commands (`l` list the VMs, `n` move input to the next VM,
+//! `q` or Ctrl-] again to leave) and reach no guest. Ctrl-] is telnet's
+//! escape key; under telnet, send it with telnet's `send escape`.
+//!
+//! Each hotkey and each monitor command is one arm of
+//! [`InputSwitch::feed`] and one [`Action`].
 
 /// Moves input to the next VM with a console: Ctrl-\.
 pub const SWITCH_KEY: u8 = 0x1c;
+/// Opens (and closes) the monitor: Ctrl-].
+pub const MONITOR_KEY: u8 = 0x1d;
 
 /// What one input byte means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +36,17 @@ pub enum Action {
         /// The console that has input now.
         to: usize,
     },
+    /// The monitor opened: show its commands.
+    MonitorOpened,
+    /// Monitor command `l`: list the VMs.
+    ListVms,
+    /// The monitor closed: input goes to console `target` again.
+    MonitorClosed {
+        /// The console that has input.
+        target: usize,
+    },
+    /// An unknown monitor command: show the commands again.
+    MonitorHelp,
     /// Nothing to do (a hotkey with nothing to switch to, or no console).
     None,
 }
@@ -38,6 +56,7 @@ pub enum Action {
 pub struct InputSwitch {
     target: usize,
     count: usize,
+    monitor: bool,
 }
 
 impl InputSwitch {
@@ -46,6 +65,7 @@ impl InputSwitch {
         Self {
             target: 0,
             count: 0,
+            monitor: false,
         }
     }
 
@@ -61,20 +81,52 @@ impl InputSwitch {
         (self.target < self.count).then_some(self.target)
     }
 
+    /// Whether the monitor is open.
+    pub fn in_monitor(&self) -> bool {
+        self.monitor
+    }
+
     /// Interprets one byte typed on the physical console.
     pub fn feed(&mut self, byte: u8) -> Action {
+        if self.monitor {
+            return self.monitor_command(byte);
+        }
         match (byte, self.target()) {
-            (_, None) => Action::None,
-            (SWITCH_KEY, Some(t)) => {
-                let next = (t + 1) % self.count;
-                if next == t {
-                    return Action::None;
-                }
-                self.target = next;
-                Action::Switched { to: next }
+            (MONITOR_KEY, _) => {
+                self.monitor = true;
+                Action::MonitorOpened
             }
+            (_, None) => Action::None,
+            (SWITCH_KEY, Some(_)) => self.switch(),
             (byte, Some(target)) => Action::Forward { target, byte },
         }
+    }
+
+    fn monitor_command(&mut self, byte: u8) -> Action {
+        match byte {
+            b'l' => Action::ListVms,
+            b'n' | SWITCH_KEY => self.switch(),
+            b'q' | MONITOR_KEY => {
+                self.monitor = false;
+                Action::MonitorClosed {
+                    target: self.target,
+                }
+            }
+            b'\r' | b'\n' => Action::None,
+            _ => Action::MonitorHelp,
+        }
+    }
+
+    fn switch(&mut self) -> Action {
+        let Some(t) = self.target() else {
+            return Action::None;
+        };
+        let next = (t + 1) % self.count;
+        if next == t {
+            return Action::None;
+        }
+        self.target = next;
+        Action::Switched { to: next }
     }
 }
 
@@ -107,6 +159,29 @@ mod tests {
         assert_eq!(s.feed(SWITCH_KEY), Action::Switched { to: 2 });
         assert_eq!(s.feed(SWITCH_KEY), Action::Switched { to: 0 }, "wraps");
         assert_eq!(s.target(), Some(0));
+    }
+
+    #[test]
+    fn the_monitor_takes_keys_until_it_is_left() {
+        let mut s = InputSwitch::new();
+        s.add_console();
+        s.add_console();
+        assert_eq!(s.feed(MONITOR_KEY), Action::MonitorOpened);
+        assert!(s.in_monitor());
+        assert_eq!(s.feed(b'l'), Action::ListVms);
+        assert_eq!(s.feed(b'x'), Action::MonitorHelp, "not forwarded");
+        assert_eq!(s.feed(b'\r'), Action::None);
+        assert_eq!(s.feed(b'n'), Action::Switched { to: 1 });
+        assert_eq!(s.feed(b'q'), Action::MonitorClosed { target: 1 });
+        assert_eq!(
+            s.feed(b'l'),
+            Action::Forward {
+                target: 1,
+                byte: b'l'
+            }
+        );
+        assert_eq!(s.feed(MONITOR_KEY), Action::MonitorOpened);
+        assert_eq!(s.feed(MONITOR_KEY), Action::MonitorClosed { target: 1 });
     }
 
     #[test]

@@ -269,7 +269,43 @@ fn route(input: &mut InputSwitch, byte: u8) {
                 crate::println!("input: {}", p.name);
             }
         }
+        Action::MonitorOpened | Action::MonitorHelp => {
+            crate::println!("monitor: l = list VMs, n = move input to the next VM, q = leave");
+        }
+        Action::ListVms => list_vms(),
+        Action::MonitorClosed { target } => {
+            if let Some(p) = port(target) {
+                crate::println!("monitor closed; input: {}", p.name);
+            }
+        }
         Action::None => {}
+    }
+}
+
+/// The monitor's `l`: one line per VM with its state.
+fn list_vms() {
+    use crate::vm::VmState;
+    let target = port(INPUT_TARGET.load(Ordering::Relaxed)).map(|p| p.name);
+    for vm in crate::vm::all() {
+        let state = match vm.state() {
+            VmState::Running => "running",
+            VmState::Stopping => "stopping",
+            VmState::Resetting => "resetting",
+            VmState::Off => "off",
+            VmState::Finishing => "finishing",
+        };
+        crate::println!(
+            "  vm {}: {}, {} vCPU(s), resets={}{}",
+            vm.config.name,
+            state,
+            vm.vcpus.len(),
+            vm.resets(),
+            if target == Some(vm.config.name) {
+                ", has input"
+            } else {
+                ""
+            }
+        );
     }
 }
 
@@ -308,7 +344,8 @@ fn poll_input() {
         let Some(u) = port(target).and_then(|p| p.uart.get()) else {
             return;
         };
-        if !u.can_receive() {
+        // Monitor commands go to no guest, so need no room.
+        if !input.in_monitor() && !u.can_receive() {
             return;
         }
         let Some(b) = CONSOLE_UART.get() else {

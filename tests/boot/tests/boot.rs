@@ -223,7 +223,7 @@ fn restart_policy_resets_the_vm_and_the_other_runs_on() {
 }
 
 #[test]
-fn typed_input_reaches_only_the_selected_vm_and_the_hotkey_moves_it() {
+fn typed_input_reaches_only_the_selected_vm_and_the_hotkeys_move_it() {
     let image = build_ok("tests/configs/console-input.toml");
     // Each step waits for a prompt, a partial line: it must be on the
     // console before its newline exists.
@@ -248,9 +248,18 @@ fn typed_input_reaches_only_the_selected_vm_and_the_hotkey_moves_it() {
                 after: "[tessera] input: right",
                 bytes: b"world\roff\r",
             },
+            // The monitor: list the VMs, move input on, leave.
             Typing {
                 after: "[tessera] vm right: powered off",
-                bytes: b"\x1coff\r",
+                bytes: b"\x1dl",
+            },
+            Typing {
+                after: "[tessera]   vm right: off",
+                bytes: b"nq",
+            },
+            Typing {
+                after: "[tessera] monitor closed; input: left",
+                bytes: b"off\r",
             },
         ],
     );
@@ -258,8 +267,18 @@ fn typed_input_reaches_only_the_selected_vm_and_the_hotkey_moves_it() {
     let hello = run.expect_line("[left] echo: got hello");
     let to_right = run.expect_line("[tessera] input: right");
     let world = run.expect_line("[right] echo: got world");
+    let monitor = run.expect_prefix("[tessera] monitor: l = list VMs");
+    run.expect_line("[tessera]   vm left: running, 1 vCPU(s), resets=0");
+    run.expect_line("[tessera]   vm right: off, 1 vCPU(s), resets=0, has input");
     let to_left = run.expect_line("[tessera] input: left");
+    let closed = run.expect_line("[tessera] monitor closed; input: left");
     let off = run.expect_line("[left] echo: got off");
+    run.check(
+        monitor < to_left && to_left < closed && closed < off,
+        "monitor opened, moved input, closed, then input reached left",
+    );
+    run.expect_absent("echo: got l");
+    run.expect_absent("echo: got nq");
     run.check(
         hello < to_right && to_right < world && world < to_left && to_left < off,
         "input moves left, right, left in order",
