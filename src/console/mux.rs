@@ -8,9 +8,11 @@
 //! its source's tag, `[<name>] `. When another source's output has to go
 //! out while a line is open, the open line is ended and its source is
 //! re-tagged when it continues. To keep concurrent output readable, another
-//! source waits while the open line's source wrote within the last `grace`
-//! ticks (it is probably about to finish the line), unless it is forced or
-//! its buffer is filling up.
+//! source waits while the open line is younger than `grace` ticks (its
+//! source is probably about to finish it), unless the drain is forced, the
+//! waiting buffer is filling up, or the open line's source has finished
+//! (a stopped VM). The wait is bounded per line, so a source that keeps a
+//! line open cannot hold the others back for longer.
 
 /// Output buffer of one source (a VM's TX ring): a fixed-size byte ring.
 pub struct Ring<const N: usize> {
@@ -92,8 +94,9 @@ pub trait Source {
     fn consume(&self, n: usize);
     /// Bytes pending.
     fn pending(&self) -> usize;
-    /// When the producer last appended (clock ticks; 0 = idle for good).
-    fn last_write(&self) -> u64;
+    /// The producer writes no more (a stopped VM): its open line holds
+    /// nobody back.
+    fn finished(&self) -> bool;
 }
 
 /// Where the multiplexed stream goes (the physical UART).
@@ -132,6 +135,10 @@ pub struct Drained {
 pub struct Mux<const N: usize> {
     /// Source whose line is open on the terminal (cursor after its text).
     open: Option<usize>,
+    /// When the open line was opened (clock ticks).
+    opened_at: u64,
+    /// The time of the current drain pass.
+    now: u64,
     lines: [LineState; N],
     grace: u64,
 }
@@ -141,10 +148,12 @@ const CHUNK: usize = 64;
 
 impl<const N: usize> Mux<N> {
     /// Terminal at the start of a line; another source waits at most
-    /// `grace` ticks after the open line's source last wrote.
+    /// until the open line is `grace` ticks old.
     pub const fn new(grace: u64) -> Self {
         Self {
             open: None,
+            opened_at: 0,
+            now: 0,
             lines: [LineState {
                 started: false,
                 cr: false,
@@ -169,6 +178,7 @@ impl<const N: usize> Mux<N> {
         force: bool,
     ) -> Drained {
         let mut d = Drained::default();
+        self.now = now;
         let sources = &sources[..sources.len().min(N).min(64)];
         let first = self.open;
         let order = first
@@ -179,7 +189,7 @@ impl<const N: usize> Mux<N> {
             if src.pending() == 0 {
                 continue;
             }
-            if !force && self.held(sources, i, now) {
+            if !force && self.held(sources, i) {
                 d.leftover = true;
                 continue;
             }
@@ -193,15 +203,16 @@ impl<const N: usize> Mux<N> {
     }
 
     /// Whether source `i` must wait for the open line of another source.
-    fn held(&self, sources: &[&dyn Source], i: usize, now: u64) -> bool {
+    fn held(&self, sources: &[&dyn Source], i: usize) -> bool {
         let Some(o) = self.open.filter(|&o| o != i) else {
             return false;
         };
         let Some(owner) = sources.get(o) else {
             return false;
         };
-        let last = owner.last_write();
-        last != 0 && now.wrapping_sub(last) < self.grace && sources[i].pending() < PRESSURE
+        !owner.finished()
+            && self.now.wrapping_sub(self.opened_at) < self.grace
+            && sources[i].pending() < PRESSURE
     }
 
     /// Writes everything source `i` holds; `false` if the sink filled up.
@@ -264,6 +275,7 @@ impl<const N: usize> Mux<N> {
                 if self.open != Some(i) {
                     put_tag(sink, tag);
                     self.open = Some(i);
+                    self.opened_at = self.now;
                 }
                 sink.put(byte);
                 line.started = true;
@@ -294,7 +306,7 @@ mod tests {
     struct Src {
         tag: &'static str,
         ring: RefCell<Ring<4096>>,
-        last: Cell<u64>,
+        finished: Cell<bool>,
     }
 
     impl Src {
@@ -302,12 +314,12 @@ mod tests {
             Self {
                 tag,
                 ring: RefCell::new(Ring::new()),
-                last: Cell::new(0),
+                finished: Cell::new(false),
             }
         }
-        fn write(&self, bytes: &[u8], now: u64) {
+        /// The producer writes `bytes` (at time `_now`, for the reader).
+        fn write(&self, bytes: &[u8], _now: u64) {
             assert_eq!(self.ring.borrow_mut().push_slice(bytes), bytes.len());
-            self.last.set(now);
         }
     }
 
@@ -324,8 +336,8 @@ mod tests {
         fn pending(&self) -> usize {
             self.ring.borrow().len()
         }
-        fn last_write(&self) -> u64 {
-            self.last.get()
+        fn finished(&self) -> bool {
+            self.finished.get()
         }
     }
 
@@ -471,7 +483,7 @@ mod tests {
         b.write(b"late\n", 20);
         drain(&mut mux, &[&a, &b], &mut term, 20);
         assert_eq!(term.text(), "[a] / # ");
-        let d = drain(&mut mux, &[&a, &b], &mut term, 10 + GRACE);
+        let d = drain(&mut mux, &[&a, &b], &mut term, 20 + GRACE);
         assert!(!d.leftover);
         assert_eq!(term.text(), "\r\n[b] late\r\n");
 
@@ -481,6 +493,42 @@ mod tests {
         let dyns: [&dyn Source; 2] = [&a, &b];
         mux.drain(&dyns, &mut term, 201, true);
         assert_eq!(term.text(), "[a] x\r\n[b] now\r\n");
+    }
+
+    #[test]
+    fn a_line_kept_open_holds_others_back_only_for_the_grace_time() {
+        let (a, b) = (Src::new("a"), Src::new("b"));
+        let (mut mux, mut term) = (Mux::<4>::new(GRACE), Term::new());
+        a.write(b".", 0);
+        drain(&mut mux, &[&a, &b], &mut term, 0);
+        b.write(b"b1\n", 10);
+        for t in [50, 90] {
+            a.write(b".", t);
+            drain(&mut mux, &[&a, &b], &mut term, t);
+        }
+        assert_eq!(term.text(), "[a] ...", "b waits while a's line is young");
+        a.write(b".", 120);
+        drain(&mut mux, &[&a, &b], &mut term, 120);
+        assert_eq!(
+            term.text(),
+            ".\r\n[b] b1\r\n",
+            "a still writing, but its line is too old"
+        );
+        a.write(b".", 130);
+        drain(&mut mux, &[&a, &b], &mut term, 130);
+        assert_eq!(term.text(), "[a] .", "re-tagged");
+    }
+
+    #[test]
+    fn a_finished_source_holds_nobody_back() {
+        let (a, b) = (Src::new("a"), Src::new("b"));
+        let (mut mux, mut term) = (Mux::<4>::new(GRACE), Term::new());
+        a.write(b"last words", 0);
+        drain(&mut mux, &[&a, &b], &mut term, 0);
+        a.finished.set(true);
+        b.write(b"summary\n", 1);
+        drain(&mut mux, &[&a, &b], &mut term, 1);
+        assert_eq!(term.text(), "[a] last words\r\n[b] summary\r\n");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::drivers::pl011::Pl011;
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
 use alloc::boxed::Box;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
 /// Output buffer per source.
@@ -41,9 +41,8 @@ struct Port {
     /// The ring's length, kept with it under its lock, read without it
     /// (the virtual UART's flags and interrupt conditions).
     queued: AtomicUsize,
-    /// Clock ticks at the last append; 0 when the producer is idle for
-    /// good (stopped VM), so it never holds others back.
-    last_write: AtomicU64,
+    /// The producer writes no more (stopped VM): it holds nobody back.
+    finished: AtomicBool,
     uart: Once<&'static VirtualPl011<VmConsole>>,
 }
 
@@ -53,7 +52,7 @@ impl Port {
             name,
             ring: Mutex::new(Ring::new()),
             queued: AtomicUsize::new(0),
-            last_write: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
             uart: Once::new(),
         }
     }
@@ -84,8 +83,8 @@ impl Source for Port {
     fn pending(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
-    fn last_write(&self) -> u64 {
-        self.last_write.load(Ordering::Relaxed)
+    fn finished(&self) -> bool {
+        self.finished.load(Ordering::Relaxed)
     }
 }
 
@@ -204,7 +203,7 @@ pub struct VmConsole {
 impl SerialBackend for VmConsole {
     fn transmit(&self, byte: u8) -> bool {
         let ok = self.port.push(&[byte]) == 1;
-        self.port.last_write.store(now(), Ordering::Relaxed);
+        self.port.finished.store(false, Ordering::Relaxed);
         DIRTY.store(true, Ordering::SeqCst);
         drain(false, false);
         ok
@@ -225,7 +224,7 @@ impl SerialBackend for VmConsole {
     }
 
     fn flush(&self) {
-        self.port.last_write.store(0, Ordering::Relaxed);
+        self.port.finished.store(true, Ordering::Relaxed);
         flush();
     }
 }

@@ -3,10 +3,14 @@
 //!
 //! - Transmit: each byte written to DR goes to a [`SerialBackend`] (the
 //!   hypervisor console's per-VM buffer). The transmit FIFO the guest sees
-//!   *is* that buffer: TXFF when it is full, TXFE/BUSY by whether it is
-//!   empty, TXRIS while it has at least the room the IFLS trigger promises
-//!   (Linux's interrupt handler writes half a FIFO without checking TXFF).
-//!   The backend calls [`VirtualPl011::tx_room_changed`] when it frees room.
+//!   *is* that buffer: TXFF when it is full, TXFE when it is empty, TXRIS
+//!   while it has at least the room the IFLS trigger promises (Linux's
+//!   interrupt handler writes half a FIFO without checking TXFF). The
+//!   backend calls [`VirtualPl011::tx_room_changed`] when it frees room.
+//!   BUSY is never set: the virtual line has no bit times, and Linux's
+//!   console write waits for BUSY to clear after every message — tied to
+//!   the buffer, that would make a VM wait for the physical UART and for
+//!   other VMs' output. A guest waits only when its own buffer is full.
 //! - Receive: a 32-entry FIFO (1 entry with LCR_H.FEN clear) filled by
 //!   [`VirtualPl011::receive`]; DR reads pop it. RXRIS when the level
 //!   reaches the IFLS trigger, RTRIS (receive timeout) whenever it holds
@@ -49,7 +53,7 @@ mod reg {
 
 /// FR bits (the modem lines CTS, DSR, DCD, RI read as 0, as on QEMU).
 pub mod fr {
-    /// Transmitting: output not yet written out.
+    /// Busy transmitting (never set, see the module doc).
     pub const BUSY: u32 = 1 << 3;
     /// Receive FIFO empty.
     pub const RXFE: u32 = 1 << 4;
@@ -316,7 +320,10 @@ impl<B: SerialBackend> VirtualPl011<B> {
         if room == 0 {
             v |= fr::TXFF;
         }
-        v | if queued == 0 { fr::TXFE } else { fr::BUSY }
+        if queued == 0 {
+            v |= fr::TXFE;
+        }
+        v
     }
 
     #[inline(never)]
@@ -556,10 +563,12 @@ mod tests {
         }
         assert_eq!(*r.buf.out.lock().unwrap(), b"abcd");
         let f = r.rd(reg::FR);
-        assert_eq!(f & (fr::TXFE | fr::BUSY | fr::TXFF), fr::BUSY | fr::TXFF);
+        assert_eq!(f & (fr::TXFE | fr::BUSY | fr::TXFF), fr::TXFF);
         r.wr(reg::DR, b'e' as u32);
         assert_eq!(r.buf.out.lock().unwrap().len(), 4, "full: lost");
-        r.drain(4);
+        r.drain(3);
+        assert_eq!(r.rd(reg::FR) & (fr::TXFE | fr::TXFF | fr::BUSY), 0);
+        r.drain(1);
         assert_eq!(r.rd(reg::FR) & (fr::TXFE | fr::BUSY), fr::TXFE);
     }
 
