@@ -96,11 +96,15 @@ static PORT_COUNT: AtomicUsize = AtomicUsize::new(0);
 struct Terminal {
     mux: Mux<SOURCES>,
     uart: Pl011,
+    /// The UART's transmit interrupt is unmasked (output waits for room in
+    /// its FIFO). Only changed with the terminal locked.
+    tx_irq: bool,
 }
 
 static TERMINAL: Mutex<Terminal> = Mutex::new(Terminal {
     mux: Mux::new(0),
     uart: Pl011::new(SYSTEM.board.console.base),
+    tx_irq: false,
 });
 /// Some buffer may hold output not written yet.
 static DIRTY: AtomicBool = AtomicBool::new(false);
@@ -156,9 +160,15 @@ fn drain(force: bool, wait_lock: bool) {
                 let _ = sources.push(p);
             }
         }
-        let Terminal { mux, uart } = &mut *t;
+        let Terminal { mux, uart, tx_irq } = &mut *t;
         let mut sink = UartSink { uart, wait: force };
         let d = mux.drain(&sources, &mut sink, now(), force);
+        // A full FIFO: let its transmit interrupt say when there is room
+        // (effective once the interrupt is routed to `on_uart_interrupt`).
+        if d.sink_full != *tx_irq {
+            uart.set_tx_interrupt(d.sink_full);
+            *tx_irq = d.sink_full;
+        }
         drop(t);
         for i in 0..MAX_PORTS {
             if d.consumed & (1 << (i + 1)) != 0 {
@@ -308,26 +318,33 @@ fn list_vms() {
     }
 }
 
-/// The physical UART received data (its receive interrupt, INTID 33 on
-/// QEMU virt): reads its FIFO empty, hands the bytes on, clears the
-/// interrupt. Bytes a full virtual FIFO cannot take are lost (an overrun
-/// the guest sees).
-pub fn on_uart_rx() {
-    let mut input = INPUT.lock();
-    while let Some(b) = CONSOLE_UART.get() {
-        route(&mut input, b);
+/// The console UART's interrupt (INTID 33 on QEMU virt). Received data:
+/// reads the FIFO empty, hands the bytes on (bytes a full virtual FIFO
+/// cannot take are lost, an overrun the guest sees), clears the receive
+/// interrupt. Room in the transmit FIFO (unmasked only while output waits
+/// for it): writes more out.
+pub fn on_uart_interrupt() {
+    {
+        let mut input = INPUT.lock();
+        while let Some(b) = CONSOLE_UART.get() {
+            route(&mut input, b);
+        }
+        CONSOLE_UART.clear_rx_interrupt();
     }
-    CONSOLE_UART.clear_rx_interrupt();
+    if CONSOLE_UART.tx_interrupt() {
+        drain(false, true);
+    }
 }
 
-/// Unmasks the physical UART's receive interrupts; call once the
-/// interrupt controller delivers them to [`on_uart_rx`].
+/// Unmasks the console UART's receive interrupts; call once the interrupt
+/// controller delivers its interrupt to [`on_uart_interrupt`].
 pub fn enable_rx_interrupt() {
+    let _terminal = TERMINAL.lock(); // IMSC is shared with the drainers
     CONSOLE_UART.enable_rx_interrupt();
 }
 
 /// Fallback input path while the physical receive interrupt is not routed
-/// to [`on_uart_rx`]: when a VM polls its virtual UART (FR or DR read),
+/// to [`on_uart_interrupt`]: when a VM polls its virtual UART (FR or DR read),
 /// move what the physical UART received to the VM that has input, as far
 /// as that VM's receive FIFO has room (so a polling guest loses nothing).
 /// Any VM's poll serves the one with input, so the hotkey still works when

@@ -37,6 +37,8 @@ register_bitfields! {u32,
     INT [
         /// Receive (FIFO at its trigger level).
         RX OFFSET(4) NUMBITS(1) [],
+        /// Transmit (FIFO at or below its trigger level).
+        TX OFFSET(5) NUMBITS(1) [],
         /// Receive timeout (data waiting below the trigger level).
         RT OFFSET(6) NUMBITS(1) []
     ]
@@ -53,6 +55,7 @@ register_structs! {
         (0x34 => _reserved2),
         (0x38 => imsc: ReadWrite<u32, INT::Register>),
         (0x3c => _reserved3),
+        (0x40 => mis: ReadOnly<u32, INT::Register>),
         (0x44 => icr: WriteOnly<u32, INT::Register>),
         (0x48 => _reserved4),
         (0x1000 => @END),
@@ -130,5 +133,22 @@ impl Pl011 {
     /// Clears the receive interrupts (after the FIFO was read empty).
     pub fn clear_rx_interrupt(&self) {
         self.regs().icr.write(INT::RX::SET + INT::RT::SET);
+    }
+
+    /// Unmasks (`true`) or masks the transmit interrupt: it fires when the
+    /// FIFO has drained to its trigger level. Masking also clears it.
+    pub fn set_tx_interrupt(&self, on: bool) {
+        let regs = self.regs();
+        if on {
+            regs.imsc.modify(INT::TX::SET);
+        } else {
+            regs.imsc.modify(INT::TX::CLEAR);
+            regs.icr.write(INT::TX::SET);
+        }
+    }
+
+    /// Whether the transmit interrupt is pending and unmasked.
+    pub fn tx_interrupt(&self) -> bool {
+        self.regs().mis.is_set(INT::TX)
     }
 }
