@@ -2,7 +2,7 @@
 # `make test` runs every test. Missing tools are installed by scripts/setup.sh.
 
 ARCH ?= aarch64
-CONFIG ?= configs/qemu-virt-demo.toml
+CONFIG ?= configs/qemu-virt-linux.toml
 
 ifneq ($(ARCH),aarch64)
 $(error ARCH=$(ARCH) is not supported yet (aarch64 only))
@@ -22,11 +22,24 @@ ELF := target/$(TARGET)/release/tessera
 
 # QEMU virt with EL2 and GICv3; semihosting lets the hypervisor report a
 # failed run through QEMU's exit status.
+# The memory size is the one the build computed for the config.
 QEMU := qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 \
-	-smp 4 -m 1G -nographic -semihosting-config enable=on,target=native
-QEMU_TIMEOUT ?= 300
+	-smp 4 -nographic -semihosting-config enable=on,target=native
+# What `make run` attaches: QEMU's second PL011 (uart1) to a file, and a
+# small virtio disk for the VM that is given the virtio-mmio page.
+RUN_DISK := build/run-disk.img
+RUN_UART1 := build/run-uart1.log
+QEMU_TIMEOUT ?= 3600
 
-.PHONY: all setup guests build run test unit-test boot-test bench check fmt clean
+# Linux guest assets (Debian 12's arm64 kernel, a busybox initramfs), fetched
+# and built by scripts/fetch-linux.sh; see docs/LINUX.md.
+LINUX_DIR := build/linux
+LINUX_IMAGE := $(LINUX_DIR)/Image
+LINUX_INITRAMFS := $(LINUX_DIR)/initramfs.cpio.gz
+LINUX_ASSETS := $(LINUX_IMAGE) $(LINUX_INITRAMFS)
+
+.PHONY: all setup guests build run test unit-test boot-test bench check fmt clean \
+	linux-assets linux-baseline
 
 all: build
 
@@ -38,7 +51,7 @@ guests: setup
 
 # The image is always rebuilt through cargo (cheap when nothing changed):
 # the config path is an input make cannot see into.
-build: guests
+build: guests linux-assets
 	@mkdir -p $(IMAGE_DIR)
 	TESSERA_CONFIG=$(CONFIG) $(HYP_CARGO) build --release $(BUILD_STD) --target $(TARGET)
 	@$(OBJCOPY) -O binary $(ELF) $(IMAGE)
@@ -46,7 +59,11 @@ build: guests
 	@echo "image: $(IMAGE)"
 
 run: build
-	timeout --foreground $(QEMU_TIMEOUT) $(QEMU) -kernel $(IMAGE)
+	@[ -f $(RUN_DISK) ] || { printf 'TESSERA-DISK-PATTERN\n' > $(RUN_DISK); truncate -s 4M $(RUN_DISK); }
+	timeout --foreground $(QEMU_TIMEOUT) $(QEMU) -m $$(cat $(IMAGE_DIR)/qemu-memory) \
+		-serial mon:stdio -serial file:$(RUN_UART1) \
+		-drive file=$(RUN_DISK),if=none,format=raw,id=d0 -device virtio-blk-device,drive=d0 \
+		-kernel $(IMAGE)
 
 # Host unit tests, then the boot tests (which build images with `make build`
 # and boot them in QEMU). Both are cargo tests, so results are counted.
@@ -59,6 +76,15 @@ unit-test:
 
 boot-test: guests check
 	cargo test -p tessera-boot-tests --test boot -- --test-threads=2
+
+# The script is idempotent: without network work when the assets exist, and
+# it rebuilds the initramfs when guests/linux/ changed.
+linux-assets:
+	@bash scripts/fetch-linux.sh
+
+# The Linux guest booted in plain QEMU (no hypervisor), its checks verified.
+linux-baseline: linux-assets
+	@bash scripts/linux-baseline.sh
 
 bench: setup
 	@bash scripts/bench.sh

@@ -6,6 +6,7 @@
 //! handful of devices, and a linear scan of a few entries beats any map.
 
 pub mod pl011;
+pub mod vgic;
 
 use crate::exit::AccessWidth;
 use alloc::boxed::Box;

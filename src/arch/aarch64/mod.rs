@@ -1,14 +1,19 @@
 //! AArch64 back-end: EL2 boot, stage-2 translation, exception vectors,
 //! syndrome decoding, PSCI, GICv3.
 //!
-//! Pure decoders (`esr`, `insn`, `stage2`, `sysreg`) build on the host too and
-//! are unit-tested there; everything that touches registers is bare-metal only.
+//! Pure logic (`esr`, `insn`, `stage2`, `sysreg`, `id_fields`, `trap_config`,
+//! `exception`, `el2_map`) builds on the host too and is unit-tested there;
+//! everything that touches registers is bare-metal only.
 
+pub mod el2_map;
 pub mod esr;
+pub mod exception;
+pub mod id_fields;
 pub mod insn;
 pub mod smccc;
 pub mod stage2;
 pub mod sysreg;
+pub mod trap_config;
 
 /// Items that touch the hardware: built for the bare-metal target only.
 macro_rules! bare_metal {
@@ -20,8 +25,10 @@ bare_metal! {
     pub mod cache;
     pub mod cpu;
     pub mod gicv3;
+    pub mod guest_sysregs;
     pub mod id_regs;
     pub mod inject;
+    mod irq;
     pub mod interface;
     pub mod mmu;
     pub mod psci;
@@ -29,4 +36,5 @@ bare_metal! {
     mod start;
     pub mod trap;
     mod vectors;
+    pub mod vgic_hw;
 }
