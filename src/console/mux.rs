@@ -10,9 +10,10 @@
 //! re-tagged when it continues. To keep concurrent output readable, another
 //! source waits while the open line is younger than `grace` ticks (its
 //! source is probably about to finish it), unless the drain is forced, the
-//! waiting buffer is filling up, or the open line's source has finished
-//! (a stopped VM). The wait is bounded per line, so a source that keeps a
-//! line open cannot hold the others back for longer.
+//! waiting buffer is filling up, or the open line's source has paused
+//! (its driver said it has nothing more to send, or the VM stopped). The
+//! wait is bounded per line, so a source that keeps a line open cannot hold
+//! the others back for longer.
 
 /// Output buffer of one source (a VM's TX ring): a fixed-size byte ring.
 pub struct Ring<const N: usize> {
@@ -94,9 +95,9 @@ pub trait Source {
     fn consume(&self, n: usize);
     /// Bytes pending.
     fn pending(&self) -> usize;
-    /// The producer writes no more (a stopped VM): its open line holds
-    /// nobody back.
-    fn finished(&self) -> bool;
+    /// The producer has paused (nothing more to send for now, or a stopped
+    /// VM): its open line holds nobody back.
+    fn paused(&self) -> bool;
 }
 
 /// Where the multiplexed stream goes (the physical UART).
@@ -210,7 +211,7 @@ impl<const N: usize> Mux<N> {
         let Some(owner) = sources.get(o) else {
             return false;
         };
-        !owner.finished()
+        !owner.paused()
             && self.now.wrapping_sub(self.opened_at) < self.grace
             && sources[i].pending() < PRESSURE
     }
@@ -306,7 +307,7 @@ mod tests {
     struct Src {
         tag: &'static str,
         ring: RefCell<Ring<4096>>,
-        finished: Cell<bool>,
+        paused: Cell<bool>,
     }
 
     impl Src {
@@ -314,7 +315,7 @@ mod tests {
             Self {
                 tag,
                 ring: RefCell::new(Ring::new()),
-                finished: Cell::new(false),
+                paused: Cell::new(false),
             }
         }
         /// The producer writes `bytes` (at time `_now`, for the reader).
@@ -336,8 +337,8 @@ mod tests {
         fn pending(&self) -> usize {
             self.ring.borrow().len()
         }
-        fn finished(&self) -> bool {
-            self.finished.get()
+        fn paused(&self) -> bool {
+            self.paused.get()
         }
     }
 
@@ -520,12 +521,12 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_source_holds_nobody_back() {
+    fn a_paused_source_holds_nobody_back() {
         let (a, b) = (Src::new("a"), Src::new("b"));
         let (mut mux, mut term) = (Mux::<4>::new(GRACE), Term::new());
         a.write(b"last words", 0);
         drain(&mut mux, &[&a, &b], &mut term, 0);
-        a.finished.set(true);
+        a.paused.set(true);
         b.write(b"summary\n", 1);
         drain(&mut mux, &[&a, &b], &mut term, 1);
         assert_eq!(term.text(), "[a] last words\r\n[b] summary\r\n");

@@ -41,8 +41,10 @@ struct Port {
     /// The ring's length, kept with it under its lock, read without it
     /// (the virtual UART's flags and interrupt conditions).
     queued: AtomicUsize,
-    /// The producer writes no more (stopped VM): it holds nobody back.
-    finished: AtomicBool,
+    /// The producer paused (its driver unmasked or masked interrupts after
+    /// a burst, or the VM stopped): its open line holds nobody back.
+    /// Cleared by its next byte.
+    paused: AtomicBool,
     uart: Once<&'static VirtualPl011<VmConsole>>,
 }
 
@@ -52,7 +54,7 @@ impl Port {
             name,
             ring: Mutex::new(Ring::new()),
             queued: AtomicUsize::new(0),
-            finished: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             uart: Once::new(),
         }
     }
@@ -83,8 +85,8 @@ impl Source for Port {
     fn pending(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
-    fn finished(&self) -> bool {
-        self.finished.load(Ordering::Relaxed)
+    fn paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
     }
 }
 
@@ -213,7 +215,7 @@ pub struct VmConsole {
 impl SerialBackend for VmConsole {
     fn transmit(&self, byte: u8) -> bool {
         let ok = self.port.push(&[byte]) == 1;
-        self.port.finished.store(false, Ordering::Relaxed);
+        self.port.paused.store(false, Ordering::Relaxed);
         DIRTY.store(true, Ordering::SeqCst);
         drain(false, false);
         ok
@@ -225,6 +227,11 @@ impl SerialBackend for VmConsole {
         (queued, RING_SIZE - queued)
     }
 
+    fn tx_paused(&self) {
+        self.port.paused.store(true, Ordering::Relaxed);
+        poll();
+    }
+
     #[inline(always)]
     fn poll(&self) {
         if CONSOLE_UART.rx_ready() {
@@ -234,7 +241,7 @@ impl SerialBackend for VmConsole {
     }
 
     fn flush(&self) {
-        self.port.finished.store(true, Ordering::Relaxed);
+        self.port.paused.store(true, Ordering::Relaxed);
         flush();
     }
 }
@@ -324,6 +331,7 @@ fn list_vms() {
 /// interrupt. Room in the transmit FIFO (unmasked only while output waits
 /// for it): writes more out.
 pub fn on_uart_interrupt() {
+    poll();
     {
         let mut input = INPUT.lock();
         while let Some(b) = CONSOLE_UART.get() {

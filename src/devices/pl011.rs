@@ -118,6 +118,11 @@ pub trait SerialBackend: Send + Sync {
     /// Lets the backend make progress when the guest polls FR or reads DR
     /// (drain output, fetch input). Called with no UART lock held.
     fn poll(&self) {}
+    /// The guest's driver wrote IMSC: it has sent what it had (Linux masks
+    /// the transmit interrupt when its buffer runs empty, and restores IMSC
+    /// after each console message), so an open line of this UART need not
+    /// hold other output back. Called with no UART lock held.
+    fn tx_paused(&self) {}
     /// Writes out everything queued, waiting if needed (the VM stopped).
     fn flush(&self) {}
 }
@@ -401,6 +406,13 @@ impl<B: SerialBackend> MmioDevice for VirtualPl011<B> {
             }
             reg::ILPR | reg::FR | reg::RIS | reg::MIS => {}
             reg::PERIPH_ID0..=reg::CELL_ID3 => {}
+            reg::IMSC => {
+                let mut s = self.state.lock();
+                s.imsc = value & IMSC_MASK;
+                self.update_irq(&mut s);
+                drop(s);
+                self.backend.tx_paused();
+            }
             _ => {
                 let mut s = self.state.lock();
                 let (r, mask) = Self::reg(&mut s, offset).ok_or(AccessError::Invalid)?;
@@ -442,6 +454,7 @@ mod tests {
         out: StdMutex<Vec<u8>>,
         cap: usize,
         polls: AtomicUsize,
+        paused: AtomicUsize,
     }
 
     impl SerialBackend for &'static Buffer {
@@ -459,6 +472,9 @@ mod tests {
         }
         fn poll(&self) {
             self.polls.fetch_add(1, Ordering::Relaxed);
+        }
+        fn tx_paused(&self) {
+            self.paused.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -496,6 +512,7 @@ mod tests {
                 out: StdMutex::new(Vec::new()),
                 cap,
                 polls: AtomicUsize::new(0),
+                paused: AtomicUsize::new(0),
             }));
             let line: &'static Line = Box::leak(Box::default());
             Rig {
@@ -703,6 +720,16 @@ mod tests {
         r.rd(reg::DR);
         r.rd(reg::IMSC);
         assert_eq!(r.buf.polls.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn an_imsc_write_tells_the_backend_the_driver_paused() {
+        let r = Rig::new(8);
+        r.wr(reg::DR, b'x' as u32);
+        r.wr(reg::CR, CR_RESET);
+        assert_eq!(r.buf.paused.load(Ordering::Relaxed), 0);
+        r.wr(reg::IMSC, int::RX);
+        assert_eq!(r.buf.paused.load(Ordering::Relaxed), 1);
     }
 
     #[test]
