@@ -86,10 +86,12 @@ impl InputSwitch {
         self.monitor
     }
 
-    /// Interprets one byte typed on the physical console.
-    pub fn feed(&mut self, byte: u8) -> Action {
+    /// Interprets one byte typed on the physical console. `alive(i)`:
+    /// whether console `i`'s VM can still take input (the hotkeys skip
+    /// VMs that are off).
+    pub fn feed(&mut self, byte: u8, alive: &dyn Fn(usize) -> bool) -> Action {
         if self.monitor {
-            return self.monitor_command(byte);
+            return self.monitor_command(byte, alive);
         }
         match (byte, self.target()) {
             (MONITOR_KEY, _) => {
@@ -97,15 +99,15 @@ impl InputSwitch {
                 Action::MonitorOpened
             }
             (_, None) => Action::None,
-            (SWITCH_KEY, Some(_)) => self.switch(),
+            (SWITCH_KEY, Some(_)) => self.switch(alive),
             (byte, Some(target)) => Action::Forward { target, byte },
         }
     }
 
-    fn monitor_command(&mut self, byte: u8) -> Action {
+    fn monitor_command(&mut self, byte: u8, alive: &dyn Fn(usize) -> bool) -> Action {
         match byte {
             b'l' => Action::ListVms,
-            b'n' | SWITCH_KEY => self.switch(),
+            b'n' | SWITCH_KEY => self.switch(alive),
             b'q' | MONITOR_KEY => {
                 self.monitor = false;
                 Action::MonitorClosed {
@@ -117,14 +119,17 @@ impl InputSwitch {
         }
     }
 
-    fn switch(&mut self) -> Action {
+    /// Moves input to the next console whose VM is alive, if any.
+    fn switch(&mut self, alive: &dyn Fn(usize) -> bool) -> Action {
         let Some(t) = self.target() else {
             return Action::None;
         };
-        let next = (t + 1) % self.count;
-        if next == t {
+        let Some(next) = (1..self.count)
+            .map(|k| (t + k) % self.count)
+            .find(|&i| alive(i))
+        else {
             return Action::None;
-        }
+        };
         self.target = next;
         Action::Switched { to: next }
     }
@@ -134,30 +139,46 @@ impl InputSwitch {
 mod tests {
     use super::*;
 
+    const ALL: &dyn Fn(usize) -> bool = &|_| true;
+
     #[test]
     fn bytes_go_to_the_first_console_until_the_hotkey() {
         let mut s = InputSwitch::new();
-        assert_eq!(s.feed(b'a'), Action::None, "no console: dropped");
+        assert_eq!(s.feed(b'a', ALL), Action::None, "no console: dropped");
         s.add_console();
         s.add_console();
         s.add_console();
         assert_eq!(
-            s.feed(b'x'),
+            s.feed(b'x', ALL),
             Action::Forward {
                 target: 0,
                 byte: b'x'
             }
         );
-        assert_eq!(s.feed(SWITCH_KEY), Action::Switched { to: 1 });
+        assert_eq!(s.feed(SWITCH_KEY, ALL), Action::Switched { to: 1 });
         assert_eq!(
-            s.feed(b'y'),
+            s.feed(b'y', ALL),
             Action::Forward {
                 target: 1,
                 byte: b'y'
             }
         );
-        assert_eq!(s.feed(SWITCH_KEY), Action::Switched { to: 2 });
-        assert_eq!(s.feed(SWITCH_KEY), Action::Switched { to: 0 }, "wraps");
+        assert_eq!(s.feed(SWITCH_KEY, ALL), Action::Switched { to: 2 });
+        assert_eq!(s.feed(SWITCH_KEY, ALL), Action::Switched { to: 0 }, "wraps");
+        assert_eq!(s.target(), Some(0));
+    }
+
+    #[test]
+    fn the_hotkey_skips_consoles_of_vms_that_are_off() {
+        let mut s = InputSwitch::new();
+        for _ in 0..3 {
+            s.add_console();
+        }
+        let not_1: &dyn Fn(usize) -> bool = &|i| i != 1;
+        assert_eq!(s.feed(SWITCH_KEY, not_1), Action::Switched { to: 2 });
+        assert_eq!(s.feed(SWITCH_KEY, not_1), Action::Switched { to: 0 });
+        let only_0: &dyn Fn(usize) -> bool = &|i| i == 0;
+        assert_eq!(s.feed(SWITCH_KEY, only_0), Action::None, "nowhere to go");
         assert_eq!(s.target(), Some(0));
     }
 
@@ -166,31 +187,34 @@ mod tests {
         let mut s = InputSwitch::new();
         s.add_console();
         s.add_console();
-        assert_eq!(s.feed(MONITOR_KEY), Action::MonitorOpened);
+        assert_eq!(s.feed(MONITOR_KEY, ALL), Action::MonitorOpened);
         assert!(s.in_monitor());
-        assert_eq!(s.feed(b'l'), Action::ListVms);
-        assert_eq!(s.feed(b'x'), Action::MonitorHelp, "not forwarded");
-        assert_eq!(s.feed(b'\r'), Action::None);
-        assert_eq!(s.feed(b'n'), Action::Switched { to: 1 });
-        assert_eq!(s.feed(b'q'), Action::MonitorClosed { target: 1 });
+        assert_eq!(s.feed(b'l', ALL), Action::ListVms);
+        assert_eq!(s.feed(b'x', ALL), Action::MonitorHelp, "not forwarded");
+        assert_eq!(s.feed(b'\r', ALL), Action::None);
+        assert_eq!(s.feed(b'n', ALL), Action::Switched { to: 1 });
+        assert_eq!(s.feed(b'q', ALL), Action::MonitorClosed { target: 1 });
         assert_eq!(
-            s.feed(b'l'),
+            s.feed(b'l', ALL),
             Action::Forward {
                 target: 1,
                 byte: b'l'
             }
         );
-        assert_eq!(s.feed(MONITOR_KEY), Action::MonitorOpened);
-        assert_eq!(s.feed(MONITOR_KEY), Action::MonitorClosed { target: 1 });
+        assert_eq!(s.feed(MONITOR_KEY, ALL), Action::MonitorOpened);
+        assert_eq!(
+            s.feed(MONITOR_KEY, ALL),
+            Action::MonitorClosed { target: 1 }
+        );
     }
 
     #[test]
     fn the_hotkey_with_one_console_changes_nothing_and_is_not_forwarded() {
         let mut s = InputSwitch::new();
         s.add_console();
-        assert_eq!(s.feed(SWITCH_KEY), Action::None);
+        assert_eq!(s.feed(SWITCH_KEY, ALL), Action::None);
         assert_eq!(
-            s.feed(0x01),
+            s.feed(0x01, ALL),
             Action::Forward {
                 target: 0,
                 byte: 0x01

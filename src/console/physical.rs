@@ -22,6 +22,9 @@ use spin::{Mutex, Once};
 
 /// Output buffer per source.
 const RING_SIZE: usize = 4096;
+/// Typed bytes held for a VM whose receive FIFO is full (a paste longer
+/// than the FIFO, a guest slow to read); beyond this they are lost.
+const INPUT_RING_SIZE: usize = 1024;
 /// Virtual UARTs the console can serve (sources are these plus the log).
 const MAX_PORTS: usize = 15;
 const SOURCES: usize = MAX_PORTS + 1;
@@ -45,6 +48,8 @@ struct Port {
     /// a burst, or the VM stopped): its open line holds nobody back.
     /// Cleared by its next byte.
     paused: AtomicBool,
+    /// Typed bytes for this VM that its receive FIFO could not take yet.
+    input: Mutex<Ring<INPUT_RING_SIZE>>,
     uart: Once<&'static VirtualPl011<VmConsole>>,
 }
 
@@ -55,12 +60,26 @@ impl Port {
             ring: Mutex::new(Ring::new()),
             queued: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
+            input: Mutex::new(Ring::new()),
             uart: Once::new(),
         }
     }
 }
 
 impl Port {
+    /// Moves held input into the VM's receive FIFO, as far as it has room.
+    /// The input lock is held throughout so two cores cannot reorder bytes.
+    fn deliver(&self) {
+        let Some(u) = self.uart.get() else { return };
+        let mut held = self.input.lock();
+        let mut byte = [0u8];
+        while !held.is_empty() && u.can_receive() {
+            held.peek(&mut byte);
+            held.consume(1);
+            u.receive(byte[0]);
+        }
+    }
+
     /// Appends what fits of `bytes`; returns how many.
     fn push(&self, bytes: &[u8]) -> usize {
         let mut ring = self.ring.lock();
@@ -227,6 +246,10 @@ impl SerialBackend for VmConsole {
         (queued, RING_SIZE - queued)
     }
 
+    fn rx_consumed(&self) {
+        self.port.deliver();
+    }
+
     fn tx_paused(&self) {
         self.port.paused.store(true, Ordering::Relaxed);
         poll();
@@ -273,10 +296,11 @@ pub fn vm_uart(
 
 /// Acts on one byte typed on the console.
 fn route(input: &mut InputSwitch, byte: u8) {
-    match input.feed(byte) {
+    match input.feed(byte, &|i| port(i).is_some_and(|p| vm_alive(p.name))) {
         Action::Forward { target, byte } => {
-            if let Some(u) = port(target).and_then(|p| p.uart.get()) {
-                u.receive(byte);
+            if let Some(p) = port(target) {
+                p.input.lock().push(byte);
+                p.deliver();
             }
         }
         Action::Switched { to } => {
@@ -296,6 +320,14 @@ fn route(input: &mut InputSwitch, byte: u8) {
         }
         Action::None => {}
     }
+}
+
+/// Whether VM `name` can still take input (it is not off for good).
+fn vm_alive(name: &str) -> bool {
+    crate::vm::all()
+        .iter()
+        .find(|vm| vm.config.name == name)
+        .is_some_and(|vm| vm.state() != crate::vm::VmState::Off)
 }
 
 /// The monitor's `l`: one line per VM with its state.
@@ -326,8 +358,8 @@ fn list_vms() {
 }
 
 /// The console UART's interrupt (INTID 33 on QEMU virt). Received data:
-/// reads the FIFO empty, hands the bytes on (bytes a full virtual FIFO
-/// cannot take are lost, an overrun the guest sees), clears the receive
+/// reads the FIFO empty (hotkeys act at once; other bytes go to the VM with
+/// input, held for it while its receive FIFO is full), clears the receive
 /// interrupt. Room in the transmit FIFO (unmasked only while output waits
 /// for it): writes more out.
 pub fn on_uart_interrupt() {
@@ -352,29 +384,17 @@ pub fn enable_rx_interrupt() {
 }
 
 /// Fallback input path while the physical receive interrupt is not routed
-/// to [`on_uart_interrupt`]: when a VM polls its virtual UART (FR or DR read),
-/// move what the physical UART received to the VM that has input, as far
-/// as that VM's receive FIFO has room (so a polling guest loses nothing).
-/// Any VM's poll serves the one with input, so the hotkey still works when
-/// that VM stopped polling (or stopped). Kept on purpose: a physical FR
+/// to [`on_uart_interrupt`]: when a VM polls its virtual UART (FR or DR
+/// read) and the physical UART holds data, route it as the interrupt would.
+/// Any VM's poll serves the one with input, so the hotkeys still work when
+/// that VM stopped polling (or stopped). Kept on purpose: one physical FR
 /// read per poll, and polled guests work without interrupts.
 #[inline(never)]
 fn poll_input() {
     let Some(mut input) = INPUT.try_lock() else {
         return;
     };
-    loop {
-        let target = INPUT_TARGET.load(Ordering::Relaxed);
-        let Some(u) = port(target).and_then(|p| p.uart.get()) else {
-            return;
-        };
-        // Monitor commands go to no guest, so need no room.
-        if !input.in_monitor() && !u.can_receive() {
-            return;
-        }
-        let Some(b) = CONSOLE_UART.get() else {
-            return;
-        };
+    while let Some(b) = CONSOLE_UART.get() {
         route(&mut input, b);
     }
 }

@@ -118,6 +118,9 @@ pub trait SerialBackend: Send + Sync {
     /// Lets the backend make progress when the guest polls FR or reads DR
     /// (drain output, fetch input). Called with no UART lock held.
     fn poll(&self) {}
+    /// The guest read DR: its receive FIFO has room for held input.
+    /// Called with no UART lock held.
+    fn rx_consumed(&self) {}
     /// The guest's driver wrote IMSC: it has sent what it had (Linux masks
     /// the transmit interrupt when its buffer runs empty, and restores IMSC
     /// after each console message), so an open line of this UART need not
@@ -339,6 +342,8 @@ impl<B: SerialBackend> VirtualPl011<B> {
                 let mut s = self.state.lock();
                 let byte = s.rx.pop_front().unwrap_or(0);
                 self.rx_changed(&mut s);
+                drop(s);
+                self.backend.rx_consumed();
                 byte as u32
             }
             reg::RSR_ECR | reg::ILPR | reg::ICR => 0,
@@ -455,6 +460,7 @@ mod tests {
         cap: usize,
         polls: AtomicUsize,
         paused: AtomicUsize,
+        consumed: AtomicUsize,
     }
 
     impl SerialBackend for &'static Buffer {
@@ -475,6 +481,9 @@ mod tests {
         }
         fn tx_paused(&self) {
             self.paused.fetch_add(1, Ordering::Relaxed);
+        }
+        fn rx_consumed(&self) {
+            self.consumed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -513,6 +522,7 @@ mod tests {
                 cap,
                 polls: AtomicUsize::new(0),
                 paused: AtomicUsize::new(0),
+                consumed: AtomicUsize::new(0),
             }));
             let line: &'static Line = Box::leak(Box::default());
             Rig {
@@ -714,12 +724,17 @@ mod tests {
     }
 
     #[test]
-    fn fr_and_dr_reads_let_the_backend_poll() {
+    fn fr_and_dr_reads_let_the_backend_poll_and_refill() {
         let r = Rig::new(8);
         r.rd(reg::FR);
         r.rd(reg::DR);
         r.rd(reg::IMSC);
         assert_eq!(r.buf.polls.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            r.buf.consumed.load(Ordering::Relaxed),
+            1,
+            "a DR read offers room for held input"
+        );
     }
 
     #[test]
