@@ -2,11 +2,12 @@
 //! they drain into, the clock the multiplexer's hold-back uses, and input
 //! routing.
 //!
-//! Locks, in the only order they nest: `INPUT` → a virtual UART's state →
-//! an output buffer; `TERMINAL` → an output buffer. Nobody waits for
-//! `TERMINAL` on the guest path (try-lock); only the hypervisor's own log
-//! and flushes wait for it. Virtual UARTs are told about freed room after
-//! `TERMINAL` is released.
+//! Locks, in the only orders they nest: `INPUT` → a port's input ring → its
+//! virtual UART's state (→ the VM's interrupt controller); `INPUT` →
+//! `TERMINAL` (hotkey messages); `TERMINAL` → an output ring. Nobody waits
+//! for `TERMINAL` on the guest path (try-lock); only the hypervisor's own
+//! log, flushes and the UART interrupt wait for it. Virtual UARTs are told
+//! about freed room after `TERMINAL` is released.
 
 use super::input::{Action, InputSwitch};
 use super::mux::{Mux, Ring, Sink, Source};
@@ -161,12 +162,18 @@ impl Sink for UartSink<'_> {
     }
 }
 
+/// Passes one drain makes at most when others keep writing meanwhile: a
+/// core must not be captured writing out other VMs' output for as long as
+/// they print (they retry on their next access, and Linux's driver on its
+/// IMSC write at the end of each burst).
+const MAX_PASSES: usize = 4;
+
 /// One drain of every buffer. `force`: ignore the open-line hold-back and
 /// wait for the FIFO (flushes); `wait_lock`: wait for the terminal instead
 /// of leaving it to whoever holds it.
 #[inline(never)]
 fn drain(force: bool, wait_lock: bool) {
-    loop {
+    for pass in 1.. {
         let guard = if wait_lock {
             Some(TERMINAL.lock())
         } else {
@@ -203,7 +210,7 @@ fn drain(force: bool, wait_lock: bool) {
             DIRTY.store(true, Ordering::SeqCst);
             return;
         }
-        if !DIRTY.load(Ordering::SeqCst) {
+        if !DIRTY.load(Ordering::SeqCst) || (pass >= MAX_PASSES && !force) {
             return;
         }
     }
