@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub mod arch;
 pub mod config;
+pub mod console;
 pub mod devices;
 pub mod exit;
 pub mod mm;
@@ -23,9 +24,7 @@ pub mod mm;
 mod fuzz;
 
 #[cfg(target_os = "none")]
-pub mod console;
-#[cfg(target_os = "none")]
-pub mod platform;
+pub mod drivers;
 #[cfg(target_os = "none")]
 pub mod vcpu;
 #[cfg(target_os = "none")]

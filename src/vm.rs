@@ -8,8 +8,8 @@ use crate::config::{EmuDeviceKind, UnhandledPolicy, VmConfig, SYSTEM};
 use crate::console::VmConsole;
 use crate::devices::pl011::VirtualPl011;
 use crate::devices::vgic::gicv3::{Distributor, Redistributors, GICD_SIZE};
-use crate::devices::vgic::{OwnedSpi, Vgic};
-use crate::devices::{MmioBus, SysRegBus};
+use crate::devices::vgic::{OwnedSpi, Vgic, VgicLine};
+use crate::devices::{InterruptLine, MmioBus, SysRegBus, Unconnected};
 use crate::exit::ExitKind;
 use crate::mm::heap::HeapTables;
 use alloc::boxed::Box;
@@ -190,8 +190,11 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
     for d in config.emu_devices {
         match d.kind {
             EmuDeviceKind::Pl011 => {
-                let dev: &'static VirtualPl011<VmConsole> =
-                    Box::leak(Box::new(VirtualPl011::new(VmConsole { name: config.name })));
+                let irq: &'static dyn InterruptLine = match d.irq {
+                    Some(intid) => Box::leak(Box::new(VgicLine { vgic, intid })),
+                    None => &Unconnected,
+                };
+                let dev = crate::console::vm_uart(config.name, irq)?;
                 uart = Some(dev);
                 mmio.add(d.gpa, d.size, dev);
             }
@@ -241,7 +244,7 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         vcpus,
         boot_ram_size,
         vgic,
-        cntvoff: AtomicU64::new(arch::counter_now()),
+        cntvoff: AtomicU64::new(0),
         uart,
         state: AtomicU8::new(VmState::Running as u8),
         ending: AtomicU8::new(Ending::None as u8),
@@ -249,6 +252,8 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         unhandled_logged: AtomicU32::new(0),
     };
     vm.load_image();
+    // The guest's clock starts when its images are in place.
+    vm.cntvoff.store(arch::counter_now(), Ordering::Release);
     Ok(vm)
 }
 
@@ -262,6 +267,12 @@ impl Vm {
             3 => VmState::Off,
             _ => VmState::Finishing,
         }
+    }
+
+    /// The system counter value the VM's current run started at (its
+    /// CNTVOFF: the guest's virtual counter counts from there).
+    pub fn counter_offset(&self) -> u64 {
+        self.cntvoff.load(Ordering::Acquire)
     }
 
     /// How many times the VM has been reset.
@@ -283,7 +294,7 @@ impl Vm {
             // SAFETY: the region is host RAM given to this VM alone
             // (validated at build time), identity-mapped at EL2, and no vCPU
             // of the VM runs while it is loaded.
-            unsafe { core::ptr::write_bytes(r.hpa as *mut u8, 0, r.size as usize) };
+            unsafe { arch::scrub_guest_memory(r.hpa, r.size) };
             for image in c.images {
                 if let Some(off) = image.gpa.checked_sub(r.gpa).filter(|&o| o < r.size) {
                     let dst = r.hpa + off;
