@@ -3,10 +3,12 @@
 //! invariants. One generic driver, [`fuzz_device`]; a device joins with an
 //! [`Model`] implementation and a one-line `#[test]`.
 
-use crate::devices::pl011::{LineSink, VirtualPl011, LINE_MAX};
+use super::Leaked;
+use crate::devices::pl011::{SerialBackend, VirtualPl011, FIFO_DEPTH};
+use crate::devices::InterruptLine;
 use crate::devices::{AccessError, Accessor, MmioDevice};
 use crate::exit::AccessWidth;
-use alloc::sync::Arc;
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use std::sync::Mutex;
 use tessera_fuzz::proptest::prelude::*;
@@ -61,10 +63,27 @@ pub trait Model {
         self.device().reset();
         Ok(())
     }
+    /// Something from outside the guest happens (input arrives, the
+    /// console drains output...), chosen by `event`; checks the outcome.
+    fn event(&mut self, event: u64) -> Result<(), String> {
+        let _ = event;
+        Ok(())
+    }
     /// Checks invariants too costly for every access, after the sequence.
     fn finish(&mut self) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// One step of a sequence.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A guest access, repeated this many times.
+    Access(Access, usize),
+    /// [`Model::event`] with this choice.
+    Event(u64),
+    /// [`Model::reset`].
+    Reset,
 }
 
 fn width() -> impl Strategy<Value = AccessWidth> {
@@ -104,30 +123,42 @@ fn access<M: Model>() -> impl Strategy<Value = Access> {
 
 /// Runs sequences of up to 64 steps against a fresh `M` each. A step is an
 /// access, sometimes repeated up to 129 times (a guest polling a register
-/// or writing a string), so deep states are reached too; or, rarely, a
-/// reset of the device.
+/// or writing a string), so deep states are reached too; an event from
+/// outside the guest; or, rarely, a reset of the device.
 pub fn fuzz_device<M: Model>() {
     let name = format!("device_{}", M::NAME);
     let step = prop_oneof![
-        40 => (access::<M>(), prop_oneof![9 => Just(1usize), 1 => 1usize..130]).prop_map(Some),
-        1 => Just(None),
+        40 => (access::<M>(), prop_oneof![9 => Just(1usize), 1 => 1usize..130])
+            .prop_map(|(a, n)| Step::Access(a, n)),
+        8 => any::<u64>().prop_map(Step::Event),
+        1 => Just(Step::Reset),
     ];
     let input = (any::<u64>(), prop::collection::vec(step, 1..64));
     run(&name, input, |(config, steps)| {
         let mut model = M::new(config);
         for (i, step) in steps.iter().enumerate() {
-            let Some((a, times)) = step else {
-                let verdict = model.reset();
-                check(verdict.is_ok(), || {
-                    format!("step {i}, reset: {}", verdict.unwrap_err())
-                })?;
-                continue;
+            let (a, times) = match step {
+                Step::Access(a, times) => (a, *times),
+                Step::Event(e) => {
+                    let verdict = model.event(*e);
+                    check(verdict.is_ok(), || {
+                        format!("step {i}, event {e:#x}: {}", verdict.unwrap_err())
+                    })?;
+                    continue;
+                }
+                Step::Reset => {
+                    let verdict = model.reset();
+                    check(verdict.is_ok(), || {
+                        format!("step {i}, reset: {}", verdict.unwrap_err())
+                    })?;
+                    continue;
+                }
             };
             let a = Access {
                 vcpu: a.vcpu % model.vcpus(),
                 ..*a
             };
-            for _ in 0..*times {
+            for _ in 0..times {
                 let dev = model.device();
                 let from = Accessor { vcpu: a.vcpu };
                 let outcome = match a.write {
@@ -152,49 +183,141 @@ fn fuzz_device_pl011() {
     fuzz_device::<Pl011>();
 }
 
-/// Lines the UART emitted, shared with the test.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<Vec<u8>>>>);
+/// The console side of one UART: a transmit buffer of `cap` bytes that
+/// the test drains by hand, and everything it ever accepted.
+struct Buffer {
+    cap: usize,
+    state: Mutex<(usize, Vec<u8>)>,
+}
 
-impl LineSink for Lines {
-    fn emit_line(&self, line: &[u8]) {
-        self.0.lock().expect("not poisoned").push(line.to_vec());
+impl SerialBackend for &'static Buffer {
+    fn transmit(&self, byte: u8) -> bool {
+        let mut s = self.state.lock().expect("not poisoned");
+        if s.0 == self.cap {
+            return false;
+        }
+        s.0 += 1;
+        s.1.push(byte);
+        true
+    }
+    fn tx_level(&self) -> (usize, usize) {
+        let queued = self.state.lock().expect("not poisoned").0;
+        (queued, self.cap - queued)
     }
 }
 
-/// The PL011 with a shadow of what the PL011 TRM (and Tessera's choice of
-/// an always-ready transmitter) says it must show.
+/// The level the UART last drove on its interrupt line.
+#[derive(Default)]
+struct Line(Mutex<bool>);
+
+impl InterruptLine for Line {
+    fn set_level(&self, asserted: bool) {
+        *self.0.lock().expect("not poisoned") = asserted;
+    }
+}
+
+/// The PL011 with a shadow of what the TRM and the model's documented
+/// choices say it must show: registers (with their writable bits), the
+/// receive FIFO, what reached the console, the overrun latch.
 struct Pl011 {
-    dev: VirtualPl011<Lines>,
-    lines: Lines,
-    /// Read/write registers: (offset, value), reset values from the TRM.
-    regs: Vec<(u64, u64)>,
-    /// Lines expected so far, how many were compared with the emitted
-    /// ones, and the line being collected.
-    expected: Vec<Vec<u8>>,
-    compared: usize,
-    pending: Vec<u8>,
+    dev: VirtualPl011<&'static Buffer>,
+    buffer: Leaked<Buffer>,
+    line: Leaked<Line>,
+    /// Read/write registers: (offset, writable bits, value).
+    regs: [(u64, u32, u32); 7],
+    rx: VecDeque<u8>,
+    /// Bytes the console accepted, and how many it still holds.
+    sent: Vec<u8>,
+    queued: usize,
+    overrun: bool,
 }
 
 const DR: u64 = 0x00;
+const RSR: u64 = 0x04;
 const FR: u64 = 0x18;
+const LCR_H: u64 = 0x2c;
+const CR: u64 = 0x30;
+const IMSC: u64 = 0x38;
 const RIS: u64 = 0x3c;
 const MIS: u64 = 0x40;
-const IMSC: u64 = 0x38;
+const ICR: u64 = 0x44;
 const ID: u64 = 0xfe0;
-/// Registers that read as zero and ignore writes (RSR/ECR, ILPR, ICR).
-const ZERO: [u64; 3] = [0x04, 0x20, 0x44];
-/// PeriphID0-3, PCellID0-3 of a PL011 r1p5.
-const ID_VALUES: [u64; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
-// FR bits.
+/// PeriphID0-3, PCellID0-3: PL011 revision 3 (r1p5).
+const ID_VALUES: [u64; 8] = [0x11, 0x10, 0x34, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
+/// IBRD FBRD LCR_H CR IFLS IMSC DMACR: writable bits, reset values.
+const REGS_RESET: [(u64, u32, u32); 7] = [
+    (0x24, 0xffff, 0),
+    (0x28, 0x3f, 0),
+    (LCR_H, 0xff, 0),
+    (CR, 0xff87, 0x301),
+    (0x34, 0x3f, 0x12),
+    (IMSC, 0x7ff, 0),
+    (0x48, 0x7, 0),
+];
+// FR and interrupt bits.
 const BUSY: u64 = 1 << 3;
 const RXFE: u64 = 1 << 4;
 const TXFF: u64 = 1 << 5;
 const RXFF: u64 = 1 << 6;
 const TXFE: u64 = 1 << 7;
+const INT_RX: u64 = 1 << 4;
+const INT_RT: u64 = 1 << 6;
+const INT_OE: u64 = 1 << 10;
+
+impl Pl011 {
+    fn reg(&self, offset: u64) -> u32 {
+        self.regs.iter().find(|r| r.0 == offset).map_or(0, |r| r.2)
+    }
+    fn enabled(&self, bit: u32) -> bool {
+        self.reg(CR) & (1 | bit) == 1 | bit
+    }
+    fn depth(&self) -> usize {
+        if self.reg(LCR_H) & 1 << 4 != 0 {
+            FIFO_DEPTH
+        } else {
+            1
+        }
+    }
+
+    /// FR, RIS, MIS and the interrupt line agree with the shadow state.
+    fn check_flags(&self) -> Result<(), String> {
+        let word = |o| {
+            self.dev
+                .read(Accessor { vcpu: 0 }, o, AccessWidth::Word)
+                .map_err(|e| format!("{o:#x}: {e:?}"))
+        };
+        let (queued, room) = self.buffer.get().tx_level();
+        let fr = word(FR)?;
+        let want = if queued == 0 { TXFE } else { 0 }
+            | if room == 0 { TXFF } else { 0 }
+            | if self.rx.is_empty() { RXFE } else { 0 }
+            | if self.rx.len() >= self.depth() {
+                RXFF
+            } else {
+                0
+            };
+        if fr & (BUSY | TXFE | TXFF | RXFE | RXFF) != want {
+            return Err(format!("FR {fr:#x}, expected flags {want:#x}"));
+        }
+        let (ris, mis, imsc) = (word(RIS)?, word(MIS)?, u64::from(self.reg(IMSC)));
+        let rx_bits_ok =
+            (ris & INT_RT != 0) != self.rx.is_empty() && (ris & INT_RX == 0 || !self.rx.is_empty());
+        if mis != ris & imsc || !rx_bits_ok || (ris & INT_OE != 0) != self.overrun {
+            return Err(format!(
+                "RIS {ris:#x} MIS {mis:#x} IMSC {imsc:#x} with {} bytes held",
+                self.rx.len()
+            ));
+        }
+        let level = *self.line.get().0.lock().expect("not poisoned");
+        if level != (mis != 0) {
+            return Err(format!("interrupt line {level} with MIS {mis:#x}"));
+        }
+        Ok(())
+    }
+}
 
 impl Model for Pl011 {
-    type Device = VirtualPl011<Lines>;
+    type Device = VirtualPl011<&'static Buffer>;
     const NAME: &'static str = "pl011";
     const REGISTERS: &'static [u64] = &[
         0x00, 0x04, 0x18, 0x20, 0x24, 0x28, 0x2c, 0x30, 0x34, 0x38, 0x3c, 0x40, 0x44, 0x48, 0xfe0,
@@ -202,19 +325,22 @@ impl Model for Pl011 {
     ];
     const WINDOW: u64 = 0x1000;
 
-    fn new(_: u64) -> Self {
-        let lines = Lines::default();
+    /// A console buffer of 1 to 64 bytes.
+    fn new(config: u64) -> Self {
+        let buffer = Leaked::new(Buffer {
+            cap: 1 + (config % 64) as usize,
+            state: Mutex::new((0, Vec::new())),
+        });
+        let line = Leaked::new(Line::default());
         Self {
-            dev: VirtualPl011::new(lines.clone()),
-            lines,
-            // IBRD FBRD LCR_H CR IFLS IMSC DMACR
-            regs: [0x24, 0x28, 0x2c, 0x30, 0x34, 0x38, 0x48]
-                .into_iter()
-                .zip([0, 0, 0, 0x300, 0x12, 0, 0])
-                .collect(),
-            expected: Vec::new(),
-            compared: 0,
-            pending: Vec::new(),
+            dev: VirtualPl011::new(buffer.get(), line.get()),
+            buffer,
+            line,
+            regs: REGS_RESET,
+            rx: VecDeque::new(),
+            sent: Vec::new(),
+            queued: 0,
+            overrun: false,
         }
     }
 
@@ -223,93 +349,95 @@ impl Model for Pl011 {
     }
 
     fn after(&mut self, a: &Access, outcome: Result<u64, AccessError>) -> Result<(), String> {
-        let reg = self.regs.iter().position(|(o, _)| *o == a.offset);
+        let reg = self.regs.iter().position(|r| r.0 == a.offset);
         let id = (ID..=ID + 0x1c).contains(&a.offset);
-        let known =
-            reg.is_some() || [DR, FR, RIS, MIS].contains(&a.offset) || ZERO.contains(&a.offset);
-        // What the access must return.
+        let known = reg.is_some() || [DR, RSR, FR, 0x20, RIS, MIS, ICR].contains(&a.offset);
         let want = match (a.width, a.write) {
             (AccessWidth::Double, _) => Err(AccessError::Invalid),
-            (_, Some(v)) => match reg {
-                Some(i) => {
-                    self.regs[i].1 = v & 0xffff_ffff;
-                    Ok(0)
-                }
-                None if known || id => {
-                    if a.offset == DR {
-                        self.transmit(v as u8);
+            (_, Some(v)) if known || id => {
+                if let Some(i) = reg {
+                    self.regs[i].2 = v as u32 & self.regs[i].1;
+                    if a.offset == LCR_H {
+                        self.rx.truncate(self.depth());
                     }
-                    Ok(0)
+                } else if a.offset == DR
+                    && self.enabled(1 << 8)
+                    && self.queued < self.buffer.get().cap
+                {
+                    self.sent.push(v as u8);
+                    self.queued += 1;
+                } else if (a.offset == ICR && v & INT_OE != 0) || a.offset == RSR {
+                    self.overrun = false;
                 }
-                None => Err(AccessError::Invalid),
-            },
+                Ok(0)
+            }
+            (_, Some(_)) => Err(AccessError::Invalid),
             (_, None) => match reg {
-                Some(i) => Ok(self.regs[i].1),
+                Some(i) => Ok(u64::from(self.regs[i].2)),
                 None if id && a.offset.is_multiple_of(4) => {
                     Ok(ID_VALUES[((a.offset - ID) / 4) as usize])
                 }
-                None if ZERO.contains(&a.offset) || a.offset == DR => Ok(0),
-                None if known => outcome, // flags, checked below
+                None if a.offset == DR => Ok(u64::from(self.rx.pop_front().unwrap_or(0))),
+                None if [RSR, 0x20, ICR].contains(&a.offset) => Ok(0),
+                None if known => outcome, // FR, RIS, MIS: checked below
                 None => Err(AccessError::Invalid),
             },
         };
         if outcome != want {
             return Err(format!("expected {want:x?}"));
         }
-        // Flags: a transmitter that is never full or busy (a polled guest
-        // would spin forever), an empty receiver, consistent FIFO bits, and
-        // MIS = RIS & IMSC.
-        let word = |o| {
-            self.dev
-                .read(Accessor { vcpu: 0 }, o, AccessWidth::Word)
-                .map_err(|e| format!("{o:#x}: {e:?}"))
-        };
-        let fr = word(FR)?;
-        if fr & (TXFF | BUSY | RXFF) != 0 || fr & (TXFE | RXFE) != TXFE | RXFE {
-            return Err(format!("FR {fr:#x}"));
-        }
-        let (ris, mis, imsc) = (word(RIS)?, word(MIS)?, word(IMSC)?);
-        if mis != ris & imsc {
-            return Err(format!("MIS {mis:#x} != RIS {ris:#x} & IMSC {imsc:#x}"));
-        }
-        // Output: exactly the bytes written to DR, in lines of at most
-        // LINE_MAX bytes with no line ends (checked as they appear).
-        let lines = self.lines.0.lock().expect("not poisoned");
-        if lines.len() != self.expected.len() {
+        // What reached the console is exactly what was sent while enabled
+        // and not full, in order.
+        if self.buffer.get().state.lock().expect("not poisoned").1 != self.sent {
             return Err(format!(
-                "emitted {} lines, expected {}",
-                lines.len(),
-                self.expected.len()
+                "the console got {:?}, sent {:?}",
+                self.buffer.get().state.lock().expect("not poisoned").1,
+                self.sent
             ));
         }
-        for (line, want) in lines.iter().zip(&self.expected).skip(self.compared) {
-            if line.len() > LINE_MAX
-                || line.contains(&b'\n')
-                || line.contains(&b'\r')
-                || line != want
-            {
-                return Err(format!("emitted {line:?}, expected {want:?}"));
-            }
-        }
-        self.compared = lines.len();
-        Ok(())
+        self.check_flags()
     }
-}
 
-impl Pl011 {
-    /// The line discipline: `\n` ends a line, `\r` is dropped, a full line
-    /// is emitted before the byte that would overflow it.
-    fn transmit(&mut self, byte: u8) {
-        match byte {
-            b'\n' => self.expected.push(core::mem::take(&mut self.pending)),
-            b'\r' => {}
-            _ => {
-                if self.pending.len() == LINE_MAX {
-                    self.expected.push(core::mem::take(&mut self.pending));
-                }
-                self.pending.push(byte);
+    /// Input arrives (accepted while enabled and not full, else an overrun
+    /// when full), or the console drains some output.
+    fn event(&mut self, event: u64) -> Result<(), String> {
+        if event.is_multiple_of(2) {
+            let byte = (event >> 8) as u8;
+            let fits = self.enabled(1 << 9) && self.rx.len() < self.depth();
+            if self.enabled(1 << 9) && !fits {
+                self.overrun = true;
+            }
+            if self.dev.receive(byte) != fits {
+                return Err(format!("receive of {byte:#x} returned {}", !fits));
+            }
+            if fits {
+                self.rx.push_back(byte);
+            }
+        } else {
+            let drained = self.queued.min((event >> 8) as usize % 8);
+            self.queued -= drained;
+            self.buffer.get().state.lock().expect("not poisoned").0 -= drained;
+            self.dev.tx_room_changed();
+        }
+        self.check_flags()
+    }
+
+    /// A VM reset: registers at their reset values, the receive FIFO empty,
+    /// no overrun (what was sent stays sent).
+    fn reset(&mut self) -> Result<(), String> {
+        self.dev.reset();
+        self.regs = REGS_RESET;
+        self.rx.clear();
+        self.overrun = false;
+        for (offset, _, value) in REGS_RESET {
+            let got = self
+                .dev
+                .read(Accessor { vcpu: 0 }, offset, AccessWidth::Word);
+            if got != Ok(u64::from(value)) {
+                return Err(format!("{offset:#x} reads {got:x?} after reset"));
             }
         }
+        self.check_flags()
     }
 }
 

@@ -9,3 +9,28 @@ mod esr;
 mod insn;
 mod stage2;
 mod vgic;
+
+use alloc::boxed::Box;
+
+/// A heap value lent out as `&'static` (the vGIC API wants static
+/// references) and freed when the guard drops.
+pub(crate) struct Leaked<T>(*mut T);
+
+impl<T> Leaked<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self(Box::into_raw(Box::new(value)))
+    }
+    pub(crate) fn get(&self) -> &'static T {
+        // SAFETY: the box lives until `self` drops; every holder of the
+        // reference (the front-ends, the vGIC) is a field declared before
+        // the guard in its owner, so it is dropped first.
+        unsafe { &*self.0 }
+    }
+}
+
+impl<T> Drop for Leaked<T> {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::into_raw`, freed once, no reference outlives it.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
+}

@@ -8,11 +8,11 @@
 //! leaves nothing enabled or pending and every physical SPI quiesced.
 
 use super::devices::{fuzz_device, Access, Model};
+use super::Leaked;
 use crate::devices::vgic::gicv3::{Distributor, Redistributors, GICD_SIZE, GICR_FRAME_SIZE};
 use crate::devices::vgic::{Deliverable, OwnedSpi, Vgic, VgicHw, PRIVATE_INTIDS};
 use crate::devices::AccessError;
 use crate::exit::AccessWidth;
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use std::sync::Mutex;
 
@@ -68,29 +68,6 @@ impl VgicHw for Recorder {
     }
     fn quiesce_physical(&self, intid: u32) {
         self.log(Call::Quiesce(intid));
-    }
-}
-
-/// A heap value lent out as `&'static` (the vGIC API wants static
-/// references) and freed when the guard drops.
-struct Leaked<T>(*mut T);
-
-impl<T> Leaked<T> {
-    fn new(value: T) -> Self {
-        Self(Box::into_raw(Box::new(value)))
-    }
-    fn get(&self) -> &'static T {
-        // SAFETY: the box lives until `self` drops; every holder of the
-        // reference (the front-ends, the vGIC) is a field declared before
-        // the guard in its owner, so it is dropped first.
-        unsafe { &*self.0 }
-    }
-}
-
-impl<T> Drop for Leaked<T> {
-    fn drop(&mut self) {
-        // SAFETY: from `Box::into_raw`, freed once, no reference outlives it.
-        drop(unsafe { Box::from_raw(self.0) });
     }
 }
 
