@@ -94,6 +94,9 @@ pub struct Board {
     pub hypervisor: MemRange,
     /// The hypervisor's console UART (a PL011).
     pub console: MemRange,
+    /// The console UART's interrupt (GIC INTID), routed to the hypervisor
+    /// for console input; without it input is only polled.
+    pub console_irq: Option<u32>,
     /// Interrupt controller.
     pub gic: GicDesc,
     /// Devices that VMs may be given.
