@@ -18,6 +18,7 @@ pub mod config;
 pub mod devices;
 pub mod exit;
 pub mod mm;
+pub mod vm;
 
 #[cfg(target_os = "none")]
 pub mod console;
@@ -25,5 +26,3 @@ pub mod console;
 pub mod platform;
 #[cfg(target_os = "none")]
 pub mod vcpu;
-#[cfg(target_os = "none")]
-pub mod vm;
