@@ -68,8 +68,13 @@ pub struct Vm {
     pub(super) cntvoff: AtomicU64,
     pub(super) uart: Option<&'static VirtualPl011<VmConsole>>,
     pub(super) resets: AtomicU32,
-    /// Rate limiter of the log lines this VM causes.
-    pub(super) log: Mutex<LogBucket>,
+    /// Rate limiters of the log lines this VM causes, by
+    /// [`super::lifecycle::LogClass`]: a flood of exit lines cannot
+    /// silence the line that says the VM was stopped or restarted.
+    pub(super) log: [Mutex<LogBucket>; 2],
+    /// Heap bytes free right after the first reset finished (0: none yet),
+    /// for the summary: later resets must not change it.
+    pub(super) heap_after_first_reset: AtomicUsize,
 }
 
 static VMS: Once<Vec<Vm>> = Once::new();
@@ -179,7 +184,11 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         cntvoff: AtomicU64::new(arch::counter_now()),
         uart,
         resets: AtomicU32::new(0),
-        log: Mutex::new(LogBucket::new(arch::counter_now())),
+        log: [
+            Mutex::new(LogBucket::new(arch::counter_now())),
+            Mutex::new(LogBucket::new(arch::counter_now())),
+        ],
+        heap_after_first_reset: AtomicUsize::new(0),
     };
     for image in config.images {
         crate::println!(

@@ -39,6 +39,15 @@ impl Given {
     }
 }
 
+/// The kinds of guest-caused lines, each with its own rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogClass {
+    /// Unhandled exits and the exceptions injected for them (warnings).
+    Exit = 0,
+    /// Policy stops and restarts, `reset #N` lines.
+    Lifecycle = 1,
+}
+
 impl Vm {
     /// PSCI CPU_ON: start vCPU `target` at `entry` with `arg`.
     pub fn cpu_on(&self, target: usize, entry: u64, arg: u64) -> Result<(), PowerError> {
@@ -85,13 +94,16 @@ impl Vm {
         }
     }
 
-    /// Logs a line the guest caused, within the VM's rate (see
-    /// [`super::log`]); the first line after a suppressed stretch says how
-    /// many lines went missing.
-    /// `warn`: a warning rather than a plain event line.
-    pub fn log_guest_caused(&self, warn: bool, line: core::fmt::Arguments) {
-        let admit = self
-            .log
+    /// Logs a line the guest caused, within the VM's rate for its class
+    /// (see [`super::log`]); the first line after a suppressed stretch says
+    /// how many lines went missing. Exit lines are warnings, lifecycle
+    /// lines plain events.
+    pub fn log_guest_caused(&self, class: LogClass, line: core::fmt::Arguments) {
+        self.limited(class, class == LogClass::Exit, line);
+    }
+
+    fn limited(&self, class: LogClass, warn: bool, line: core::fmt::Arguments) {
+        let admit = self.log[class as usize]
             .lock()
             .admit(arch::counter_now(), arch::counter_frequency());
         let name = self.config.name;
@@ -108,10 +120,16 @@ impl Vm {
         }
     }
 
-    /// Logs an exit nobody handled, or a fault the guest could not take,
-    /// with the outcome the guest really got.
+    /// Logs (as a warning) an exit nobody handled, or a fault the guest
+    /// could not take, with the outcome the guest really got. Policy
+    /// outcomes go on the lifecycle rate, so an exit flood cannot hide
+    /// them.
     pub fn report(&self, what: core::fmt::Arguments, outcome: Given) {
-        self.log_guest_caused(true, format_args!("{}: {}", what, outcome.text()));
+        let class = match outcome {
+            Given::Stopped | Given::Restarted => LogClass::Lifecycle,
+            _ => LogClass::Exit,
+        };
+        self.limited(class, true, format_args!("{}: {}", what, outcome.text()));
     }
 
     /// Carries out a finish the power-state machine gave this core.
@@ -135,7 +153,11 @@ impl Vm {
             self.finish_off(Ending::Stopped);
             return;
         }
-        self.log_guest_caused(false, format_args!("reset #{}", n));
+        if n == 1 {
+            let (_, free) = crate::mm::heap::usage();
+            self.heap_after_first_reset.store(free, Ordering::Relaxed);
+        }
+        self.log_guest_caused(LogClass::Lifecycle, format_args!("reset #{}", n));
         self.cntvoff.store(arch::counter_now(), Ordering::Release);
         self.power.restart();
         let v0 = self.vcpus[0].phys_cpu;
@@ -192,14 +214,18 @@ fn end_of_run() -> ! {
                 .sum();
             let _ = core::fmt::write(&mut line, format_args!(" {}={}", kind.name(), n));
         }
-        let log = vm.log.lock().clone();
+        let (logged, suppressed) = vm.log.iter().fold((0, 0), |(l, s), b| {
+            let b = b.lock();
+            (l + b.logged, s + b.suppressed)
+        });
         let _ = core::fmt::write(
             &mut line,
-            format_args!(
-                " log_lines={} log_suppressed={}",
-                log.logged, log.suppressed
-            ),
+            format_args!(" log_lines={} log_suppressed={}", logged, suppressed),
         );
+        if vm.resets() > 0 {
+            let free = vm.heap_after_first_reset.load(Ordering::Relaxed);
+            let _ = core::fmt::write(&mut line, format_args!(" heap_free_after_reset_1={}", free));
+        }
         let ending = vm.power.ending();
         clean &= ending == Ending::PoweredOff;
         let how = if ending == Ending::PoweredOff {
