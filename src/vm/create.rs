@@ -181,7 +181,7 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         vcpus,
         boot_ram_size,
         vgic,
-        cntvoff: AtomicU64::new(arch::counter_now()),
+        cntvoff: AtomicU64::new(0),
         uart,
         resets: AtomicU32::new(0),
         log: [
@@ -201,10 +201,18 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
     }
     vm.load_images()
         .map_err(|_| "an image does not match its build-time SHA-256")?;
+    // The guest's clock starts when its images are in place.
+    vm.cntvoff.store(arch::counter_now(), Ordering::Release);
     Ok(vm)
 }
 
 impl Vm {
+    /// The system counter value the VM's current run started at (its
+    /// CNTVOFF: the guest's virtual counter counts from there).
+    pub fn counter_offset(&self) -> u64 {
+        self.cntvoff.load(Ordering::Acquire)
+    }
+
     /// How many times the VM has been reset.
     pub fn resets(&self) -> u32 {
         self.resets.load(Ordering::Relaxed)
@@ -240,7 +248,7 @@ impl Vm {
             // SAFETY: the region is host RAM given to this VM alone
             // (validated at build time), identity-mapped at EL2, and no vCPU
             // of the VM runs while it is loaded.
-            unsafe { core::ptr::write_bytes(r.hpa as *mut u8, 0, r.size as usize) };
+            unsafe { arch::scrub_guest_memory(r.hpa, r.size) };
             for image in c.images.iter().filter(|_| refused.is_none()) {
                 if let Some(off) = image.gpa.checked_sub(r.gpa).filter(|&o| o < r.size) {
                     let dst = r.hpa + off;
