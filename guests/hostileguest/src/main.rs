@@ -14,6 +14,9 @@
 //! - id 2, **cycler**: the cross-core lifecycle cases: resets while its
 //!   second vCPU spins, waits in WFI, and traps on a device without pause;
 //!   20 resets in a row; then a stop while the second vCPU spins.
+//! - id 3 and 4, **stopped**: a stop (its first unhandled access, policy
+//!   `stop-vm`) while the second vCPU waits in WFI (3) or traps on its
+//!   UART without pause (4).
 //!
 //! Patterns sit at [`PATTERN_OFFSET`] in RAM so the host can read both
 //! VMs' host memory (QEMU monitor) and check each holds only its own.
@@ -68,7 +71,9 @@ fn main() -> ! {
     match info.id {
         0 => attacker(info.resets),
         1 => neighbour(),
-        _ => cycler(info.resets),
+        2 => cycler(info.resets),
+        3 => stopped_while(Busy::Wfi),
+        _ => stopped_while(Busy::Trap),
     }
 }
 
@@ -624,6 +629,22 @@ fn start_busy(mode: Busy) -> bool {
         && (matches!(mode, Busy::Wfi) || time::wait_until(5_000, || ticks() > 10))
 }
 
+const BUSY_NAMES: [&str; 3] = ["spinning", "in-wfi", "mid-trap"];
+
+/// Starts vCPU 1 in `mode`, then makes an access the VM's `stop-vm` policy
+/// stops it at.
+fn stopped_while(mode: Busy) -> ! {
+    let ok = start_busy(mode);
+    println!(
+        "CYCLE stop while vCPU 1 is {}: started={}",
+        BUSY_NAMES[mode as usize], ok
+    );
+    // SAFETY: unhandled: the VM's stop-vm policy stops it here.
+    let _ = unsafe { probe_read32(UNMAPPED) };
+    println!("TEST stop: FAIL the VM was not stopped");
+    psci::system_off()
+}
+
 fn cycler(resets: u64) -> ! {
     // After any reset: vCPU 1 is off and RAM was scrubbed.
     if resets > 0 {
@@ -644,7 +665,7 @@ fn cycler(resets: u64) -> ! {
         _ => None,
     };
     if let Some(mode) = mode {
-        let name = ["spinning", "in-wfi", "mid-trap"][mode as usize];
+        let name = BUSY_NAMES[mode as usize];
         let ok = start_busy(mode);
         println!("CYCLE reset while vCPU 1 is {}: started={}", name, ok);
         psci::system_reset()

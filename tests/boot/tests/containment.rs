@@ -246,3 +246,27 @@ fn resets_and_a_stop_across_cores_keep_the_vm_and_the_heap_consistent() {
     );
     run.check(run.status == Some(1), "a stopped VM makes the run fail");
 }
+
+#[test]
+fn stops_while_the_second_vcpu_sleeps_or_traps_end_both_vms() {
+    let image = build_ok("tests/configs/lifecycle-stop.toml");
+    let run = boot(&image, &[], DEADLINE);
+    run.check(
+        !run.timed_out,
+        "both stops complete: the run ends by itself",
+    );
+    run.expect_absent("PANIC");
+    run.expect_absent("TEST stop: FAIL");
+    for (vm, state) in [("sleeper", "in-wfi"), ("trapper", "mid-trap")] {
+        let started = run.expect_line(&format!(
+            "[{vm}] CYCLE stop while vCPU 1 is {state}: started=true"
+        ));
+        let stopped = run.expect_line(&format!("[tessera] vm {vm}: stopped"));
+        run.check(
+            started < stopped,
+            &format!("{vm} stopped after its request"),
+        );
+        run.expect_prefix(&format!("[tessera] summary vm {vm} (stopped, resets=0):"));
+    }
+    run.check(run.status == Some(1), "stopped VMs make the run fail");
+}
