@@ -167,7 +167,7 @@ impl Vm {
     }
 
     fn finish_off(&self, ending: Ending) {
-        self.power.off();
+        self.power.off(ending);
         let how = if ending == Ending::PoweredOff {
             "powered off"
         } else {

@@ -303,8 +303,11 @@ impl PowerStates {
         self.state.store(VmState::Running as u8, Ordering::Release);
     }
 
-    /// Ends a [`Finish::Off`]: the VM is off for good.
-    pub fn off(&self) {
+    /// Ends a finish with the VM off for good, ended by `ending` (the one
+    /// [`Finish::Off`] named, or `Stopped` when a reset could not
+    /// complete).
+    pub fn off(&self, ending: Ending) {
+        self.ending.store(ending as u8, Ordering::Release);
         self.state.store(VmState::Off as u8, Ordering::Release);
     }
 }
@@ -356,7 +359,7 @@ mod tests {
         assert_eq!(p.state(), VmState::Running);
         assert_eq!(p.vcpu_off(1), Some(Finish::Off(Ending::PoweredOff)));
         assert_eq!(p.state(), VmState::Finishing);
-        p.off();
+        p.off(Ending::PoweredOff);
         assert_eq!(p.state(), VmState::Off);
         assert_eq!(p.ending(), Ending::PoweredOff);
         assert_eq!(p.cpu_on(0, ENTRY, 0), Err(PowerError::Denied));
@@ -395,7 +398,7 @@ mod tests {
         assert_eq!(p.power(2), Ok(Power::Off));
         assert_eq!(p.vcpu_off(1), Some(Finish::Off(Ending::Stopped)));
         assert_eq!(p.vcpu_off(1), None, "finish claimed once");
-        p.off();
+        p.off(Ending::Stopped);
         assert_eq!(p.ending(), Ending::Stopped);
     }
 

@@ -212,6 +212,18 @@ fn resets_and_a_stop_across_cores_keep_the_vm_and_the_heap_consistent() {
     let run = boot(&image, &[], DEADLINE);
     run.check(!run.timed_out, "the run ends by itself");
     run.expect_absent("PANIC");
+    // The boot log names each image's SHA-256, the one every load checks.
+    let guest = repo_root().join("build/guests/aarch64/hostileguest.bin");
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&guest)
+        .output()
+        .expect("run sha256sum");
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let digest = sum.split_whitespace().next().unwrap_or("");
+    let size = std::fs::metadata(&guest).map_or(0, |m| m.len());
+    run.expect_line(&format!(
+        "[tessera] vm cycler: image kernel ({size} bytes) sha256 {digest}"
+    ));
     for state in ["spinning", "in-wfi", "mid-trap"] {
         run.expect_line(&format!(
             "[cycler] CYCLE reset while vCPU 1 is {state}: started=true"
