@@ -19,10 +19,9 @@ pub mod console;
 pub mod devices;
 pub mod exit;
 pub mod mm;
+pub mod vm;
 
 #[cfg(target_os = "none")]
 pub mod drivers;
 #[cfg(target_os = "none")]
 pub mod vcpu;
-#[cfg(target_os = "none")]
-pub mod vm;

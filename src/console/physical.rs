@@ -336,7 +336,7 @@ fn vm_alive(name: &str) -> bool {
     crate::vm::all()
         .iter()
         .find(|vm| vm.config.name == name)
-        .is_some_and(|vm| vm.state() != crate::vm::VmState::Off)
+        .is_some_and(|vm| vm.power.state() != crate::vm::VmState::Off)
 }
 
 /// The monitor's `l`: one line per VM with its state.
@@ -344,7 +344,7 @@ fn list_vms() {
     use crate::vm::VmState;
     let target = port(INPUT_TARGET.load(Ordering::Relaxed)).map(|p| p.name);
     for vm in crate::vm::all() {
-        let state = match vm.state() {
+        let state = match vm.power.state() {
             VmState::Running => "running",
             VmState::Stopping => "stopping",
             VmState::Resetting => "resetting",

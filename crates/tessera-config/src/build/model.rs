@@ -1,7 +1,7 @@
 //! Owned, parsed forms of the two TOML files. They mirror the `'static`
 //! types of the crate root, with `String`/`Vec` instead of `&'static`.
 
-use crate::{EmuDevice, GicDesc, MemRange, MemoryRegion, UnhandledPolicy, VgicLayout};
+use crate::{EmuDevice, FaultPolicy, GicDesc, MemRange, MemoryRegion, UnhandledPolicy, VgicLayout};
 
 /// A parsed board file (`configs/boards/*.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +79,8 @@ pub struct VmSpec {
     pub phys_cpu_ids: Vec<usize>,
     /// `base.on_unhandled`.
     pub on_unhandled: UnhandledPolicy,
+    /// `base.on_fault` (default `stop-vm`).
+    pub on_fault: FaultPolicy,
     /// `[vm.kernel]`.
     pub kernel: KernelSpec,
     /// `devices.vgic`; `None` means at the board GIC's addresses.

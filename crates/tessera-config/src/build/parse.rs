@@ -8,7 +8,7 @@ use super::model::{
 };
 use super::ConfigError;
 use crate::{
-    EmuDevice, EmuDeviceKind, GicDesc, GicVersion, MemRange, MemoryRegion, RegionKind,
+    EmuDevice, EmuDeviceKind, FaultPolicy, GicDesc, GicVersion, MemRange, MemoryRegion, RegionKind,
     UnhandledPolicy, VgicLayout,
 };
 
@@ -506,12 +506,37 @@ impl Reader {
                 None
             }
         };
+        let on_fault = match base {
+            None => None,
+            Some(b) => match self.opt_string(b, "vm.base", "on_fault") {
+                Some(None) => Some(FaultPolicy::StopVm),
+                Some(Some(s)) => match s.as_str() {
+                    "stop-vm" => Some(FaultPolicy::StopVm),
+                    "restart-vm" => Some(FaultPolicy::RestartVm),
+                    _ => {
+                        self.err(
+                            "vm.base.on_fault",
+                            format!("unknown policy {s:?}, expected \"stop-vm\" or \"restart-vm\""),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            },
+        };
         let (id, name, cpus, policy) = match base {
             Some(b) => {
                 self.keys(
                     b,
                     "vm.base",
-                    &["id", "name", "phys_cpu_ids", "on_unhandled", "pmu"],
+                    &[
+                        "id",
+                        "name",
+                        "phys_cpu_ids",
+                        "on_unhandled",
+                        "on_fault",
+                        "pmu",
+                    ],
                 );
                 let id = self
                     .get(b, "vm.base", "id", "an integer")
@@ -564,6 +589,7 @@ impl Reader {
             name: name?,
             phys_cpu_ids: cpus?.into_iter().map(|c| c as usize).collect(),
             on_unhandled: policy?,
+            on_fault: on_fault?,
             kernel: kernel?,
             vgic,
             pmu: pmu?,

@@ -223,6 +223,34 @@ fn restart_policy_parses_and_unknown_policy_is_named() {
 }
 
 #[test]
+fn fault_policy_defaults_to_stop_parses_restart_and_names_an_unknown_one() {
+    let (sys, _) = check(&demo(), BOARD).expect("valid");
+    assert_eq!(sys.vms[0].on_fault, crate::FaultPolicy::StopVm);
+    let restart = demo().replacen(
+        "name = \"alpha\"",
+        "name = \"alpha\"\non_fault = \"restart-vm\"",
+        1,
+    );
+    let (sys, _) = check(&restart, BOARD).expect("valid");
+    assert_eq!(sys.vms[0].on_fault, crate::FaultPolicy::RestartVm);
+    let bad = demo().replacen(
+        "name = \"alpha\"",
+        "name = \"alpha\"\non_fault = \"inject-abort\"",
+        1,
+    );
+    let text = check(&bad, BOARD)
+        .expect_err("inject-abort is no fault policy")
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("vm.base.on_fault") && text.contains("\"restart-vm\""),
+        "{text}"
+    );
+}
+
+#[test]
 fn pmu_grant_parses_defaults_off_and_is_generated() {
     let (sys, _) = check(&demo(), BOARD).expect("valid");
     assert!(!sys.vms[0].pmu, "no PMU unless granted");
@@ -898,6 +926,7 @@ fn generated_source_has_every_field() {
         "tessera_config::PassthroughDevice { name: \"uart1\", gpa: 0x904_0000, hpa: 0x904_0000, size: 0x1000, irqs: &[40] }",
         "tessera_config::PassthroughDevice { name: \"uart2\", gpa: 0xa00_0000, hpa: 0x905_0000, size: 0x1000, irqs: &[42] }",
         "on_unhandled: tessera_config::UnhandledPolicy::InjectAbort",
+        "on_fault: tessera_config::FaultPolicy::StopVm",
         "pmu: false",
     ] {
         assert!(rs.contains(needle), "missing {needle:?} in:\n{rs}");
