@@ -69,13 +69,13 @@ run: build
 # and boot them in QEMU). Both are cargo tests, so results are counted.
 test: guests check
 	cargo test --workspace --exclude tessera-boot-tests --features tessera-config/build
-	cargo test -p tessera-boot-tests --test boot -- --test-threads=2
+	cargo test -p tessera-boot-tests --tests -- --test-threads=2
 
 unit-test:
 	cargo test --workspace --exclude tessera-boot-tests --features tessera-config/build
 
 boot-test: guests check
-	cargo test -p tessera-boot-tests --test boot -- --test-threads=2
+	cargo test -p tessera-boot-tests --tests -- --test-threads=2
 
 # The fuzz targets (docs/TESTING.md), long: FUZZ_CASES inputs each, one
 # target with FUZZ_TARGET=<name> (e.g. esr_decode). `make test` runs them

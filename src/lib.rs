@@ -19,6 +19,7 @@ pub mod console;
 pub mod devices;
 pub mod exit;
 pub mod mm;
+pub mod vm;
 
 #[cfg(test)]
 mod fuzz;
@@ -27,5 +28,3 @@ mod fuzz;
 pub mod drivers;
 #[cfg(target_os = "none")]
 pub mod vcpu;
-#[cfg(target_os = "none")]
-pub mod vm;
