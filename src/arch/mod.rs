@@ -12,6 +12,60 @@
 //!
 //! The back-end owns its trap entry and decodes traps into exits; the VM
 //! power semantics, buses and devices it calls are arch-neutral.
+//!
+//! [`Arch`] and [`GuestMemory`] are that list as a contract the compiler
+//! checks: each back-end implements them (`aarch64::contract`,
+//! `x86_64::contract`) by delegating to its free functions, and
+//! [`Current`] names the back-end this image is built for.
+
+use crate::devices::SysRegBus;
+use crate::mm::table as pt;
+
+/// A guest-physical address space under construction (Arm stage 2, x86
+/// EPT), built from the config before the VM runs.
+pub trait GuestMemory: Sized {
+    /// A new, empty address space.
+    fn new(alloc: &mut impl pt::TableAllocator) -> Result<Self, pt::MapError>;
+    /// Maps `[gpa, gpa + size)` to host `[hpa, hpa + size)`.
+    fn map(
+        &mut self,
+        alloc: &mut impl pt::TableAllocator,
+        gpa: u64,
+        hpa: u64,
+        size: u64,
+        kind: pt::MemKind,
+    ) -> Result<(), pt::MapError>;
+    /// Physical address of the root table (VTTBR_EL2 / EPTP base).
+    fn root(&self) -> u64;
+}
+
+/// What the arch-neutral core needs from a back-end.
+pub trait Arch {
+    /// The guest page-table format.
+    type GuestPageTable: GuestMemory;
+    /// Index (in the board description) of the calling physical CPU.
+    fn this_cpu() -> usize;
+    /// Makes physical CPU `cpu` look at its vCPU's state.
+    fn kick_cpu(cpu: usize);
+    /// Waits until this core is kicked, and consumes the kick.
+    fn wait_for_kick();
+    /// Consumes pending kicks without waiting.
+    fn drain_kicks();
+    /// Starts this core's vCPU at `entry` with first argument `arg`,
+    /// resetting the hypervisor stack to `stack_top`.
+    fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> !;
+    /// Makes `[hpa, hpa + size)` as written by the hypervisor visible to a
+    /// guest.
+    fn make_coherent_for_guest(hpa: u64, size: u64);
+    /// Adds the system registers every VM of this architecture sees
+    /// emulated.
+    fn add_arch_sysreg_devices(bus: &mut SysRegBus);
+    /// Ends the run (success: every VM powered off).
+    fn system_off(success: bool) -> !;
+    /// Stops the machine after a fatal error, reporting `status` where the
+    /// platform can.
+    fn fail_stop(status: u64) -> !;
+}
 
 #[cfg(any(target_arch = "aarch64", test))]
 pub mod aarch64;
@@ -20,3 +74,19 @@ pub mod aarch64;
 pub use aarch64::interface::*;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use aarch64::{cpu, semihosting};
+
+/// The back-end this image is built for.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub type Current = aarch64::contract::Aarch64;
+
+#[cfg(any(all(target_arch = "x86_64", target_os = "none"), test))]
+pub mod x86_64;
+
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub use x86_64::cpu;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub use x86_64::interface::*;
+
+/// The back-end this image is built for.
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub type Current = x86_64::contract::X86_64;

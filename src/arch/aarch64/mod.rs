@@ -18,6 +18,7 @@ macro_rules! bare_metal {
 bare_metal! {
     mod boot;
     pub mod cache;
+    pub mod contract;
     pub mod cpu;
     pub mod gicv3;
     pub mod id_regs;

@@ -12,6 +12,8 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod x86_tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,20 +1,25 @@
 //! Owned, parsed forms of the two TOML files. They mirror the `'static`
 //! types of the crate root, with `String`/`Vec` instead of `&'static`.
 
-use crate::{EmuDevice, GicDesc, MemRange, MemoryRegion, UnhandledPolicy};
+use crate::{
+    Arch, EmuDevice, EmuPort, GicDesc, MemRange, MemoryRegion, PortRange, UnhandledPolicy,
+};
 
 /// A parsed board file (`configs/boards/*.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoardSpec {
     /// Board name.
     pub name: String,
-    /// MPIDR affinity value of each physical CPU.
+    /// `arch` (`"aarch64"` when absent).
+    pub arch: Arch,
+    /// Hardware id of each physical CPU: MPIDR (`cpu_mpidrs`) on Arm, local
+    /// APIC id (`apic_ids`) on x86.
     pub cpu_mpidrs: Vec<u64>,
     /// RAM banks.
     pub memory: Vec<MemRange>,
     /// RAM the hypervisor keeps.
     pub hypervisor: MemRange,
-    /// The hypervisor's PL011.
+    /// The hypervisor's console: PL011 window on Arm, 16550 ports on x86.
     pub console: MemRange,
     /// Interrupt controller.
     pub gic: GicDesc,
@@ -67,6 +72,10 @@ pub struct VmSpec {
     pub emu_devices: Vec<EmuDevice>,
     /// `devices.passthrough_devices`.
     pub passthrough_devices: Vec<PassthroughSpec>,
+    /// `devices.emu_ports` (x86).
+    pub emu_ports: Vec<EmuPort>,
+    /// `devices.passthrough_ports` (x86).
+    pub passthrough_ports: Vec<PortRange>,
 }
 
 /// One entry of `devices.passthrough_devices` before it is resolved

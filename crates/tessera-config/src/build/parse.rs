@@ -6,9 +6,12 @@ use toml::{Table, Value};
 use super::model::{BoardSpec, DeviceSpec, PassthroughSpec, SystemSpec, VmSpec};
 use super::ConfigError;
 use crate::{
-    EmuDevice, EmuDeviceKind, GicDesc, GicVersion, MemRange, MemoryRegion, RegionKind,
-    UnhandledPolicy,
+    Arch, EmuDevice, EmuDeviceKind, EmuPort, GicDesc, GicVersion, MemRange, MemoryRegion,
+    PortRange, RegionKind, UnhandledPolicy,
 };
+
+#[path = "x86_parse.rs"]
+mod x86;
 
 /// Parses a board file. `file` is only used in messages.
 pub fn parse_board(file: &str, src: &str) -> Result<BoardSpec, Vec<ConfigError>> {
@@ -261,11 +264,24 @@ impl Reader {
     }
 
     fn board(&mut self, root: &Table) -> Option<BoardSpec> {
+        match root.get("arch") {
+            None => {}
+            Some(Value::String(s)) if s == Arch::Aarch64.name() => {}
+            Some(Value::String(s)) if s == Arch::X86_64.name() => return self.x86_board(root),
+            Some(other) => {
+                self.err(
+                    "arch",
+                    format!("expected \"aarch64\" or \"x86_64\", found {other}"),
+                );
+                return None;
+            }
+        }
         self.keys(
             root,
             "",
             &[
                 "name",
+                "arch",
                 "cpu_mpidrs",
                 "semihosting_exit",
                 "memory",
@@ -303,6 +319,7 @@ impl Reader {
         };
         Some(BoardSpec {
             name: name?,
+            arch: Arch::Aarch64,
             cpu_mpidrs: cpu_mpidrs?,
             memory: memory?,
             hypervisor: hypervisor?,
@@ -470,12 +487,12 @@ impl Reader {
             .and_then(|v| self.tables(v, "vm.memory_regions", |r, t, p| r.region(t, p)));
 
         let devices = match t.get("devices") {
-            None => Some((Vec::new(), Vec::new())),
+            None => Some(Default::default()),
             Some(v) => self.as_table(v, "vm.devices").and_then(|d| self.devices(d)),
         };
 
         let (kernel_path, kernel_load_addr, entry_point) = kernel?;
-        let (emu_devices, passthrough_devices) = devices?;
+        let (emu_devices, passthrough_devices, emu_ports, passthrough_ports) = devices?;
         Some(VmSpec {
             // Bounded to u16::MAX above.
             id: id? as u16,
@@ -488,6 +505,8 @@ impl Reader {
             memory_regions: regions?,
             emu_devices,
             passthrough_devices,
+            emu_ports,
+            passthrough_ports,
         })
     }
 
@@ -515,8 +534,26 @@ impl Reader {
         })
     }
 
-    fn devices(&mut self, d: &Table) -> Option<(Vec<EmuDevice>, Vec<PassthroughSpec>)> {
-        self.keys(d, "vm.devices", &["emu_devices", "passthrough_devices"]);
+    #[allow(clippy::type_complexity)]
+    fn devices(
+        &mut self,
+        d: &Table,
+    ) -> Option<(
+        Vec<EmuDevice>,
+        Vec<PassthroughSpec>,
+        Vec<EmuPort>,
+        Vec<PortRange>,
+    )> {
+        self.keys(
+            d,
+            "vm.devices",
+            &[
+                "emu_devices",
+                "passthrough_devices",
+                "emu_ports",
+                "passthrough_ports",
+            ],
+        );
         let emu = match d.get("emu_devices") {
             None => Some(Vec::new()),
             Some(v) => self.tables(v, "vm.devices.emu_devices", |r, t, p| r.emu(t, p)),
@@ -527,7 +564,15 @@ impl Reader {
                 r.passthrough(t, p)
             }),
         };
-        Some((emu?, pt?))
+        let emu_ports = match d.get("emu_ports") {
+            None => Some(Vec::new()),
+            Some(v) => self.emu_ports(v, "vm.devices.emu_ports"),
+        };
+        let pt_ports = match d.get("passthrough_ports") {
+            None => Some(Vec::new()),
+            Some(v) => self.port_ranges(v, "vm.devices.passthrough_ports"),
+        };
+        Some((emu?, pt?, emu_ports?, pt_ports?))
     }
 
     fn emu(&mut self, t: &Table, path: &str) -> Option<EmuDevice> {

@@ -3,7 +3,10 @@
 
 use super::model::{BoardSpec, SystemSpec, VmSpec};
 use super::ConfigError;
-use crate::{GicVersion, MemRange, MAX_CPUS, MAX_VMS};
+use crate::{Arch, GicVersion, MemRange, MAX_CPUS, MAX_VMS};
+
+#[path = "x86_validate.rs"]
+mod x86;
 
 /// Granule of every stage-2 mapping.
 const PAGE: u64 = 0x1000;
@@ -173,8 +176,12 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         );
     }
 
-    e.window(s, "console", ("base", b.console.base), b.console.size);
-    if in_ram(Span::of(&b.console)) {
+    // On x86 the console is a range of I/O ports and there is no GIC.
+    let arm = b.arch == Arch::Aarch64;
+    if arm {
+        e.window(s, "console", ("base", b.console.base), b.console.size);
+    }
+    if arm && in_ram(Span::of(&b.console)) {
         e.push(
             s,
             "console",
@@ -187,10 +194,11 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         GicVersion::V2 => "gicc_base",
         GicVersion::V3 => "gicr_base",
     };
-    for (field, base) in [
+    let gic_bases = [
         ("gicd_base", gic.gicd_base),
         (second, gic.gicr_or_gicc_base),
-    ] {
+    ];
+    for (field, base) in gic_bases.into_iter().filter(|_| arm) {
         if !base.is_multiple_of(PAGE) {
             e.push(
                 s,
@@ -224,7 +232,7 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         if in_ram(span) {
             e.push(s, &f, format!("{:?} {span} overlaps RAM", d.name));
         }
-        if span.overlaps(Span::of(&b.console)) {
+        if arm && span.overlaps(Span::of(&b.console)) {
             e.push(
                 s,
                 &f,
@@ -284,10 +292,12 @@ pub fn validate_system(
     }
     for vm in &sys.vms {
         check_vm(&mut e, vm, board, image_size);
+        x86::check_vm_ports(&mut e, vm, board);
     }
     for (j, b) in sys.vms.iter().enumerate() {
         for a in &sys.vms[..j] {
             check_pair(&mut e, a, b, board);
+            x86::check_pair_ports(&mut e, a, b);
         }
     }
     e.list

@@ -1,0 +1,1 @@
+//! x86_64 back-end (placeholder while it is written).
