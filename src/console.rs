@@ -4,12 +4,12 @@
 
 use crate::config::SYSTEM;
 use crate::devices::pl011::LineSink;
-use crate::platform::pl011::Pl011;
+use crate::platform::ConsoleUart;
 use core::fmt::{self, Write};
 use spin::Mutex;
 
 struct Console {
-    uart: Pl011,
+    uart: ConsoleUart,
 }
 
 impl Console {
@@ -31,7 +31,7 @@ impl Write for Console {
 }
 
 static CONSOLE: Mutex<Console> = Mutex::new(Console {
-    uart: Pl011::new(SYSTEM.board.console.base),
+    uart: ConsoleUart::new(SYSTEM.board.console.base),
 });
 
 /// Writes one tagged line.
@@ -56,7 +56,7 @@ pub fn print_hyp(args: fmt::Arguments) {
 /// (it may have died holding it). Panic path only.
 pub fn print_emergency(args: fmt::Arguments) {
     let mut c = Console {
-        uart: Pl011::new(SYSTEM.board.console.base),
+        uart: ConsoleUart::new(SYSTEM.board.console.base),
     };
     let _ = c.write_str("[tessera] ");
     let _ = c.write_fmt(args);

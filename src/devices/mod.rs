@@ -6,6 +6,8 @@
 //! handful of devices, and a linear scan of a few entries beats any map.
 
 pub mod pl011;
+pub mod port;
+pub mod uart16550;
 
 use crate::exit::AccessWidth;
 use alloc::boxed::Box;

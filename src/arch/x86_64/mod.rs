@@ -1,1 +1,29 @@
-//! x86_64 back-end (placeholder while it is written).
+//! x86_64 back-end: multiboot2 boot, VMX root operation, EPT, VM-exit
+//! decoding. See docs/X86.md.
+//!
+//! Pure parts (`controls`, `ept`, `exit_reason`, `guest_cpuid`,
+//! `guest_paging`) build on the host too and are unit-tested there;
+//! everything that touches the CPU is bare-metal only.
+
+pub mod controls;
+pub mod ept;
+pub mod exit_reason;
+pub mod guest_cpuid;
+pub mod guest_paging;
+pub mod io_bitmap;
+
+/// Items that touch the hardware: built for the bare-metal target only.
+macro_rules! bare_metal {
+    ($($item:item)*) => { $(#[cfg(target_os = "none")] $item)* };
+}
+
+bare_metal! {
+    mod boot;
+    pub mod contract;
+    pub mod cpu;
+    mod desc;
+    pub mod interface;
+    mod start;
+    mod vmx;
+    mod vmexit;
+}

@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod bochs;
+
 /// Builds share one cargo target directory and one output slot per config;
 /// one at a time keeps them from trampling each other.
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
@@ -123,24 +125,31 @@ pub fn boot(image: &Path, extra: &[&str], deadline: Duration) -> Run {
 /// `timed_out` false) as soon as the console holds a line starting with
 /// `stop_at`: for runs that by design never end by themselves.
 pub fn boot_until(image: &Path, extra: &[&str], deadline: Duration, stop_at: Option<&str>) -> Run {
-    let mut child = Command::new("qemu-system-aarch64")
-        .args([
-            "-M",
-            "virt,virtualization=on,gic-version=3",
-            "-cpu",
-            "cortex-a72",
-        ])
-        .args(["-smp", "4", "-m", "1G"])
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-        .args(["-semihosting-config", "enable=on,target=native"])
-        .args(extra)
-        .arg("-kernel")
-        .arg(image)
+    let mut cmd = Command::new("qemu-system-aarch64");
+    cmd.args([
+        "-M",
+        "virt,virtualization=on,gic-version=3",
+        "-cpu",
+        "cortex-a72",
+    ])
+    .args(["-smp", "4", "-m", "1G"])
+    .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+    .args(["-semihosting-config", "enable=on,target=native"])
+    .args(extra)
+    .arg("-kernel")
+    .arg(image);
+    run_until(cmd, deadline, stop_at)
+}
+
+/// Runs an emulator whose stdout is the console until it exits, the
+/// console has a line starting with `stop_at`, or `deadline` passes.
+pub fn run_until(mut cmd: Command, deadline: Duration, stop_at: Option<&str>) -> Run {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start qemu-system-aarch64 (run scripts/setup.sh)");
+        .expect("start the emulator (run scripts/setup.sh)");
     let mut stdout = child.stdout.take().expect("piped stdout");
     let output = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&output);

@@ -1,0 +1,74 @@
+//! What the arch-neutral core calls on this back-end (see `arch/mod.rs` for
+//! the list every back-end provides).
+
+use super::cpu;
+use crate::devices::SysRegBus;
+
+pub use super::ept::Ept as GuestPageTable;
+pub use crate::mm::table::{MapError, MemKind, Table, TableAllocator, ENTRIES as TABLE_ENTRIES};
+
+/// Index (in the board description) of the calling physical CPU.
+pub fn this_cpu() -> usize {
+    cpu::index()
+}
+
+/// Makes physical CPU `cpu` look at its vCPU's state. Only the boot CPU
+/// runs today (application processors are not started yet), so there is
+/// no other core to send an IPI to.
+pub fn kick_cpu(_cpu: usize) {}
+
+/// Waits until this core is kicked. Without IPIs yet this is one pause:
+/// callers loop on the state they wait for.
+pub fn wait_for_kick() {
+    core::hint::spin_loop();
+}
+
+/// Consumes pending kicks (none without IPIs).
+pub fn drain_kicks() {}
+
+/// Starts this core's vCPU at guest-physical `entry` with RDI = `arg`,
+/// resetting the hypervisor stack to `stack_top`.
+pub fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> ! {
+    super::vmexit::enter(stack_top, entry, arg)
+}
+
+/// Nothing to do: x86 caches are coherent with instruction fetch and DMA.
+pub fn make_coherent_for_guest(_hpa: u64, _size: u64) {}
+
+/// x86 VMs have no emulated system-register devices (CPUID and MSRs are
+/// handled by the exit handler).
+pub fn add_arch_sysreg_devices(_bus: &mut SysRegBus) {}
+
+/// Bochs's shutdown port: writing "Shutdown" there ends the emulator.
+const BOCHS_SHUTDOWN_PORT: u16 = 0x8900;
+
+/// Ends the run. On an emulator the run is over (the console says how it
+/// ended); on hardware the core halts (ACPI power-off is not done yet).
+pub fn system_off(_success: bool) -> ! {
+    drain_console();
+    for b in b"Shutdown" {
+        // SAFETY: an unused port on PCs; Bochs ends the simulation.
+        unsafe { x86::io::outb(BOCHS_SHUTDOWN_PORT, *b) };
+    }
+    cpu::halt()
+}
+
+/// Waits until the console UART has sent its last byte (LSR.TEMT), so
+/// nothing is lost when the machine stops.
+fn drain_console() {
+    let lsr = crate::config::SYSTEM.board.console.base as u16 + 5;
+    for _ in 0..100_000 {
+        // SAFETY: the console's line status register; reading it has no
+        // side effect.
+        if unsafe { x86::io::inb(lsr) } & 1 << 6 != 0 {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Stops the machine after a fatal error: as [`system_off`] (the console
+/// line before it says what went wrong).
+pub fn fail_stop(_status: u64) -> ! {
+    system_off(false)
+}

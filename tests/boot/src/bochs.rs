@@ -1,0 +1,66 @@
+//! Helpers for the x86_64 boot tests: build a GRUB ISO for a config with
+//! `make iso ARCH=x86_64`, boot it in Bochs (`scripts/run-bochs.sh`) or in
+//! QEMU (no VMX there), and hand back the console as a [`Run`].
+
+use crate::{repo_root, Run, BUILD_LOCK};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `make iso ARCH=x86_64 CONFIG=<config>` and returns the ISO, or
+/// fails the test with the build log.
+pub fn iso_ok(config: &str) -> PathBuf {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = repo_root();
+    let out = Command::new("make")
+        .args(["-s", "iso", "ARCH=x86_64", &format!("CONFIG={config}")])
+        .current_dir(&root)
+        .output()
+        .expect("run make");
+    let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "make iso for {config} failed:\n{log}");
+    let stem = Path::new(config)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    root.join("build/x86_64").join(stem).join("tessera.iso")
+}
+
+/// Boots `iso` in Bochs (VMX + EPT CPU model) with a deadline. `status` is
+/// the script's verdict (0 all VMs powered off, 1 a VM stopped, 2 other);
+/// the console is COM1. Also reports how long the boot took.
+pub fn boot_bochs(iso: &Path, deadline: Duration) -> (Run, Duration) {
+    let com1 = iso.with_extension("com1.log");
+    let start = Instant::now();
+    let status = Command::new("bash")
+        .arg(repo_root().join("scripts/run-bochs.sh"))
+        .arg(iso)
+        .arg(&com1)
+        .env("BOCHS_TIMEOUT", deadline.as_secs().to_string())
+        .stdin(Stdio::null())
+        .status()
+        .expect("run scripts/run-bochs.sh (bash scripts/setup-x86.sh installs Bochs)");
+    let took = start.elapsed();
+    let console = std::fs::read(&com1)
+        .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
+        .unwrap_or_default();
+    let run = Run {
+        status: status.code(),
+        console,
+        timed_out: took >= deadline,
+    };
+    (run, took)
+}
+
+/// Boots `iso` in QEMU's x86 TCG (no VMX) with `extra` arguments until the
+/// console has a line starting with `stop_at` or the deadline passes.
+pub fn boot_qemu_x86(iso: &Path, extra: &[&str], deadline: Duration, stop_at: &str) -> Run {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-m", "512M", "-display", "none", "-monitor", "none"])
+        .args(["-serial", "stdio", "-cdrom"])
+        .arg(iso)
+        .args(extra);
+    crate::run_until(cmd, deadline, Some(stop_at))
+}

@@ -1,0 +1,126 @@
+//! x86_64 boot tests: each builds a GRUB ISO for a config, boots it in
+//! Bochs (a CPU model with VMX and EPT) or QEMU, and checks the console.
+//! Failures print the whole console. A Bochs boot takes about 7 s here.
+
+use std::time::Duration;
+use tessera_boot_tests::bochs::{boot_bochs, boot_qemu_x86, iso_ok};
+use tessera_boot_tests::Run;
+
+/// Generous for Bochs on a loaded 2-core machine.
+const DEADLINE: Duration = Duration::from_secs(240);
+
+/// Every check of the x86 test guest, in order.
+const GUEST_CHECKS: &[&str] = &[
+    "cpuid-hypervisor-bit",
+    "cpuid-vmx-hidden",
+    "cpuid-apic-id",
+    "cpuid-tessera-leaf",
+    "port-io-uart-lsr",
+    "port-io-uart-scratch",
+    "port-io-absent-reads-ones",
+    "vmcall-null",
+    "vmcall-vm-info",
+    "vmcall-unknown",
+    "msr-disallowed-gp",
+    "outside-ram-gp",
+];
+
+#[track_caller]
+fn expect_no_failed_check(run: &Run, vm: &str) {
+    let failed: Vec<&str> = run
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with(&format!("[{vm}] TEST ")) && !l.ends_with(": PASS"))
+        .collect();
+    run.check(
+        failed.is_empty(),
+        &format!("failed checks in {vm}: {failed:?}"),
+    );
+}
+
+#[test]
+fn x86_vm_runs_every_check_under_vmx_and_powers_off() {
+    let iso = iso_ok("configs/bochs-x86-demo.toml");
+    let (run, took) = boot_bochs(&iso, DEADLINE);
+    eprintln!("bochs boot of bochs-x86-demo took {took:?}");
+    run.expect_line("[tessera] VMX root operation on CPU 0");
+    let hello = run.expect_line("[x86a] x86guest: hello from 64-bit mode");
+    let mut last = hello;
+    for c in GUEST_CHECKS {
+        let at = run.expect_line(&format!("[x86a] TEST {c}: PASS"));
+        run.check(at > last, &format!("check {c} out of order"));
+        last = at;
+    }
+    expect_no_failed_check(&run, "x86a");
+    // The two deliberate faults are contained and logged, then #GP.
+    run.expect_prefix("[tessera] WARN: vm x86a: unhandled RDMSR 0x1b (exit reason 31)");
+    run.expect_prefix(
+        "[tessera] WARN: vm x86a: unhandled EPT violation (read) at 0x2000000 (exit reason 48)",
+    );
+    let off = run.expect_line("[tessera] vm x86a: powered off");
+    run.check(off > last, "powered off after the checks");
+    let summary = run.expect_prefix("[tessera] summary vm x86a (powered-off, resets=0):");
+    let line = run.lines()[summary];
+    for counter in [" sysreg=3", " hypercall=3", " power=1", " unhandled=2"] {
+        run.check(line.contains(counter), &format!("summary has{counter}"));
+    }
+    run.check(
+        line.split(" port_io=")
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 100),
+        "every COM1 byte and LSR poll is a port exit",
+    );
+    run.expect_absent("still running after SYSTEM_OFF");
+    run.expect_line("[tessera] all VMs powered off; system off");
+    run.check(
+        run.status == Some(0),
+        "the run ends with every VM powered off",
+    );
+}
+
+#[test]
+fn x86_triple_fault_restarts_the_vm_alone() {
+    let iso = iso_ok("tests/configs/x86-triple-fault-restart.toml");
+    let (run, _) = boot_bochs(&iso, DEADLINE);
+    let first = run.expect_line("[x86f] x86fault: first boot, triple-faulting");
+    let warn = run
+        .expect_prefix("[tessera] WARN: vm x86f: unhandled triple fault (exit reason 2) at rip 0x");
+    run.check(
+        run.lines()[warn].ends_with(": restarting VM"),
+        "the policy is applied",
+    );
+    let reset = run.expect_line("[tessera] vm x86f: reset #1");
+    let again = run.expect_line("[x86f] x86fault: boot after reset 1");
+    run.expect_line("[x86f] TEST triple-fault-contained: PASS");
+    run.check(
+        first < warn && warn < reset && reset < again,
+        "fault, reset, boot again",
+    );
+    run.expect_prefix("[tessera] summary vm x86f (powered-off, resets=1):");
+    run.check(run.status == Some(0), "the VM powered off after its reset");
+}
+
+#[test]
+fn x86_triple_fault_stops_the_vm_and_the_hypervisor_reports_it() {
+    let iso = iso_ok("tests/configs/x86-triple-fault-stop.toml");
+    let (run, _) = boot_bochs(&iso, DEADLINE);
+    run.expect_line("[x86f] x86fault: first boot, triple-faulting");
+    run.expect_prefix("[tessera] WARN: vm x86f: unhandled triple fault (exit reason 2)");
+    run.expect_line("[tessera] vm x86f: stopped");
+    run.expect_prefix("[tessera] summary vm x86f (stopped, resets=0):");
+    run.expect_line("[tessera] all VMs ended, not all by powering off; exiting with failure");
+    run.expect_absent("boot after reset");
+    run.check(run.status == Some(1), "a stopped VM makes the run fail");
+}
+
+#[test]
+fn x86_iso_boots_with_grub_on_seabios_and_reports_missing_vmx() {
+    let iso = iso_ok("configs/bochs-x86-demo.toml");
+    // QEMU's TCG has no VMX: the hypervisor must say so in one line and halt.
+    let marker = "[tessera] boot error: this CPU has no VMX";
+    let run = boot_qemu_x86(&iso, &[], DEADLINE, marker);
+    run.expect_line("[tessera] Tessera 0.1.0 on bochs-pc (1 CPUs, 1 VMs)");
+    run.expect_line("[tessera] boot error: this CPU has no VMX (Intel VT-x): Tessera needs it");
+    run.expect_absent("PANIC");
+}
