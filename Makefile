@@ -40,7 +40,15 @@ QEMU := qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-
 	-smp 4 -m 1G -nographic -semihosting-config enable=on,target=native
 QEMU_TIMEOUT ?= 300
 
-.PHONY: all setup setup-x86 guests x86-guests build iso run test unit-test boot-test bench check fmt clean
+# Linux guest assets (Debian 12's arm64 kernel, a busybox initramfs), fetched
+# and built by scripts/fetch-linux.sh; see docs/LINUX.md.
+LINUX_DIR := build/linux
+LINUX_IMAGE := $(LINUX_DIR)/Image
+LINUX_INITRAMFS := $(LINUX_DIR)/initramfs.cpio.gz
+LINUX_ASSETS := $(LINUX_IMAGE) $(LINUX_INITRAMFS)
+
+.PHONY: all setup setup-x86 guests x86-guests build iso run test unit-test boot-test bench \
+	check fmt clean linux-assets linux-baseline
 
 all: build
 
@@ -110,6 +118,15 @@ unit-test:
 
 boot-test: guests check setup-x86
 	cargo test -p tessera-boot-tests --test boot --test x86 -- --test-threads=2
+
+# The script is idempotent: without network work when the assets exist, and
+# it rebuilds the initramfs when guests/linux/ changed.
+linux-assets:
+	@bash scripts/fetch-linux.sh
+
+# The Linux guest booted in plain QEMU (no hypervisor), its checks verified.
+linux-baseline: linux-assets
+	@bash scripts/linux-baseline.sh
 
 bench: setup
 	@bash scripts/bench.sh

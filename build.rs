@@ -1,7 +1,9 @@
 //! Compiles the system config into the hypervisor: reads the TOML file named
 //! by `TESSERA_CONFIG` (default `configs/qemu-virt-demo.toml`), validates it
 //! and its board file, and writes `$OUT_DIR/system_config.rs` (the `SYSTEM`
-//! table) and `$OUT_DIR/board_layout.ld` (where the image is linked).
+//! table, with every guest image embedded once) and `$OUT_DIR/board_layout.ld`
+//! (where the image is linked); bare-metal builds also write the QEMU `-m`
+//! the config needs to `build/<arch>/<config>/qemu-memory`.
 //! See docs/CONFIG.md.
 
 use std::env;
@@ -48,6 +50,17 @@ fn main() {
 
     write(&out.join("system_config.rs"), &config.system_rs());
     write(&out.join("board_layout.ld"), &config.board_layout_ld());
+    if bare_metal {
+        // QEMU's -m for this config, beside the image the Makefile makes
+        // (build/<arch>/<config>/), so scripts can read it.
+        let dir = root.join("build").join(&target_arch).join(&config.name);
+        if std::fs::create_dir_all(&dir).is_ok() {
+            write(
+                &dir.join("qemu-memory"),
+                &format!("{}\n", config.qemu_memory()),
+            );
+        }
+    }
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-env=TESSERA_CONFIG_NAME={}", config.name);
     if bare_metal && (target_arch == "aarch64" || target_arch == "x86_64") {

@@ -3,6 +3,7 @@
 //! back-end decodes traps into exits, calls [`handle`], and applies the
 //! [`Outcome`] (advance the PC, inject an abort).
 
+use crate::devices::Accessor;
 use crate::exit::{Exit, ExitKind};
 use crate::vm::{Vcpu, Vm};
 
@@ -16,6 +17,14 @@ pub struct CpuLocal {
     pub vcpu: &'static Vcpu,
     /// Top of this core's EL2 stack (reset when a vCPU is (re)started).
     pub stack_top: u64,
+}
+
+impl CpuLocal {
+    /// This core's vCPU as the devices of its VM see it.
+    #[inline(always)]
+    pub fn accessor(&self) -> Accessor {
+        Accessor { vcpu: self.vcpu.id }
+    }
 }
 
 /// Access to the trapped vCPU's general-purpose registers.
@@ -40,6 +49,7 @@ pub enum Outcome {
 #[inline(always)]
 pub fn handle(local: &CpuLocal, exit: Exit, regs: &mut impl GuestRegisters) -> Outcome {
     let vm = local.vm;
+    let from = local.accessor();
     match exit {
         Exit::MmioRead {
             addr,
@@ -49,7 +59,7 @@ pub fn handle(local: &CpuLocal, exit: Exit, regs: &mut impl GuestRegisters) -> O
             reg_is_64,
         } => {
             local.vcpu.count(ExitKind::MmioRead);
-            match vm.mmio.read(addr, width) {
+            match vm.mmio.read(from, addr, width) {
                 Ok(raw) => {
                     regs.set_gpr(reg, width.extend_load(raw, sign_extend, reg_is_64));
                     Outcome::Advance
@@ -59,14 +69,14 @@ pub fn handle(local: &CpuLocal, exit: Exit, regs: &mut impl GuestRegisters) -> O
         }
         Exit::MmioWrite { addr, width, reg } => {
             local.vcpu.count(ExitKind::MmioWrite);
-            match vm.mmio.write(addr, width, regs.gpr(reg)) {
+            match vm.mmio.write(from, addr, width, regs.gpr(reg)) {
                 Ok(()) => Outcome::Advance,
                 Err(_) => Outcome::Unhandled,
             }
         }
         Exit::SysRegRead { sysreg, reg } => {
             local.vcpu.count(ExitKind::SysReg);
-            match vm.sysregs.read(sysreg) {
+            match vm.sysregs.read(from, sysreg) {
                 Ok(v) => {
                     regs.set_gpr(reg, v);
                     Outcome::Advance
@@ -76,7 +86,7 @@ pub fn handle(local: &CpuLocal, exit: Exit, regs: &mut impl GuestRegisters) -> O
         }
         Exit::SysRegWrite { sysreg, reg } => {
             local.vcpu.count(ExitKind::SysReg);
-            match vm.sysregs.write(sysreg, regs.gpr(reg)) {
+            match vm.sysregs.write(from, sysreg, regs.gpr(reg)) {
                 Ok(()) => Outcome::Advance,
                 Err(_) => Outcome::Unhandled,
             }

@@ -4,9 +4,11 @@
 
 use crate::arch;
 use crate::arch::{GuestPageTable, MemKind};
-use crate::config::{EmuDeviceKind, UnhandledPolicy, VmConfig, SYSTEM};
+use crate::config::{Arch, EmuDeviceKind, UnhandledPolicy, VmConfig, SYSTEM};
 use crate::console::VmConsole;
 use crate::devices::pl011::VirtualPl011;
+use crate::devices::vgic::gicv3::{Distributor, Redistributors, GICD_SIZE};
+use crate::devices::vgic::{OwnedSpi, Vgic};
 use crate::devices::{MmioBus, SysRegBus};
 use crate::exit::ExitKind;
 use crate::mm::heap::HeapTables;
@@ -118,6 +120,11 @@ pub struct Vm {
     pub vcpus: Vec<Vcpu>,
     /// Size of the RAM region holding the entry point (reported to the guest).
     pub boot_ram_size: u64,
+    /// The virtual interrupt controller.
+    pub vgic: &'static Vgic,
+    /// Virtual counter offset of the current run (the physical count when
+    /// it started, so the guest's virtual counter starts near zero).
+    cntvoff: AtomicU64,
     uart: Option<&'static VirtualPl011<VmConsole>>,
     state: AtomicU8,
     ending: AtomicU8,
@@ -161,6 +168,15 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         s2.map(&mut tables, d.gpa, d.hpa, d.size, MemKind::Device)
             .map_err(|_| "cannot map a passthrough device")?;
     }
+    let phys_cpus: Vec<usize> = config.phys_cpu_ids.to_vec();
+    let spis: Vec<OwnedSpi> = config
+        .passthrough_devices
+        .iter()
+        .flat_map(|d| d.irqs.iter().map(|&intid| OwnedSpi { intid, hw: true }))
+        .collect();
+    let vgic: &'static Vgic =
+        Box::leak(Box::new(Vgic::new(&phys_cpus, &spis, arch::vgic_backend())));
+    vgic.reset();
     let mut mmio = MmioBus::default();
     let mut uart = None;
     for d in config.emu_devices {
@@ -173,8 +189,23 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
             }
         }
     }
+    let gic = SYSTEM.board.gic;
+    // x86 boards have no GIC: their VMs get no GIC windows.
+    if SYSTEM.board.arch == Arch::Aarch64 {
+        mmio.add(
+            gic.gicd_base,
+            GICD_SIZE,
+            Box::leak(Box::new(Distributor::new(vgic))),
+        );
+        mmio.add(
+            gic.gicr_or_gicc_base,
+            Redistributors::window_size(vgic),
+            Box::leak(Box::new(Redistributors::new(vgic))),
+        );
+    }
     let mut sysregs = SysRegBus::default();
     arch::add_arch_sysreg_devices(&mut sysregs);
+    arch::add_vgic_sysreg_devices(&mut sysregs, vgic);
     let vcpus = config
         .phys_cpu_ids
         .iter()
@@ -187,7 +218,7 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
             } else {
                 Power::Off as u8
             }),
-            boot: Mutex::new((config.entry_point, 0)),
+            boot: Mutex::new((config.entry_point, config.boot_arg)),
             stats: Default::default(),
         })
         .collect();
@@ -204,6 +235,8 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         vmid: config.id + 1,
         vcpus,
         boot_ram_size,
+        vgic,
+        cntvoff: AtomicU64::new(arch::counter_now()),
         uart,
         state: AtomicU8::new(VmState::Running as u8),
         ending: AtomicU8::new(Ending::None as u8),
@@ -237,8 +270,8 @@ impl Vm {
         self.state.load(Ordering::Acquire) == VmState::Running as u8
     }
 
-    /// Zeroes the VM's RAM, copies its image in and makes both visible to a
-    /// guest running with caches off.
+    /// Zeroes the VM's RAM, copies its images in and makes them visible to
+    /// a guest running with caches off.
     fn load_image(&self) {
         let c = self.config;
         for r in c.memory_regions {
@@ -246,17 +279,19 @@ impl Vm {
             // (validated at build time), identity-mapped at EL2, and no vCPU
             // of the VM runs while it is loaded.
             unsafe { core::ptr::write_bytes(r.hpa as *mut u8, 0, r.size as usize) };
-            if let Some(off) = c
-                .kernel_load_addr
-                .checked_sub(r.gpa)
-                .filter(|&o| o < r.size)
-            {
-                let dst = r.hpa + off;
-                // SAFETY: build-time validation guarantees the image fits in
-                // this region after the load address.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(c.image.as_ptr(), dst as *mut u8, c.image.len())
-                };
+            for image in c.images {
+                if let Some(off) = image.gpa.checked_sub(r.gpa).filter(|&o| o < r.size) {
+                    let dst = r.hpa + off;
+                    // SAFETY: build-time validation guarantees each image
+                    // fits in the region that holds its first byte.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            image.data.as_ptr(),
+                            dst as *mut u8,
+                            image.data.len(),
+                        )
+                    };
+                }
             }
             arch::make_coherent_for_guest(r.hpa, r.size);
         }
@@ -391,9 +426,12 @@ impl Vm {
         if next == VmState::Running {
             let n = self.resets.fetch_add(1, Ordering::Relaxed) + 1;
             crate::println!("vm {}: reset #{}", self.config.name, n);
+            self.vgic.reset();
+            self.mmio.reset_all();
             self.load_image();
+            self.cntvoff.store(arch::counter_now(), Ordering::Release);
             let v0 = &self.vcpus[0];
-            *v0.boot.lock() = (self.config.entry_point, 0);
+            *v0.boot.lock() = (self.config.entry_point, self.config.boot_arg);
             v0.set_power(Power::OnPending);
             self.state.store(VmState::Running as u8, Ordering::Release);
             arch::kick_cpu(v0.phys_cpu);
@@ -424,7 +462,8 @@ pub fn park(vm: &'static Vm, v: &'static Vcpu, stack_top: u64) -> ! {
             if vm.is_running() {
                 let (entry, arg) = *v.boot.lock();
                 v.set_power(Power::On);
-                arch::enter_vcpu(stack_top, entry, arg);
+                let cntvoff = vm.cntvoff.load(Ordering::Acquire);
+                arch::enter_vcpu(stack_top, entry, arg, cntvoff);
             } else if vm.state() != VmState::Off {
                 vm.vcpu_stopped(v);
                 continue;

@@ -6,8 +6,9 @@
 //!   over `Table`s from a `TableAllocator`,
 //!   `MemKind`, `MapError`; `make_coherent_for_guest`;
 //! - cores: `this_cpu`, `kick_cpu`, `wait_for_kick`, `drain_kicks`,
-//!   `enter_vcpu`;
-//! - per-arch emulation: `add_arch_sysreg_devices`;
+//!   `enter_vcpu`, `counter_now`;
+//! - per-arch emulation: `add_arch_sysreg_devices`, `vgic_backend`,
+//!   `add_vgic_sysreg_devices`;
 //! - the end: `system_off`, `fail_stop`.
 //!
 //! The back-end owns its trap entry and decodes traps into exits; the VM
@@ -18,6 +19,7 @@
 //! `x86_64::contract`) by delegating to its free functions, and
 //! [`Current`] names the back-end this image is built for.
 
+use crate::devices::vgic::{Vgic, VgicHw};
 use crate::devices::SysRegBus;
 use crate::mm::table as pt;
 
@@ -51,9 +53,16 @@ pub trait Arch {
     fn wait_for_kick();
     /// Consumes pending kicks without waiting.
     fn drain_kicks();
-    /// Starts this core's vCPU at `entry` with first argument `arg`,
-    /// resetting the hypervisor stack to `stack_top`.
-    fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> !;
+    /// Starts this core's vCPU at `entry` with first argument `arg` and
+    /// virtual counter offset `cntvoff`, resetting the hypervisor stack to
+    /// `stack_top`.
+    fn enter_vcpu(stack_top: u64, entry: u64, arg: u64, cntvoff: u64) -> !;
+    /// The counter a VM's virtual counter offset is taken from.
+    fn counter_now() -> u64;
+    /// The hardware side of every VM's virtual GIC.
+    fn vgic_backend() -> &'static dyn VgicHw;
+    /// Adds the system registers of `vgic` the guest reaches by trapping.
+    fn add_vgic_sysreg_devices(bus: &mut SysRegBus, vgic: &'static Vgic);
     /// Makes `[hpa, hpa + size)` as written by the hypervisor visible to a
     /// guest.
     fn make_coherent_for_guest(hpa: u64, size: u64);

@@ -3,7 +3,7 @@
 //! Transmitted bytes are collected into lines and handed to a [`LineSink`]
 //! (the hypervisor console, which tags them with the VM name).
 
-use super::{AccessError, MmioDevice};
+use super::{AccessError, Accessor, MmioDevice};
 use crate::exit::AccessWidth;
 use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
@@ -120,7 +120,7 @@ impl<S: LineSink> VirtualPl011<S> {
 }
 
 impl<S: LineSink> MmioDevice for VirtualPl011<S> {
-    fn read(&self, offset: u64, width: AccessWidth) -> Result<u64, AccessError> {
+    fn read(&self, _: Accessor, offset: u64, width: AccessWidth) -> Result<u64, AccessError> {
         if width == AccessWidth::Double {
             return Err(AccessError::Invalid);
         }
@@ -140,7 +140,13 @@ impl<S: LineSink> MmioDevice for VirtualPl011<S> {
         Ok(value)
     }
 
-    fn write(&self, offset: u64, width: AccessWidth, value: u64) -> Result<(), AccessError> {
+    fn write(
+        &self,
+        _: Accessor,
+        offset: u64,
+        width: AccessWidth,
+        value: u64,
+    ) -> Result<(), AccessError> {
         if width == AccessWidth::Double {
             return Err(AccessError::Invalid);
         }
@@ -172,6 +178,8 @@ mod tests {
         }
     }
 
+    const V0: Accessor = Accessor { vcpu: 0 };
+
     fn uart() -> (VirtualPl011<&'static Lines>, &'static Lines) {
         let lines: &'static Lines = Box::leak(Box::default());
         (VirtualPl011::new(lines), lines)
@@ -181,12 +189,12 @@ mod tests {
     fn polled_transmit_makes_lines() {
         let (u, lines) = uart();
         assert_eq!(
-            u.read(reg::FR, AccessWidth::Word).unwrap() & (1 << 5),
+            u.read(V0, reg::FR, AccessWidth::Word).unwrap() & (1 << 5),
             0,
             "TXFF clear"
         );
         for b in b"hello\r\nworld\n" {
-            u.write(reg::DR, AccessWidth::Byte, *b as u64).unwrap();
+            u.write(V0, reg::DR, AccessWidth::Byte, *b as u64).unwrap();
         }
         assert_eq!(
             *lines.0.lock().unwrap(),
@@ -198,7 +206,8 @@ mod tests {
     fn long_line_is_split_and_flush_emits_rest() {
         let (u, lines) = uart();
         for _ in 0..LINE_MAX + 3 {
-            u.write(reg::DR, AccessWidth::Word, b'x' as u64).unwrap();
+            u.write(V0, reg::DR, AccessWidth::Word, b'x' as u64)
+                .unwrap();
         }
         u.flush();
         let l = lines.0.lock().unwrap();
@@ -210,24 +219,27 @@ mod tests {
     #[test]
     fn control_registers_hold_values() {
         let (u, _) = uart();
-        assert_eq!(u.read(reg::CR, AccessWidth::Word), Ok(CR_RESET as u64));
-        u.write(reg::IMSC, AccessWidth::Word, 0x30).unwrap();
-        assert_eq!(u.read(reg::IMSC, AccessWidth::Word), Ok(0x30));
-        assert_eq!(u.read(reg::MIS, AccessWidth::Word), Ok(0x20));
-        assert_eq!(u.read(reg::PERIPH_ID0, AccessWidth::Word), Ok(0x11));
-        assert_eq!(u.read(reg::CELL_ID3, AccessWidth::Word), Ok(0xb1));
+        assert_eq!(u.read(V0, reg::CR, AccessWidth::Word), Ok(CR_RESET as u64));
+        u.write(V0, reg::IMSC, AccessWidth::Word, 0x30).unwrap();
+        assert_eq!(u.read(V0, reg::IMSC, AccessWidth::Word), Ok(0x30));
+        assert_eq!(u.read(V0, reg::MIS, AccessWidth::Word), Ok(0x20));
+        assert_eq!(u.read(V0, reg::PERIPH_ID0, AccessWidth::Word), Ok(0x11));
+        assert_eq!(u.read(V0, reg::CELL_ID3, AccessWidth::Word), Ok(0xb1));
     }
 
     #[test]
     fn bad_offsets_and_widths_are_refused() {
         let (u, _) = uart();
-        assert_eq!(u.read(0x800, AccessWidth::Word), Err(AccessError::Invalid));
         assert_eq!(
-            u.write(0x800, AccessWidth::Word, 1),
+            u.read(V0, 0x800, AccessWidth::Word),
             Err(AccessError::Invalid)
         );
         assert_eq!(
-            u.read(reg::FR, AccessWidth::Double),
+            u.write(V0, 0x800, AccessWidth::Word, 1),
+            Err(AccessError::Invalid)
+        );
+        assert_eq!(
+            u.read(V0, reg::FR, AccessWidth::Double),
             Err(AccessError::Invalid)
         );
     }

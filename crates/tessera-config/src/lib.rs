@@ -17,6 +17,13 @@ pub use x86::{Arch, EmuPort, EmuPortKind, PortRange};
 pub const MAX_CPUS: usize = 8;
 /// Largest number of VMs in one system config.
 pub const MAX_VMS: usize = 8;
+/// Physical addresses below this are reachable through the hypervisor's
+/// EL2 identity map (`src/arch/aarch64/mmu.rs`: the low 4 GiB in 2 MiB
+/// blocks); board RAM, devices and the GIC must lie below it.
+pub const EL2_MAP_LIMIT: u64 = 4 << 30;
+/// Granule of the EL2 map: a RAM bank must start and end on it, so no block
+/// is both RAM (normal memory) and device.
+pub const EL2_BLOCK: u64 = 2 << 20;
 
 /// A physical address range `[base, base + size)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +74,13 @@ pub struct BoardDevice {
     pub mmio: MemRange,
     /// Interrupt IDs (GIC INTIDs) the device raises.
     pub irqs: &'static [u32],
+    /// Whether the device is a DMA master (reads and writes memory by
+    /// itself). Without an IOMMU such a device may only be given to a VM
+    /// whose RAM is identity-mapped (gpa == hpa).
+    pub dma: bool,
+    /// Device-tree `compatible` strings (empty: not described in guest
+    /// device trees).
+    pub compatible: &'static [&'static str],
 }
 
 /// Static description of one board: what the hardware is, not how it is split.
@@ -133,6 +147,9 @@ pub struct EmuDevice {
     pub gpa: u64,
     /// Size of the trapped window.
     pub size: u64,
+    /// GIC INTID of the device's (virtual) interrupt, if it has one; the
+    /// PL011 of QEMU virt is INTID 33.
+    pub irq: Option<u32>,
 }
 
 /// A board device given to a VM.
@@ -164,6 +181,46 @@ pub enum UnhandledPolicy {
     RestartVm,
 }
 
+/// A blob the hypervisor copies into a VM's RAM at every (re)start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestImage {
+    /// What it is: `"kernel"`, `"initramfs"` or `"dtb"`.
+    pub name: &'static str,
+    /// Guest-physical address of its first byte (inside one RAM region,
+    /// checked at build time).
+    pub gpa: u64,
+    /// The pristine bytes, embedded in the hypervisor image. Two VMs using
+    /// the same file share one copy.
+    pub data: &'static [u8],
+    /// SHA-256 of `data`, computed at build time.
+    pub sha256: [u8; 32],
+}
+
+/// What a VM runs, which decides its boot contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestKind {
+    /// A raw image entered at its configured entry point with x0 = 0.
+    BareMetal,
+    /// An arm64 Linux `Image`: entered at its load address with x0 = the
+    /// device tree's address (Documentation/arch/arm64/booting.rst).
+    Linux,
+}
+
+/// Where a VM's virtual GICv3 appears in its guest-physical space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VgicLayout {
+    /// Distributor base (a 64 KiB frame).
+    pub gicd_gpa: u64,
+    /// Redistributor region base: one 128 KiB (`0x20000`) pair of frames
+    /// per vCPU, vCPU `i` at `gicr_gpa + i * 0x20000`.
+    pub gicr_gpa: u64,
+}
+
+/// Size of a GICv3 distributor frame.
+pub const GICD_SIZE: u64 = 0x1_0000;
+/// Size of one GICv3 redistributor (RD_base + SGI_base frames).
+pub const GICR_STRIDE: u64 = 0x2_0000;
+
 /// One VM of the system config.
 #[derive(Debug, Clone, Copy)]
 pub struct VmConfig {
@@ -175,12 +232,18 @@ pub struct VmConfig {
     pub phys_cpu_ids: &'static [usize],
     /// Guest-physical memory backed by host RAM.
     pub memory_regions: &'static [MemoryRegion],
-    /// The guest image, embedded in the hypervisor at build time.
-    pub image: &'static [u8],
-    /// Guest-physical address the image is copied to.
-    pub kernel_load_addr: u64,
+    /// What the VM runs.
+    pub kind: GuestKind,
+    /// Images copied into the VM's RAM (after it is zeroed) at every
+    /// (re)start, in this order.
+    pub images: &'static [GuestImage],
     /// Guest-physical address vCPU 0 starts at.
     pub entry_point: u64,
+    /// x0 of vCPU 0 at entry: the device tree's guest-physical address for
+    /// Linux, 0 for bare metal.
+    pub boot_arg: u64,
+    /// Where the VM's virtual GIC is.
+    pub vgic: VgicLayout,
     /// Emulated devices.
     pub emu_devices: &'static [EmuDevice],
     /// Passthrough devices.

@@ -11,9 +11,11 @@
 
 use core::arch::asm;
 
+mod latency;
+
 use tessera_guest::console::{PL011_BASE, UARTFR, UARTIMSC};
 use tessera_guest::exception::guarded;
-use tessera_guest::{cpu, hypercall, println, psci};
+use tessera_guest::{cpu, gic, hypercall, println, psci};
 
 tessera_guest::entry!(main);
 
@@ -40,14 +42,16 @@ enum Op {
     MmioRead,
     MmioWrite,
     SysregRead,
+    GicdTyperRead,
 }
 
 impl Op {
-    const ALL: [Op; 4] = [
+    const ALL: [Op; 5] = [
         Op::NullHypercall,
         Op::MmioRead,
         Op::MmioWrite,
         Op::SysregRead,
+        Op::GicdTyperRead,
     ];
 
     fn name(self) -> &'static str {
@@ -56,6 +60,7 @@ impl Op {
             Op::MmioRead => "mmio-read",
             Op::MmioWrite => "mmio-write",
             Op::SysregRead => "sysreg-read",
+            Op::GicdTyperRead => "gicd-typer-read",
         }
     }
 }
@@ -148,6 +153,16 @@ fn time_loop(clock: Clock, op: Op, baseline: bool, n: u64) -> u64 {
                 "subs {n}, {n}, #1",
                 "b.ne 1b",
                 a = in(reg) (PL011_BASE + UARTIMSC) as u64,
+                n = inout(reg) n => _,
+                options(nostack),
+            ),
+            (Op::GicdTyperRead, false) => asm!(
+                "1:",
+                "ldr {v:w}, [{a}]",
+                "subs {n}, {n}, #1",
+                "b.ne 1b",
+                a = in(reg) gic::GICD_BASE + gic::gicd::TYPER,
+                v = out(reg) _,
                 n = inout(reg) n => _,
                 options(nostack),
             ),
@@ -250,6 +265,18 @@ fn main() -> ! {
         let t_nop = time_loop(clock, op, true, N);
         println!("BENCH {} {} {}", op.name(), Net::new(t_op, t_nop, N), unit);
         println!("BENCH-RAW {} op={} nop={} n={}", op.name(), t_op, t_nop, N);
+    }
+    println!(
+        "BENCH vtimer-latency {} instructions/interrupt (spinning)",
+        latency::vtimer(false)
+    );
+    println!(
+        "BENCH vtimer-latency-wfi {} instructions/interrupt (idle in WFI)",
+        latency::vtimer(true)
+    );
+    match latency::sgi() {
+        Some(n) => println!("BENCH sgi-latency {} instructions/interrupt", n),
+        None => println!("BENCH-SKIP sgi-latency needs a second vCPU"),
     }
     println!("BENCH-DONE");
     psci::system_off()

@@ -119,6 +119,17 @@ __tessera_vector_common:
 
 /// Vector index of a synchronous exception from the current EL using SP_ELx.
 const VECTOR_CUR_SPX_SYNC: u64 = 4;
+/// Vector index of an IRQ at the current EL using SP_ELx.
+const VECTOR_CUR_SPX_IRQ: u64 = 5;
+
+/// Handler for IRQs (0 = none: an IRQ is unexpected), as a `fn()` address.
+static IRQ_HANDLER: AtomicU64 = AtomicU64::new(0);
+
+/// Installs `handler` for IRQs taken at EL1 (all vCPUs share it).
+pub fn set_irq_handler(handler: fn()) {
+    IRQ_HANDLER.store(handler as usize as u64, Ordering::Relaxed);
+    cpu::dmb();
+}
 
 const VECTOR_NAMES: [&str; 16] = [
     "cur-sp0-sync",
@@ -240,6 +251,15 @@ fn read_esr_far() -> (u64, u64) {
 
 /// Rust side of every vector.
 extern "C" fn handle_exception(index: u64, frame: &mut TrapFrame) {
+    if index == VECTOR_CUR_SPX_IRQ {
+        let raw = IRQ_HANDLER.load(Ordering::Relaxed);
+        if raw != 0 {
+            // SAFETY: stored from a `fn()` by `set_irq_handler`.
+            let handler: fn() = unsafe { core::mem::transmute::<usize, fn()>(raw as usize) };
+            handler();
+            return;
+        }
+    }
     let (esr, far) = read_esr_far();
     let cpu = cpu::cpu_id();
     if index == VECTOR_CUR_SPX_SYNC && cpu < MAX_CPUS {

@@ -16,6 +16,7 @@ pub mod boot;
 pub mod console;
 pub mod cpu;
 pub mod exception;
+pub mod gic;
 pub mod hypercall;
 pub mod psci;
 pub mod smccc;

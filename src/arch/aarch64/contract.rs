@@ -5,6 +5,7 @@
 use super::interface;
 use super::stage2::Stage2;
 use crate::arch::{Arch, GuestMemory};
+use crate::devices::vgic::{Vgic, VgicHw};
 use crate::devices::SysRegBus;
 use crate::mm::table::{MapError, MemKind, TableAllocator};
 
@@ -44,8 +45,17 @@ impl Arch for Aarch64 {
     fn drain_kicks() {
         interface::drain_kicks()
     }
-    fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> ! {
-        interface::enter_vcpu(stack_top, entry, arg)
+    fn enter_vcpu(stack_top: u64, entry: u64, arg: u64, cntvoff: u64) -> ! {
+        interface::enter_vcpu(stack_top, entry, arg, cntvoff)
+    }
+    fn counter_now() -> u64 {
+        interface::counter_now()
+    }
+    fn vgic_backend() -> &'static dyn VgicHw {
+        interface::vgic_backend()
+    }
+    fn add_vgic_sysreg_devices(bus: &mut SysRegBus, vgic: &'static Vgic) {
+        interface::add_vgic_sysreg_devices(bus, vgic)
     }
     fn make_coherent_for_guest(hpa: u64, size: u64) {
         interface::make_coherent_for_guest(hpa, size)

@@ -5,8 +5,6 @@ use super::vectors;
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 
-/// HCR_EL2.TWI: trap WFI (bit 13; not named by aarch64-cpu 10).
-const HCR_TWI: u64 = 1 << 13;
 /// CPTR_EL2 without any trap, RES1 bits set (non-VHE layout): FP/SIMD stays
 /// the guest's, since the hypervisor is built without it.
 const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
@@ -81,8 +79,7 @@ pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize) {
         + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
         + HCR_EL2::TID3::SET
         + HCR_EL2::RW::EL1IsAarch64)
-        .value
-        | HCR_TWI;
+        .value;
     HCR_EL2.set(hcr);
     let vmpidr = MPIDR_RES1 | vcpu_id as u64;
     // SAFETY: the virtual MIDR/MPIDR only change what EL1 reads.
@@ -91,7 +88,6 @@ pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize) {
     };
     CNTHCTL_EL2
         .set((CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET).value | CNTHCTL_EVENT_STREAM);
-    CNTVOFF_EL2.set(0);
     // MDCR_EL2.HPMN = PMCR_EL0.N: the guest sees every event counter; the
     // PMU is not trapped (the benchmark guest reads PMCCNTR_EL0).
     let pmcr: u64;
@@ -103,6 +99,11 @@ pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize) {
     barrier::isb(barrier::SY);
     // SAFETY: TLB maintenance for this VMID (now current in VTTBR_EL2).
     unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb") };
+}
+
+/// Sets the guest's virtual counter offset (CNTVOFF_EL2).
+pub fn set_counter_offset(offset: u64) {
+    CNTVOFF_EL2.set(offset);
 }
 
 /// Starts the vCPU on this core at `entry` (guest-physical, EL1h, MMU off)
@@ -124,21 +125,6 @@ pub fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> ! {
 /// Waits for an interrupt (idle cores, parked vCPUs).
 pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
-}
-
-/// Waits for an event or the event stream's next tick (polling loops).
-pub fn wait_for_event() {
-    aarch64_cpu::asm::wfe();
-}
-
-/// Whether the guest's virtual timer condition is met, or the timer is off
-/// (in which case a guest WFI has nothing to wait for that we can see).
-pub fn vtimer_expired_or_off() -> bool {
-    let ctl = CNTV_CTL_EL0.get();
-    if ctl & 1 == 0 {
-        return true;
-    }
-    CNTVCT_EL0.get() >= CNTV_CVAL_EL0.get()
 }
 
 /// Halts this core for good (after a panic, or on a core with nothing to do).

@@ -1,9 +1,11 @@
-//! The little of the physical GICv3 the hypervisor itself needs now: enable
-//! the distributor and this core's redistributor and CPU interface, send
-//! and receive the SGI used to kick a core out of its guest (to stop or
-//! reset a VM). The virtual GIC for guests builds on this.
+//! The physical GICv3 as the hypervisor drives it: distributor, this core's
+//! redistributor and CPU interface (EOImode 1: priority drop and
+//! deactivation are separate, so a forwarded interrupt stays active until
+//! the guest deactivates it), the kick SGI, and the per-SPI controls the
+//! virtual GIC forwards passthrough interrupts with.
 
 use aarch64_cpu::asm::barrier;
+use core::sync::atomic::{AtomicU64, Ordering};
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite};
 use tock_registers::{register_bitfields, register_structs};
@@ -29,8 +31,21 @@ register_bitfields! {u64,
 
 register_structs! {
     GicdRegs {
-        (0x000 => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
-        (0x004 => _reserved),
+        (0x0000 => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
+        (0x0004 => _reserved0),
+        (0x0080 => igroupr: [ReadWrite<u32>; 32]),
+        (0x0100 => isenabler: [ReadWrite<u32>; 32]),
+        (0x0180 => icenabler: [ReadWrite<u32>; 32]),
+        (0x0200 => _ispendr),
+        (0x0280 => icpendr: [ReadWrite<u32>; 32]),
+        (0x0300 => _isactiver),
+        (0x0380 => icactiver: [ReadWrite<u32>; 32]),
+        (0x0400 => ipriorityr: [ReadWrite<u8>; 1024]),
+        (0x0800 => _reserved1),
+        (0x0c00 => icfgr: [ReadWrite<u32>; 64]),
+        (0x0d00 => _reserved2),
+        (0x6000 => irouter: [ReadWrite<u64>; 1024]),
+        (0x8000 => _reserved3),
         (0x10000 => @END),
     },
     GicrRdRegs {
@@ -48,8 +63,10 @@ register_structs! {
         (0x084 => _reserved1),
         (0x100 => isenabler0: ReadWrite<u32>),
         (0x104 => _reserved2),
+        (0x380 => icactiver0: ReadWrite<u32>),
+        (0x384 => _reserved3),
         (0x400 => ipriorityr: [ReadWrite<u32>; 8]),
-        (0x420 => _reserved3),
+        (0x420 => _reserved4),
         (0x10000 => @END),
     }
 }
@@ -58,6 +75,15 @@ register_structs! {
 const GICR_STRIDE: u64 = 0x20000;
 /// The SGI that kicks a core out of its guest.
 pub const KICK_SGI: u32 = 0;
+/// The virtual interface's maintenance interrupt (PPI).
+pub const MAINTENANCE_PPI: u32 = 25;
+/// Priority of every physical interrupt the hypervisor takes.
+const PRIORITY: u8 = 0xa0;
+/// Private interrupts each core enables: the kick, the maintenance
+/// interrupt, and the EL1 timers it forwards to its vCPU.
+const PRIVATE_ENABLED: u32 = 1 << KICK_SGI | 1 << MAINTENANCE_PPI | FORWARDED_PPIS;
+/// The PPIs forwarded to the core's vCPU.
+const FORWARDED_PPIS: u32 = crate::devices::vgic::OWNED_PPIS;
 /// INTIDs at and above this are special (1020-1023: spurious and friends).
 const SPECIAL_INTID: u32 = 1020;
 
@@ -69,6 +95,23 @@ pub fn init_distributor(gicd_base: u64) {
     gicd.ctlr
         .write(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1::SET);
     while gicd.ctlr.is_set(GICD_CTLR::RWP) {}
+}
+
+/// SGI_base frame of each core's redistributor (index: board CPU).
+static SGI_FRAMES: [AtomicU64; crate::config::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::config::MAX_CPUS];
+
+/// Deactivates this core's forwarded timer PPIs (a vCPU (re)starts: what
+/// its previous run left active must not stay stuck).
+pub fn deactivate_forwarded_ppis() {
+    let frame = SGI_FRAMES
+        .get(super::interface::this_cpu())
+        .map_or(0, |f| f.load(Ordering::Relaxed));
+    if frame != 0 {
+        // SAFETY: this core's SGI frame, recorded by `init_this_cpu`.
+        let sgi = unsafe { &*(frame as *const GicrSgiRegs) };
+        sgi.icactiver0.set(FORWARDED_PPIS);
+    }
 }
 
 fn my_redistributor(gicr_base: u64, mpidr: u64) -> Option<u64> {
@@ -102,11 +145,20 @@ pub fn init_this_cpu(gicr_base: u64, mpidr: u64) -> bool {
             &*((frame + 0x10000) as *const GicrSgiRegs),
         )
     };
+    if let Some(slot) = SGI_FRAMES.get(super::interface::this_cpu()) {
+        slot.store(frame + 0x10000, Ordering::Relaxed);
+    }
     rd.waker.modify(GICR_WAKER::PROCESSOR_SLEEP::CLEAR);
     while rd.waker.is_set(GICR_WAKER::CHILDREN_ASLEEP) {}
     sgi.igroupr0.set(u32::MAX);
-    sgi.ipriorityr[0].set(0xa0a0_a0a0);
-    sgi.isenabler0.set(1 << KICK_SGI);
+    let prio4 = u32::from_ne_bytes([PRIORITY; 4]);
+    for p in &sgi.ipriorityr {
+        p.set(prio4);
+    }
+    // A forwarded timer left active by a previous run of this core's vCPU
+    // must not stay stuck.
+    sgi.icactiver0.set(PRIVATE_ENABLED);
+    sgi.isenabler0.set(PRIVATE_ENABLED);
     // SAFETY: CPU-interface system registers of this core; SRE first so the
     // others are reachable as system registers.
     unsafe {
@@ -118,6 +170,8 @@ pub fn init_this_cpu(gicr_base: u64, mpidr: u64) -> bool {
             "isb",
             "mov {t}, #0xff",
             "msr icc_pmr_el1, {t}",
+            "mov {t}, #2", // EOImode 1: EOIR drops priority, DIR deactivates
+            "msr icc_ctlr_el1, {t}",
             "mov {t}, #1",
             "msr icc_igrpen1_el1, {t}",
             "isb",
@@ -150,8 +204,87 @@ pub fn acknowledge() -> Option<u32> {
     (intid < SPECIAL_INTID).then_some(intid)
 }
 
+/// Drops the running priority of an acknowledged interrupt; it stays
+/// active until [`deactivate`] (or, forwarded, the guest's deactivation).
+#[inline(always)]
+pub fn drop_priority(intid: u32) {
+    // SAFETY: EOI of an interrupt this core acknowledged.
+    unsafe { core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) intid as u64) };
+}
+
+/// Deactivates an interrupt whose priority was dropped.
+#[inline(always)]
+pub fn deactivate(intid: u32) {
+    // SAFETY: deactivation of an interrupt this core acknowledged.
+    unsafe { core::arch::asm!("msr icc_dir_el1, {}", in(reg) intid as u64) };
+}
+
 /// Ends (drops priority and deactivates) an acknowledged interrupt.
 pub fn end_of_interrupt(intid: u32) {
-    // SAFETY: EOI of an interrupt this core acknowledged.
-    unsafe { core::arch::asm!("msr icc_eoir1_el1, {}", "isb", in(reg) intid as u64) };
+    drop_priority(intid);
+    deactivate(intid);
+}
+
+/// The physical distributor (after [`init_distributor`]).
+fn gicd() -> &'static GicdRegs {
+    // SAFETY: the board's distributor, mapped as device memory at EL2 for
+    // the hypervisor's whole life; its registers are per-SPI bits written
+    // with set/clear semantics or owned by one VM.
+    unsafe { &*(crate::config::SYSTEM.board.gic.gicd_base as *const GicdRegs) }
+}
+
+fn spi_word_bit(intid: u32) -> Option<(usize, u32)> {
+    (32..1020)
+        .contains(&intid)
+        .then_some(((intid / 32) as usize, 1 << (intid % 32)))
+}
+
+/// Enables or disables SPI `intid`.
+pub fn set_spi_enabled(intid: u32, enabled: bool) {
+    if let Some((w, bit)) = spi_word_bit(intid) {
+        let regs = if enabled {
+            &gicd().isenabler
+        } else {
+            &gicd().icenabler
+        };
+        regs[w].set(bit);
+    }
+}
+
+/// Routes SPI `intid` to the core with affinity `mpidr`.
+pub fn route_spi(intid: u32, mpidr: u64) {
+    if spi_word_bit(intid).is_some() {
+        let aff = (mpidr & 0xff_ffff) | (mpidr >> 32 & 0xff) << 32;
+        gicd().irouter[intid as usize].set(aff);
+    }
+}
+
+/// Serialises read-modify-write of GICD_IGROUPR and GICD_ICFGR words, which
+/// hold SPIs that may belong to different VMs.
+static RMW_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Makes SPI `intid` edge- or level-triggered.
+pub fn set_spi_edge(intid: u32, edge: bool) {
+    if spi_word_bit(intid).is_none() {
+        return;
+    }
+    let d = gicd();
+    let (w, bit) = ((intid / 16) as usize, 2 << (2 * (intid % 16)));
+    let _guard = RMW_LOCK.lock();
+    let old = d.icfgr[w].get();
+    d.icfgr[w].set(if edge { old | bit } else { old & !bit });
+}
+
+/// Puts SPI `intid` in the state a VM finds it in at (re)start: group 1 at
+/// the hypervisor's priority, disabled, neither pending nor active.
+pub fn quiesce_spi(intid: u32) {
+    if let Some((w, bit)) = spi_word_bit(intid) {
+        let d = gicd();
+        d.icenabler[w].set(bit);
+        d.icpendr[w].set(bit);
+        d.icactiver[w].set(bit);
+        d.ipriorityr[intid as usize].set(PRIORITY);
+        let _guard = RMW_LOCK.lock();
+        d.igroupr[w].set(d.igroupr[w].get() | bit);
+    }
 }

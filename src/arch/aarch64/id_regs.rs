@@ -3,7 +3,7 @@
 //! by [`sysreg::virtual_id_value`] so a VM sees only what it may use.
 
 use super::sysreg;
-use crate::devices::{AccessError, SysRegBus, SysRegDevice};
+use crate::devices::{AccessError, Accessor, SysRegBus, SysRegDevice};
 use alloc::boxed::Box;
 
 /// The feature-ID registers. Read-only: writes are refused.
@@ -24,14 +24,14 @@ macro_rules! read_id_reg {
 }
 
 impl SysRegDevice for IdRegisters {
-    fn read(&self, sysreg: u32) -> Result<u64, AccessError> {
+    fn read(&self, _: Accessor, sysreg: u32) -> Result<u64, AccessError> {
         let hw = read_id_reg!(sysreg;
             1: [0, 1, 2, 3, 4, 5, 6, 7], 2: [0, 1, 2, 3, 4, 5, 6, 7], 3: [0, 1, 2, 3, 4, 5, 6, 7],
             4: [0, 1, 2, 3, 4, 5, 6, 7], 5: [0, 1, 2, 3, 4, 5, 6, 7], 6: [0, 1, 2, 3, 4, 5, 6, 7],
             7: [0, 1, 2, 3, 4, 5, 6, 7]);
         Ok(sysreg::virtual_id_value(sysreg, hw))
     }
-    fn write(&self, _: u32, _: u64) -> Result<(), AccessError> {
+    fn write(&self, _: Accessor, _: u32, _: u64) -> Result<(), AccessError> {
         Err(AccessError::Invalid)
     }
 }

@@ -1,9 +1,13 @@
 //! What the arch-neutral core calls on this back-end (see `arch/mod.rs` for
 //! the list every back-end provides).
 
-use super::{cache, cpu, gicv3, psci, semihosting};
+use super::{cache, cpu, gicv3, psci, semihosting, sysreg, vgic_hw};
 use crate::config::SYSTEM;
+use crate::devices::vgic::gicv3::SgiRegisters;
+use crate::devices::vgic::{Vgic, VgicHw};
 use crate::devices::SysRegBus;
+use aarch64_cpu::registers::{Readable, CNTPCT_EL0};
+use alloc::boxed::Box;
 
 pub use super::stage2::{
     MapError, MemKind, Stage2 as GuestPageTable, Table, TableAllocator, ENTRIES as TABLE_ENTRIES,
@@ -43,9 +47,33 @@ pub fn drain_kicks() {
 }
 
 /// Starts this core's vCPU at guest-physical `entry` with first argument
-/// `arg`, resetting the hypervisor stack to `stack_top`.
-pub fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> ! {
+/// `arg` and virtual counter offset `cntvoff`, resetting the hypervisor
+/// stack to `stack_top` and the vCPU's interrupt interface.
+pub fn enter_vcpu(stack_top: u64, entry: u64, arg: u64, cntvoff: u64) -> ! {
+    vgic_hw::reset_cpu_interface();
+    cpu::set_counter_offset(cntvoff);
     cpu::enter_vcpu(stack_top, entry, arg)
+}
+
+/// The system counter now (what a VM's virtual counter offset is taken
+/// from).
+pub fn counter_now() -> u64 {
+    CNTPCT_EL0.get()
+}
+
+/// The hardware side every VM's virtual GIC uses.
+pub fn vgic_backend() -> &'static dyn VgicHw {
+    &vgic_hw::PHYSICAL_GIC
+}
+
+/// Adds the trapped SGI generation registers of `vgic` (ICC_SGI1R_EL1,
+/// ICC_ASGI1R_EL1, ICC_SGI0R_EL1: contiguous encodings).
+pub fn add_vgic_sysreg_devices(bus: &mut SysRegBus, vgic: &'static Vgic) {
+    bus.add(
+        sysreg::ICC_SGI1R_EL1,
+        sysreg::ICC_SGI0R_EL1,
+        Box::new(SgiRegisters::new(vgic, sysreg::ICC_SGI1R_EL1)),
+    );
 }
 
 /// Makes `[hpa, hpa + size)` as written by the hypervisor visible to a

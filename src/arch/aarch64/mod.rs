@@ -23,6 +23,7 @@ bare_metal! {
     pub mod gicv3;
     pub mod id_regs;
     pub mod inject;
+    mod irq;
     pub mod interface;
     pub mod mmu;
     pub mod psci;
@@ -30,4 +31,5 @@ bare_metal! {
     mod start;
     pub mod trap;
     mod vectors;
+    pub mod vgic_hw;
 }

@@ -1,7 +1,7 @@
 //! Bring-up: the boot core sets up the machine and the VMs, then starts the
 //! other cores with PSCI; every core then runs its vCPU or idles.
 
-use super::{boot, cpu, gicv3, mmu, psci};
+use super::{boot, cpu, gicv3, mmu, psci, vgic_hw};
 use crate::config::SYSTEM;
 use crate::vcpu::CpuLocal;
 use crate::{mm, println, vm};
@@ -74,6 +74,7 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     mmu::build(SYSTEM.board.memory);
     mmu::enable();
     cpu::init_el2();
+    cpu::set_local(core::ptr::null());
     crate::console::init();
     println!(
         "Tessera {} on {} ({} CPUs, {} VMs)",
@@ -98,6 +99,7 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     if !gicv3::init_this_cpu(SYSTEM.board.gic.gicr_or_gicc_base, cpu::mpidr()) {
         boot_error!("no GIC redistributor for the boot CPU");
     }
+    vgic_hw::init_this_cpu();
     if let Err(e) = vm::create_all() {
         boot_error!("creating VMs: {}", e);
     }
@@ -129,9 +131,11 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
 extern "C" fn tessera_secondary_main(cpu_index: usize) -> ! {
     mmu::enable();
     cpu::init_el2();
+    cpu::set_local(core::ptr::null());
     if !gicv3::init_this_cpu(SYSTEM.board.gic.gicr_or_gicc_base, cpu::mpidr()) {
         boot_error!("no GIC redistributor for CPU {}", cpu_index);
     }
+    vgic_hw::init_this_cpu();
     run_this_cpu(cpu_index, stack_top(cpu_index))
 }
 

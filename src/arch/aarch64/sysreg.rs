@@ -17,6 +17,11 @@ pub const fn decode(sysreg: u32) -> (u32, u32, u32, u32, u32) {
     )
 }
 
+/// ICC_SGI1R_EL1: generate group 1 SGIs (trapped under HCR_EL2.IMO).
+pub const ICC_SGI1R_EL1: u32 = encode(3, 0, 12, 11, 5);
+/// ICC_SGI0R_EL1: generate group 0 SGIs (the last of the three).
+pub const ICC_SGI0R_EL1: u32 = encode(3, 0, 12, 11, 7);
+
 /// ID_AA64PFR0_EL1: processor feature register 0.
 pub const ID_AA64PFR0_EL1: u32 = encode(3, 0, 0, 4, 0);
 
@@ -27,11 +32,10 @@ pub const ID_GROUP3_FIRST: u32 = encode(3, 0, 0, 1, 0);
 pub const ID_GROUP3_LAST: u32 = encode(3, 0, 0, 7, 7);
 
 /// ID_AA64PFR0_EL1 fields a VM does not get, cleared from the value it reads:
-/// SVE [35:32] (its state is not context-managed), GIC [27:24] (no system-
-/// register GIC interface is presented until the virtual GIC exists),
+/// SVE [35:32] (its state is not context-managed),
 /// AMU [47:44] and MPAM [43:40] (not virtualized), RAS [31:28] (error records
 /// are the hypervisor's).
-pub const ID_AA64PFR0_HIDDEN: u64 = 0xf << 32 | 0xf << 24 | 0xf << 44 | 0xf << 40 | 0xf << 28;
+pub const ID_AA64PFR0_HIDDEN: u64 = 0xf << 32 | 0xf << 44 | 0xf << 40 | 0xf << 28;
 
 /// The value a VM reads for a feature-ID register, given the hardware value.
 pub const fn virtual_id_value(sysreg: u32, hw: u64) -> u64 {

@@ -103,12 +103,7 @@ fn other_sync(regs: &mut GuestRegs, esr: u64) {
             serve_call(local, regs);
             Outcome::Advance
         }
-        Exit::Halt => {
-            local.vcpu.count(ExitKind::Halt);
-            halt(local);
-            Outcome::Advance
-        }
-        Exit::WaitEvent => {
+        Exit::Halt | Exit::WaitEvent => {
             local.vcpu.count(ExitKind::Halt);
             Outcome::Advance
         }
@@ -198,10 +193,13 @@ fn emulate_decoded(local: &CpuLocal, regs: &mut GuestRegs, esr: u64, ipa: u64) -
             local
                 .vm
                 .mmio
-                .read(addr, op.width)
+                .read(local.accessor(), addr, op.width)
                 .map(|raw| regs.set_gpr(rt, op.load_result(raw)))
         } else {
-            local.vm.mmio.write(addr, op.width, regs.gpr(rt))
+            local
+                .vm
+                .mmio
+                .write(local.accessor(), addr, op.width, regs.gpr(rt))
         };
         if result.is_err() {
             return Outcome::Unhandled;
@@ -264,17 +262,6 @@ fn read_guest_instruction(va: u64) -> Option<u32> {
     Some(unsafe { core::ptr::read_volatile(pa as *const u32) })
 }
 
-/// Waits, on behalf of a guest WFI, until its virtual timer fires (or it
-/// has none), or its VM stops.
-fn halt(local: &CpuLocal) {
-    while !super::cpu::vtimer_expired_or_off() {
-        if !local.vm.is_running() {
-            vm::park(local.vm, local.vcpu, local.stack_top);
-        }
-        super::cpu::wait_for_event();
-    }
-}
-
 /// Serves an SMCCC call (HVC or trapped SMC): PSCI or Tessera hypercalls.
 #[inline(always)]
 fn serve_call(local: &CpuLocal, regs: &mut GuestRegs) {
@@ -319,6 +306,8 @@ fn serve_psci(local: &CpuLocal, fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
             | psci::SYSTEM_OFF
             | psci::SYSTEM_RESET
             | psci::FEATURES
+            | psci::CPU_SUSPEND_32
+            | psci::CPU_SUSPEND_64
             | psci::MIGRATE_INFO_TYPE => psci::SUCCESS,
             _ => psci::NOT_SUPPORTED,
         },
@@ -337,6 +326,13 @@ fn serve_psci(local: &CpuLocal, fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
             }
         }
         psci::CPU_OFF => vm::park(vm, local.vcpu, local.stack_top),
+        psci::CPU_SUSPEND_32 | psci::CPU_SUSPEND_64 => {
+            // Every state is entered as standby: the vCPU waits for its next
+            // interrupt and the call returns (PSCI lets a power-down request
+            // end in a shallower state).
+            super::vgic_hw::wait_for_interrupt(local);
+            psci::SUCCESS
+        }
         psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 => {
             if a2 != 0 {
                 return psci::INVALID_PARAMETERS;
@@ -361,18 +357,6 @@ fn serve_psci(local: &CpuLocal, fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
             vm::park(vm, local.vcpu, local.stack_top)
         }
         _ => psci::NOT_SUPPORTED,
-    }
-}
-
-/// Physical interrupt (or FIQ) while the guest ran: the only source now is
-/// the kick SGI, which asks this core to look at its VM's state.
-#[no_mangle]
-extern "C" fn tessera_guest_irq(_regs: &mut GuestRegs) {
-    let local = local();
-    local.vcpu.count(ExitKind::Irq);
-    super::interface::drain_kicks();
-    if !local.vm.is_running() {
-        vm::park(local.vm, local.vcpu, local.stack_top);
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::interface;
 use crate::arch::Arch;
+use crate::devices::vgic::{Vgic, VgicHw};
 use crate::devices::SysRegBus;
 
 /// The x86_64 VMX back-end.
@@ -23,8 +24,17 @@ impl Arch for X86_64 {
     fn drain_kicks() {
         interface::drain_kicks()
     }
-    fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> ! {
-        interface::enter_vcpu(stack_top, entry, arg)
+    fn enter_vcpu(stack_top: u64, entry: u64, arg: u64, cntvoff: u64) -> ! {
+        interface::enter_vcpu(stack_top, entry, arg, cntvoff)
+    }
+    fn counter_now() -> u64 {
+        interface::counter_now()
+    }
+    fn vgic_backend() -> &'static dyn VgicHw {
+        interface::vgic_backend()
+    }
+    fn add_vgic_sysreg_devices(bus: &mut SysRegBus, vgic: &'static Vgic) {
+        interface::add_vgic_sysreg_devices(bus, vgic)
     }
     fn make_coherent_for_guest(hpa: u64, size: u64) {
         interface::make_coherent_for_guest(hpa, size)

@@ -2,6 +2,7 @@
 //! the list every back-end provides).
 
 use super::cpu;
+use crate::devices::vgic::{Vgic, VgicHw};
 use crate::devices::SysRegBus;
 
 pub use super::ept::Ept as GuestPageTable;
@@ -27,9 +28,41 @@ pub fn wait_for_kick() {
 pub fn drain_kicks() {}
 
 /// Starts this core's vCPU at guest-physical `entry` with RDI = `arg`,
-/// resetting the hypervisor stack to `stack_top`.
-pub fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> ! {
+/// resetting the hypervisor stack to `stack_top`. x86 guests read the TSC
+/// unoffset for now (`cntvoff` is the Arm virtual counter's offset).
+pub fn enter_vcpu(stack_top: u64, entry: u64, arg: u64, _cntvoff: u64) -> ! {
     super::vmexit::enter(stack_top, entry, arg)
+}
+
+/// The time-stamp counter.
+pub fn counter_now() -> u64 {
+    // SAFETY: RDTSC only reads the counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// x86 VMs have no virtual GIC: the neutral VM code still builds one per
+/// VM (it is not reachable by an x86 guest: no MMIO window, no list
+/// registers), so its hardware side does nothing.
+pub fn vgic_backend() -> &'static dyn VgicHw {
+    &NoGic
+}
+
+/// No GIC system registers on x86.
+pub fn add_vgic_sysreg_devices(_bus: &mut SysRegBus, _vgic: &'static Vgic) {}
+
+/// The do-nothing GIC hardware side of x86 VMs.
+struct NoGic;
+
+impl VgicHw for NoGic {
+    fn is_this_cpu(&self, phys_cpu: usize) -> bool {
+        phys_cpu == cpu::index()
+    }
+    fn deliver_local(&self, _vgic: &Vgic, _vcpu: usize) {}
+    fn kick(&self, _phys_cpu: usize) {}
+    fn set_physical_enabled(&self, _intid: u32, _enabled: bool) {}
+    fn route_physical(&self, _intid: u32, _phys_cpu: usize) {}
+    fn set_physical_edge(&self, _intid: u32, _edge: bool) {}
+    fn quiesce_physical(&self, _intid: u32) {}
 }
 
 /// Nothing to do: x86 caches are coherent with instruction fetch and DMA.

@@ -6,22 +6,37 @@
 //! [`load`] is the thin file-reading layer on top.
 
 mod codegen;
+mod dtb;
+mod layout;
 mod model;
 mod parse;
+mod plan;
 mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_linux;
 #[cfg(test)]
 mod x86_tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::MemRange;
+
 pub use codegen::{board_layout_ld, hex, system_rs, HYPERVISOR_IMAGE_OFFSET};
-pub use model::{BoardSpec, DeviceSpec, PassthroughSpec, SystemSpec, VmSpec};
+pub use dtb::{generate as generate_dtb, Chosen};
+pub use layout::{
+    parse_image_header, place_linux, ImageHeader, KernelPageSize, LinuxPlacement, DTB_MAX,
+    IMAGE_HEADER_LEN,
+};
+pub use model::{
+    BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, PassthroughSpec, SystemSpec, Trigger, VmSpec,
+};
 pub use parse::{board_path_of, parse_board, parse_system};
-pub use validate::{validate_board, validate_system, ImageSize, IPA_LIMIT, MAX_NAME_LEN};
+pub use plan::{plan, Blob, Placed, Plan, Source, VmPlan, HEAP_MIN, HYP_CODE_RESERVE};
+pub use validate::{validate_board, validate_system, Files, IPA_LIMIT, MAX_NAME_LEN};
 
 /// The system config used when `TESSERA_CONFIG` is not set.
 pub const DEFAULT_CONFIG: &str = "configs/qemu-virt-demo.toml";
@@ -74,7 +89,7 @@ pub fn check_strs(
     system_src: &str,
     board_file: &str,
     board_src: &str,
-    image_size: ImageSize<'_>,
+    files: Files<'_>,
 ) -> Result<(SystemSpec, BoardSpec), Vec<ConfigError>> {
     let mut errors = Vec::new();
     let board = parse_board(board_file, board_src)
@@ -86,7 +101,7 @@ pub fn check_strs(
     if let Some(b) = &board {
         errors.extend(validate_board(board_file, b));
         if let Some(s) = &system {
-            errors.extend(validate_system(system_file, s, b, image_size));
+            errors.extend(validate_system(system_file, s, b, files));
         }
     }
     match (system, board) {
@@ -115,8 +130,8 @@ pub struct Config {
     pub system: SystemSpec,
     /// The parsed board file.
     pub board: BoardSpec,
-    /// Absolute image path of each VM, `None` when missing and allowed.
-    pub images: Vec<Option<PathBuf>>,
+    /// Each VM's images, entry and x0, and the blobs to embed.
+    pub plan: Plan,
     /// File stem of the system file (`qemu-virt-demo`).
     pub name: String,
 }
@@ -124,7 +139,22 @@ pub struct Config {
 impl Config {
     /// Text of `system_config.rs`; see [`system_rs`].
     pub fn system_rs(&self) -> String {
-        system_rs(&self.board, &self.system, &self.images, &self.sources())
+        system_rs(&self.board, &self.system, &self.plan, &self.sources())
+    }
+
+    /// The QEMU `-m` value this config needs (e.g. `1024M`): the board's RAM
+    /// from its lowest to its highest byte, since the hypervisor refuses to
+    /// boot on a machine that lacks any board RAM.
+    pub fn qemu_memory(&self) -> String {
+        let lo = self.board.memory.iter().map(|m| m.base).min().unwrap_or(0);
+        let hi = self
+            .board
+            .memory
+            .iter()
+            .map(MemRange::end)
+            .max()
+            .unwrap_or(0);
+        format!("{}M", (hi - lo).div_ceil(1 << 20))
     }
 
     /// Text of `board_layout.ld`; see [`board_layout_ld`].
@@ -192,64 +222,73 @@ pub fn load(config: &Path, repo_root: &Path, images: Images) -> Loaded {
     };
 
     let image_path = |rel: &str| normalize(&repo_root.join(rel));
-    let image_size = |rel: &str| -> Result<Option<u64>, String> {
+    let files = |rel: &str| -> Result<Option<Vec<u8>>, String> {
         let path = image_path(rel);
-        match (std::fs::metadata(&path), images) {
-            (Ok(m), _) => Ok(Some(m.len())),
+        match (std::fs::read(&path), images) {
+            (Ok(bytes), _) => Ok(Some(bytes)),
             (Err(_), Images::AllowMissing) => Ok(None),
             (Err(e), Images::Require) => Err(format!(
-                "cannot read image {rel:?} ({}): {e}; build the guest images first",
-                path.display()
+                "cannot read {rel:?} ({}): {e}; {}",
+                path.display(),
+                how_to_make(rel)
             )),
         }
     };
-    let checked = check_strs(
-        &system_file,
-        &system_src,
-        &board_file,
-        &board_src,
-        &image_size,
-    );
-    match checked {
+    inputs.extend(image_inputs(&system_src, repo_root));
+    let checked = check_strs(&system_file, &system_src, &board_file, &board_src, &files);
+    let (system, board) = match checked {
         Err(errors) => {
-            inputs.extend(image_inputs(&system_src, repo_root));
-            Loaded {
+            return Loaded {
                 inputs,
                 result: Err(errors),
             }
         }
-        Ok((system, board)) => {
-            let images: Vec<Option<PathBuf>> = system
-                .vms
-                .iter()
-                .map(|vm| Some(image_path(&vm.kernel_path)).filter(|p| p.is_file()))
-                .collect();
-            for vm in &system.vms {
-                let path = image_path(&vm.kernel_path);
-                if !inputs.contains(&path) {
-                    inputs.push(path);
-                }
-            }
-            let name = system_path
-                .file_stem()
-                .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-            Loaded {
+        Ok(pair) => pair,
+    };
+    let plan = match plan(
+        (&system_file, &board_file),
+        &system,
+        &board,
+        &files,
+        &image_path,
+    ) {
+        Ok(p) => p,
+        Err(errors) => {
+            return Loaded {
                 inputs,
-                result: Ok(Config {
-                    system_file,
-                    board_file,
-                    system,
-                    board,
-                    images,
-                    name,
-                }),
+                result: Err(errors),
             }
         }
+    };
+    let name = system_path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    Loaded {
+        inputs,
+        result: Ok(Config {
+            system_file,
+            board_file,
+            system,
+            board,
+            plan,
+            name,
+        }),
     }
 }
 
-/// Image paths of a system file that may not validate, best effort, so a
-/// failed build is re-run when an image appears.
+/// What to run to make a missing guest file.
+fn how_to_make(rel: &str) -> &'static str {
+    if rel.starts_with("build/linux/") {
+        "fetch the Linux kernel and initramfs first (scripts/fetch-linux.sh; make does it)"
+    } else if rel.starts_with("build/guests/") {
+        "build the guest images first (make guests)"
+    } else {
+        "give an existing file (paths are relative to the repository root)"
+    }
+}
+
+/// Guest file paths of a system file (which may not validate), best effort,
+/// each once, so a build is re-run when one changes or appears.
 fn image_inputs(system_src: &str, repo_root: &Path) -> Vec<PathBuf> {
     let Ok(root) = toml::from_str::<toml::Table>(system_src) else {
         return Vec::new();
@@ -257,10 +296,18 @@ fn image_inputs(system_src: &str, repo_root: &Path) -> Vec<PathBuf> {
     let Some(vms) = root.get("vm").and_then(toml::Value::as_array) else {
         return Vec::new();
     };
-    vms.iter()
-        .filter_map(|vm| vm.get("kernel")?.get("kernel_path")?.as_str())
-        .map(|p| repo_root.join(p))
-        .collect()
+    let mut out: Vec<PathBuf> = Vec::new();
+    for kernel in vms.iter().filter_map(|vm| vm.get("kernel")) {
+        for key in ["kernel_path", "initramfs_path", "dtb_path"] {
+            if let Some(p) = kernel.get(key).and_then(toml::Value::as_str) {
+                let path = normalize(&repo_root.join(p));
+                if !out.contains(&path) {
+                    out.push(path);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `path` relative to `root` when inside it, for short messages.

@@ -3,6 +3,7 @@
 
 use crate::{
     Arch, EmuDevice, EmuPort, GicDesc, MemRange, MemoryRegion, PortRange, UnhandledPolicy,
+    VgicLayout,
 };
 
 /// A parsed board file (`configs/boards/*.toml`).
@@ -38,6 +39,28 @@ pub struct DeviceSpec {
     pub mmio: MemRange,
     /// GIC INTIDs it raises.
     pub irqs: Vec<u32>,
+    /// `dma`: a DMA master.
+    pub dma: bool,
+    /// `dma_coherent`: its DMA is cache-coherent (device tree
+    /// `dma-coherent`).
+    pub dma_coherent: bool,
+    /// `compatible`: device-tree compatible strings; empty = not described
+    /// in generated device trees.
+    pub compatible: Vec<String>,
+    /// `dt_stride`: the window holds `size / dt_stride` identical devices,
+    /// one device-tree node each, node `i` raising `irqs[i]`.
+    pub dt_stride: Option<u64>,
+    /// `irq_trigger`: how its interrupts signal.
+    pub irq_trigger: Trigger,
+}
+
+/// Interrupt trigger of a board device (device-tree interrupt flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Level-sensitive, active high (the default; UARTs).
+    Level,
+    /// Rising edge (QEMU's virtio-mmio transports).
+    Edge,
 }
 
 /// A parsed system file (`configs/*.toml`).
@@ -60,12 +83,10 @@ pub struct VmSpec {
     pub phys_cpu_ids: Vec<usize>,
     /// `base.on_unhandled`.
     pub on_unhandled: UnhandledPolicy,
-    /// `kernel.kernel_path` as written (relative to the repository root).
-    pub kernel_path: String,
-    /// `kernel.kernel_load_addr`.
-    pub kernel_load_addr: u64,
-    /// `kernel.entry_point`.
-    pub entry_point: u64,
+    /// `[vm.kernel]`.
+    pub kernel: KernelSpec,
+    /// `devices.vgic`; `None` means at the board GIC's addresses.
+    pub vgic: Option<VgicLayout>,
     /// `memory_regions`.
     pub memory_regions: Vec<MemoryRegion>,
     /// `devices.emu_devices`.
@@ -76,6 +97,62 @@ pub struct VmSpec {
     pub emu_ports: Vec<EmuPort>,
     /// `devices.passthrough_ports` (x86).
     pub passthrough_ports: Vec<PortRange>,
+}
+
+/// `[vm.kernel]`: what the VM boots, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSpec {
+    /// `kind = "bare-metal"` (the default).
+    BareMetal {
+        /// `kernel_path` as written (relative to the repository root).
+        kernel_path: String,
+        /// `kernel_load_addr`.
+        kernel_load_addr: u64,
+        /// `entry_point`.
+        entry_point: u64,
+    },
+    /// `kind = "linux"`: placement comes from the Image header.
+    Linux(LinuxSpec),
+}
+
+/// The fields of a `kind = "linux"` kernel table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxSpec {
+    /// `kernel_path`: an uncompressed arm64 `Image`.
+    pub kernel_path: String,
+    /// `initramfs_path`.
+    pub initramfs_path: Option<String>,
+    /// `bootargs` (the device tree's `/chosen/bootargs`).
+    pub bootargs: Option<String>,
+    /// `dtb_path`: a device tree that replaces the generated one.
+    pub dtb_path: Option<String>,
+}
+
+impl KernelSpec {
+    /// The kernel image path, whatever the kind.
+    pub fn kernel_path(&self) -> &str {
+        match self {
+            Self::BareMetal { kernel_path, .. } => kernel_path,
+            Self::Linux(l) => &l.kernel_path,
+        }
+    }
+
+    /// Every file the kernel table names, with its field name.
+    pub fn files(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Self::BareMetal { kernel_path, .. } => vec![("kernel_path", kernel_path)],
+            Self::Linux(l) => {
+                let mut v = vec![("kernel_path", l.kernel_path.as_str())];
+                if let Some(p) = &l.initramfs_path {
+                    v.push(("initramfs_path", p));
+                }
+                if let Some(p) = &l.dtb_path {
+                    v.push(("dtb_path", p));
+                }
+                v
+            }
+        }
+    }
 }
 
 /// One entry of `devices.passthrough_devices` before it is resolved
@@ -94,5 +171,19 @@ impl VmSpec {
     /// How this VM is named in error messages: `vm "alpha"`.
     pub fn label(&self) -> String {
         format!("vm {:?}", self.name)
+    }
+
+    /// Whether it boots Linux.
+    pub fn is_linux(&self) -> bool {
+        matches!(self.kernel, KernelSpec::Linux(_))
+    }
+
+    /// Its virtual GIC layout: `devices.vgic`, else the board GIC's
+    /// distributor and redistributor addresses.
+    pub fn vgic_layout(&self, board: &BoardSpec) -> VgicLayout {
+        self.vgic.unwrap_or(VgicLayout {
+            gicd_gpa: board.gic.gicd_base,
+            gicr_gpa: board.gic.gicr_or_gicc_base,
+        })
     }
 }

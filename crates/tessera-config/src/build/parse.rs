@@ -3,11 +3,13 @@
 
 use toml::{Table, Value};
 
-use super::model::{BoardSpec, DeviceSpec, PassthroughSpec, SystemSpec, VmSpec};
+use super::model::{
+    BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, PassthroughSpec, SystemSpec, Trigger, VmSpec,
+};
 use super::ConfigError;
 use crate::{
-    Arch, EmuDevice, EmuDeviceKind, EmuPort, GicDesc, GicVersion, MemRange, MemoryRegion,
-    PortRange, RegionKind, UnhandledPolicy,
+    Arch, EmuDevice, EmuDeviceKind, GicDesc, GicVersion, MemRange, MemoryRegion, RegionKind,
+    UnhandledPolicy, VgicLayout,
 };
 
 #[path = "x86_parse.rs"]
@@ -207,6 +209,38 @@ impl Reader {
         }
     }
 
+    fn opt_bool(&mut self, t: &Table, path: &str, key: &str) -> Option<bool> {
+        match t.get(key) {
+            None => Some(false),
+            Some(Value::Boolean(b)) => Some(*b),
+            Some(other) => {
+                self.wrong(&join(path, key), "a boolean", other);
+                None
+            }
+        }
+    }
+
+    /// An optional array of strings (empty when absent).
+    fn strings(&mut self, t: &Table, path: &str, key: &str) -> Option<Vec<String>> {
+        let Some(v) = t.get(key) else {
+            return Some(Vec::new());
+        };
+        let p = join(path, key);
+        let items = self.array(v, &p, "an array of strings")?;
+        let mut out = Some(Vec::with_capacity(items.len()));
+        for (i, item) in items.iter().enumerate() {
+            match (item, &mut out) {
+                (Value::String(s), Some(o)) => o.push(s.clone()),
+                (Value::String(_), None) => {}
+                (other, _) => {
+                    self.wrong(&format!("{p}[{i}]"), "a string", other);
+                    out = None;
+                }
+            }
+        }
+        out
+    }
+
     fn array<'v>(&mut self, v: &'v Value, path: &str, what: &str) -> Option<&'v [Value]> {
         match v {
             Value::Array(a) => Some(a),
@@ -295,14 +329,7 @@ impl Reader {
         let cpu_mpidrs = self
             .get(root, "", "cpu_mpidrs", "an array of integers")
             .and_then(|v| self.ints(v, "cpu_mpidrs", u64::MAX, "an MPIDR"));
-        let semihosting_exit = match root.get("semihosting_exit") {
-            None => Some(false),
-            Some(Value::Boolean(b)) => Some(*b),
-            Some(other) => {
-                self.wrong("semihosting_exit", "a boolean", other);
-                None
-            }
-        };
+        let semihosting_exit = self.opt_bool(root, "", "semihosting_exit");
         let memory = self
             .get(root, "", "memory", "an array of tables")
             .and_then(|v| self.tables(v, "memory", |r, t, p| r.range(t, p)));
@@ -370,13 +397,43 @@ impl Reader {
     }
 
     fn device(&mut self, t: &Table, path: &str) -> Option<DeviceSpec> {
-        self.keys(t, path, &["name", "base", "size", "irqs"]);
+        self.keys(
+            t,
+            path,
+            &[
+                "name",
+                "base",
+                "size",
+                "irqs",
+                "dma",
+                "dma_coherent",
+                "compatible",
+                "dt_stride",
+                "irq_trigger",
+            ],
+        );
         let name = self.string(t, path, "name");
         let base = self.u64(t, path, "base");
         let size = self.u64(t, path, "size");
         let irqs = match t.get("irqs") {
             None => Some(Vec::new()),
             Some(v) => self.irqs(v, &join(path, "irqs")),
+        };
+        let dma = self.opt_bool(t, path, "dma");
+        let dma_coherent = self.opt_bool(t, path, "dma_coherent");
+        let compatible = self.strings(t, path, "compatible");
+        let dt_stride = self.opt_u64(t, path, "dt_stride");
+        let irq_trigger = match self.opt_string(t, path, "irq_trigger")? {
+            None => Some(Trigger::Level),
+            Some(s) if s == "level" => Some(Trigger::Level),
+            Some(s) if s == "edge" => Some(Trigger::Edge),
+            Some(s) => {
+                self.err(
+                    &join(path, "irq_trigger"),
+                    format!("unknown trigger {s:?}, expected \"level\" or \"edge\""),
+                );
+                None
+            }
         };
         Some(DeviceSpec {
             name: name?,
@@ -385,6 +442,11 @@ impl Reader {
                 size: size?,
             },
             irqs: irqs?,
+            dma: dma?,
+            dma_coherent: dma_coherent?,
+            compatible: compatible?,
+            dt_stride: dt_stride?,
+            irq_trigger: irq_trigger?,
         })
     }
 
@@ -465,17 +527,7 @@ impl Reader {
             None => (None, None, None, None),
         };
 
-        let kernel = self.table(t, "vm", "kernel").and_then(|k| {
-            self.keys(
-                k,
-                "vm.kernel",
-                &["kernel_path", "kernel_load_addr", "entry_point"],
-            );
-            let path = self.string(k, "vm.kernel", "kernel_path");
-            let load = self.u64(k, "vm.kernel", "kernel_load_addr");
-            let entry = self.u64(k, "vm.kernel", "entry_point");
-            Some((path?, load?, entry?))
-        });
+        let kernel = self.table(t, "vm", "kernel").and_then(|k| self.kernel(k));
 
         let regions = self
             .get(
@@ -487,21 +539,25 @@ impl Reader {
             .and_then(|v| self.tables(v, "vm.memory_regions", |r, t, p| r.region(t, p)));
 
         let devices = match t.get("devices") {
-            None => Some(Default::default()),
+            None => Some((Vec::new(), Vec::new(), None)),
             Some(v) => self.as_table(v, "vm.devices").and_then(|d| self.devices(d)),
         };
 
-        let (kernel_path, kernel_load_addr, entry_point) = kernel?;
-        let (emu_devices, passthrough_devices, emu_ports, passthrough_ports) = devices?;
+        let ports = match t.get("devices").and_then(Value::as_table) {
+            None => Some(Default::default()),
+            Some(d) => self.x86_ports(d),
+        };
+
+        let (emu_devices, passthrough_devices, vgic) = devices?;
+        let (emu_ports, passthrough_ports) = ports?;
         Some(VmSpec {
             // Bounded to u16::MAX above.
             id: id? as u16,
             name: name?,
             phys_cpu_ids: cpus?.into_iter().map(|c| c as usize).collect(),
             on_unhandled: policy?,
-            kernel_path,
-            kernel_load_addr,
-            entry_point,
+            kernel: kernel?,
+            vgic,
             memory_regions: regions?,
             emu_devices,
             passthrough_devices,
@@ -510,10 +566,114 @@ impl Reader {
         })
     }
 
+    /// `[vm.kernel]`: the fields allowed depend on `kind`.
+    fn kernel(&mut self, k: &Table) -> Option<KernelSpec> {
+        let p = "vm.kernel";
+        let linux = match self.opt_string(k, p, "kind")? {
+            None => false,
+            Some(s) if s == "bare-metal" => false,
+            Some(s) if s == "linux" => true,
+            Some(s) => {
+                self.err(
+                    "vm.kernel.kind",
+                    format!("unknown kernel kind {s:?}, expected \"bare-metal\" or \"linux\""),
+                );
+                return None;
+            }
+        };
+        if linux {
+            self.keys_for(
+                k,
+                p,
+                &[
+                    "kind",
+                    "kernel_path",
+                    "initramfs_path",
+                    "bootargs",
+                    "dtb_path",
+                ],
+                &[
+                    (
+                        "kernel_load_addr",
+                        "the load address comes from the Image header for kind = \"linux\"",
+                    ),
+                    (
+                        "entry_point",
+                        "a Linux kernel is entered at its load address",
+                    ),
+                ],
+            );
+            let kernel_path = self.string(k, p, "kernel_path");
+            let initramfs_path = self.opt_string(k, p, "initramfs_path");
+            let bootargs = self.opt_string(k, p, "bootargs");
+            let dtb_path = self.opt_string(k, p, "dtb_path");
+            Some(KernelSpec::Linux(LinuxSpec {
+                kernel_path: kernel_path?,
+                initramfs_path: initramfs_path?,
+                bootargs: bootargs?,
+                dtb_path: dtb_path?,
+            }))
+        } else {
+            let only_linux = "only for kind = \"linux\"";
+            self.keys_for(
+                k,
+                p,
+                &["kind", "kernel_path", "kernel_load_addr", "entry_point"],
+                &[
+                    ("initramfs_path", only_linux),
+                    ("bootargs", only_linux),
+                    ("dtb_path", only_linux),
+                ],
+            );
+            let kernel_path = self.string(k, p, "kernel_path");
+            let kernel_load_addr = self.u64(k, p, "kernel_load_addr");
+            let entry_point = self.u64(k, p, "entry_point");
+            Some(KernelSpec::BareMetal {
+                kernel_path: kernel_path?,
+                kernel_load_addr: kernel_load_addr?,
+                entry_point: entry_point?,
+            })
+        }
+    }
+
+    /// Like [`Self::keys`], but fields of another variant get their own
+    /// message instead of "unknown field".
+    fn keys_for(&mut self, t: &Table, path: &str, allowed: &[&str], elsewhere: &[(&str, &str)]) {
+        let mut rest = Table::new();
+        for (key, v) in t {
+            match elsewhere.iter().find(|(k, _)| k == key) {
+                Some((_, why)) => self.err(&join(path, key), format!("not allowed: {why}")),
+                None => {
+                    rest.insert(key.clone(), v.clone());
+                }
+            }
+        }
+        self.keys(&rest, path, allowed);
+    }
+
     fn region(&mut self, t: &Table, path: &str) -> Option<MemoryRegion> {
-        self.keys(t, path, &["gpa", "hpa", "size", "kind"]);
+        self.keys(t, path, &["gpa", "hpa", "size", "kind", "identity"]);
         let gpa = self.u64(t, path, "gpa");
-        let hpa = self.u64(t, path, "hpa");
+        let identity = self.opt_bool(t, path, "identity")?;
+        // `identity = true` maps the region at gpa == hpa; `hpa` may then
+        // be left out, and when given must equal `gpa`.
+        let hpa = match (identity, t.get("hpa")) {
+            (true, None) => gpa,
+            (true, Some(v)) => {
+                let hpa = self.as_u64(v, &join(path, "hpa"));
+                if let (Some(h), Some(g)) = (hpa, gpa) {
+                    if h != g {
+                        self.err(
+                            &join(path, "hpa"),
+                            format!("{h:#x} differs from gpa {g:#x} but identity = true"),
+                        );
+                        return None;
+                    }
+                }
+                hpa
+            }
+            (false, _) => self.u64(t, path, "hpa"),
+        };
         let size = self.u64(t, path, "size");
         let kind = match self.opt_string(t, path, "kind")? {
             None => Some(RegionKind::Ram),
@@ -538,22 +698,31 @@ impl Reader {
     fn devices(
         &mut self,
         d: &Table,
-    ) -> Option<(
-        Vec<EmuDevice>,
-        Vec<PassthroughSpec>,
-        Vec<EmuPort>,
-        Vec<PortRange>,
-    )> {
+    ) -> Option<(Vec<EmuDevice>, Vec<PassthroughSpec>, Option<VgicLayout>)> {
         self.keys(
             d,
             "vm.devices",
             &[
                 "emu_devices",
                 "passthrough_devices",
+                "vgic",
                 "emu_ports",
                 "passthrough_ports",
             ],
         );
+        let vgic = match d.get("vgic") {
+            None => Some(None),
+            Some(v) => self.as_table(v, "vm.devices.vgic").and_then(|t| {
+                let p = "vm.devices.vgic";
+                self.keys(t, p, &["gicd_gpa", "gicr_gpa"]);
+                let gicd_gpa = self.u64(t, p, "gicd_gpa");
+                let gicr_gpa = self.u64(t, p, "gicr_gpa");
+                Some(Some(VgicLayout {
+                    gicd_gpa: gicd_gpa?,
+                    gicr_gpa: gicr_gpa?,
+                }))
+            }),
+        };
         let emu = match d.get("emu_devices") {
             None => Some(Vec::new()),
             Some(v) => self.tables(v, "vm.devices.emu_devices", |r, t, p| r.emu(t, p)),
@@ -564,19 +733,18 @@ impl Reader {
                 r.passthrough(t, p)
             }),
         };
-        let emu_ports = match d.get("emu_ports") {
-            None => Some(Vec::new()),
-            Some(v) => self.emu_ports(v, "vm.devices.emu_ports"),
-        };
-        let pt_ports = match d.get("passthrough_ports") {
-            None => Some(Vec::new()),
-            Some(v) => self.port_ranges(v, "vm.devices.passthrough_ports"),
-        };
-        Some((emu?, pt?, emu_ports?, pt_ports?))
+        Some((emu?, pt?, vgic?))
     }
 
     fn emu(&mut self, t: &Table, path: &str) -> Option<EmuDevice> {
-        self.keys(t, path, &["kind", "gpa", "size"]);
+        self.keys(t, path, &["kind", "gpa", "size", "irq"]);
+        let irq = match t.get("irq") {
+            None => Some(None),
+            Some(v) => self
+                .bounded(v, &join(path, "irq"), u64::from(u32::MAX), "a GIC INTID")
+                // Bounded to u32::MAX.
+                .map(|n| Some(n as u32)),
+        };
         let kind = match self.string(t, path, "kind")?.as_str() {
             "pl011" => Some(EmuDeviceKind::Pl011),
             other => {
@@ -593,6 +761,7 @@ impl Reader {
             kind: kind?,
             gpa: gpa?,
             size: size?,
+            irq: irq?,
         })
     }
 

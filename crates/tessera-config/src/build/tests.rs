@@ -3,12 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
+use sha2::Digest as _;
+
 use super::*;
 
-const SYS: &str = "configs/test.toml";
-const BRD: &str = "configs/boards/test.toml";
+pub(super) const SYS: &str = "configs/test.toml";
+pub(super) const BRD: &str = "configs/boards/test.toml";
 
-const BOARD: &str = r#"
+pub(super) const BOARD: &str = r#"
 name = "qemu-virt"
 cpu_mpidrs = [0x0, 0x1, 0x2, 0x3]
 semihosting_exit = true
@@ -44,7 +46,7 @@ irqs = [41, 42]
 "#;
 
 /// A valid `[[vm]]` table.
-fn vm(id: u16, name: &str, cpus: &str, hpa: u64) -> String {
+pub(super) fn vm(id: u16, name: &str, cpus: &str, hpa: u64) -> String {
     format!(
         r#"
 [[vm]]
@@ -69,7 +71,7 @@ emu_devices = [{{ kind = "pl011", gpa = 0x0900_0000, size = 0x1000 }}]
     )
 }
 
-fn demo() -> String {
+pub(super) fn demo() -> String {
     format!(
         "board = \"boards/test.toml\"\n{}{}",
         vm(0, "alpha", "[0, 1]", 0x4400_0000),
@@ -77,21 +79,59 @@ fn demo() -> String {
     )
 }
 
-fn small_images(_: &str) -> Result<Option<u64>, String> {
-    Ok(Some(4096))
+/// A `[[vm]]` booting Linux from `build/linux/Image` with an initramfs;
+/// `ram` is the body of its one memory region, `extra` more `[vm.kernel]`
+/// lines.
+pub(super) fn linux_vm(id: u16, name: &str, cpus: &str, ram: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[vm]]
+[vm.base]
+id = {id}
+name = "{name}"
+phys_cpu_ids = {cpus}
+
+[vm.kernel]
+kind = "linux"
+kernel_path = "build/linux/Image"
+initramfs_path = "build/linux/initramfs.cpio.gz"
+bootargs = "console=ttyAMA0 tessera.name={name}"
+{extra}
+
+[[vm.memory_regions]]
+{ram}
+
+[vm.devices]
+emu_devices = [{{ kind = "pl011", gpa = 0x0900_0000, size = 0x1000, irq = 33 }}]
+"#
+    )
 }
 
-fn check(sys: &str, board: &str) -> Result<(SystemSpec, BoardSpec), Vec<String>> {
+/// An arm64 Image of `len` bytes with the given header fields.
+pub(super) fn fake_image(text_offset: u64, image_size: u64, flags: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len.max(64)];
+    v[0x08..0x10].copy_from_slice(&text_offset.to_le_bytes());
+    v[0x10..0x18].copy_from_slice(&image_size.to_le_bytes());
+    v[0x18..0x20].copy_from_slice(&flags.to_le_bytes());
+    v[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    v
+}
+
+pub(super) fn small_images(_: &str) -> Result<Option<Vec<u8>>, String> {
+    Ok(Some(vec![0; 4096]))
+}
+
+pub(super) fn check(sys: &str, board: &str) -> Result<(SystemSpec, BoardSpec), Vec<String>> {
     check_strs(SYS, sys, BRD, board, &small_images)
         .map_err(|e| e.iter().map(ToString::to_string).collect())
 }
 
 /// Every error line for a system text (with the standard board).
-fn errors(sys: &str) -> Vec<String> {
+pub(super) fn errors(sys: &str) -> Vec<String> {
     errors_with(sys, BOARD)
 }
 
-fn errors_with(sys: &str, board: &str) -> Vec<String> {
+pub(super) fn errors_with(sys: &str, board: &str) -> Vec<String> {
     match check(sys, board) {
         Ok(_) => Vec::new(),
         Err(e) => e,
@@ -99,7 +139,7 @@ fn errors_with(sys: &str, board: &str) -> Vec<String> {
 }
 
 #[track_caller]
-fn assert_error(errors: &[String], needle: &str) {
+pub(super) fn assert_error(errors: &[String], needle: &str) {
     assert!(
         errors.iter().any(|e| e.contains(needle)),
         "no error contains {needle:?}; got:\n{}",
@@ -108,13 +148,13 @@ fn assert_error(errors: &[String], needle: &str) {
 }
 
 /// The demo with the first occurrence of `from` replaced by `to`.
-fn demo_with(from: &str, to: &str) -> String {
+pub(super) fn demo_with(from: &str, to: &str) -> String {
     let d = demo();
     assert!(d.contains(from), "fixture has no {from:?}");
     d.replacen(from, to, 1)
 }
 
-fn board_with(from: &str, to: &str) -> String {
+pub(super) fn board_with(from: &str, to: &str) -> String {
     assert!(BOARD.contains(from), "board fixture has no {from:?}");
     BOARD.replacen(from, to, 1)
 }
@@ -208,7 +248,7 @@ fn unknown_field_gives_full_path_and_expected_names() {
 fn unknown_fields_everywhere_are_reported() {
     let sys = demo_with("size = 0x0200_0000", "size = 0x0200_0000\nflags = 1")
         .replacen("board =", "colour = 1\nboard =", 1)
-        .replacen("size = 0x1000 }", "size = 0x1000, irq = 33 }", 1);
+        .replacen("size = 0x1000 }", "size = 0x1000, irqq = 33 }", 1);
     let e = errors_with(&sys, &board_with("[gic]\n", "[gic]\nits = 1\n"));
     assert_error(&e, "configs/test.toml: colour: unknown field");
     assert_error(
@@ -217,7 +257,7 @@ fn unknown_fields_everywhere_are_reported() {
     );
     assert_error(
         &e,
-        "vm \"alpha\": vm.devices.emu_devices[0].irq: unknown field",
+        "vm \"alpha\": vm.devices.emu_devices[0].irqq: unknown field",
     );
     assert_error(
         &e,
@@ -477,7 +517,7 @@ fn kernel_addresses_inside_ram() {
 
 #[test]
 fn image_must_fit_its_region() {
-    let big = |_: &str| Ok(Some(0x0200_0001));
+    let big = |_: &str| Ok(Some(vec![0; 0x0200_0001]));
     let e = check_strs(SYS, &demo(), BRD, BOARD, &big).unwrap_err();
     let e: Vec<String> = e.iter().map(ToString::to_string).collect();
     assert_error(&e, "vm \"alpha\": kernel.kernel_path: image \"build/guests/aarch64/testguest.bin\" is 33554433 bytes but only 33554432 fit");
@@ -487,7 +527,7 @@ fn image_must_fit_its_region() {
     );
     let e = check_strs(SYS, &sys, BRD, BOARD, &small_images);
     assert!(e.is_ok(), "4096 bytes fit in the last page: {e:?}");
-    let e = check_strs(SYS, &sys, BRD, BOARD, &|_| Ok(Some(4097))).unwrap_err();
+    let e = check_strs(SYS, &sys, BRD, BOARD, &|_| Ok(Some(vec![0; 4097]))).unwrap_err();
     assert!(
         e[0].to_string().contains("is 4097 bytes but only 4096 fit"),
         "{e:?}"
@@ -632,7 +672,7 @@ fn passthrough_irqs_subset_and_window() {
 
 // --- Rule 8: board --------------------------------------------------------------
 
-fn board_errors(board: &str) -> Vec<String> {
+pub(super) fn board_errors(board: &str) -> Vec<String> {
     errors_with(&demo(), board)
 }
 
@@ -731,9 +771,17 @@ fn board_gic() {
         "board: gic.gicr_base: not used by a version 2 GIC (give `gicc_base`)",
     );
     assert_error(&e, "board: gic.gicc_base: missing required field");
+    // A well-formed GICv2 board parses, and is refused until GICv2 exists.
     let v2 = board_with("version = 3", "version = 2").replace("gicr_base", "gicc_base");
-    let (_, b) = check(&demo(), &v2).expect("GICv2 board is valid");
+    let b = parse_board(BRD, &v2).expect("GICv2 board parses");
     assert_eq!(b.gic.version, crate::GicVersion::V2);
+    assert_eq!(
+        board_errors(&v2),
+        vec![
+            "error: configs/boards/test.toml: board: gic.version: 2 is not supported: \
+              no GICv2 implementation yet (only version 3)"
+        ]
+    );
 }
 
 // --- All errors at once -------------------------------------------------------
@@ -775,19 +823,31 @@ fn hex_groups_digits() {
     assert_eq!(hex(0x7F_FFFF_F000), "0x7f_ffff_f000");
 }
 
-fn demo_with_passthrough() -> (SystemSpec, BoardSpec) {
-    let sys = with_passthrough(
+fn demo_with_passthrough_src() -> String {
+    with_passthrough(
         "{ name = \"uart1\" }",
         "{ name = \"uart2\", gpa = 0x0a00_0000, irqs = [42] }",
-    );
-    check(&sys, BOARD).expect("valid")
+    )
+}
+
+fn demo_with_passthrough() -> (SystemSpec, BoardSpec) {
+    check(&demo_with_passthrough_src(), BOARD).expect("valid")
+}
+
+/// The plan of a checked config whose every file holds `bytes`, embedded
+/// from `/img/<path>`.
+pub(super) fn plan_all(sys: &SystemSpec, board: &BoardSpec, bytes: Option<&[u8]>) -> Plan {
+    let files = |_: &str| Ok(bytes.map(<[u8]>::to_vec));
+    plan((SYS, BRD), sys, board, &files, &|rel| {
+        Path::new("/img").join(rel)
+    })
+    .expect("plan")
 }
 
 #[test]
 fn generated_source_has_every_field() {
     let (sys, board) = demo_with_passthrough();
-    let images = vec![Some(PathBuf::from("/img/alpha.bin")), None];
-    let rs = system_rs(&board, &sys, &images, "`t`");
+    let rs = system_rs(&board, &sys, &plan_all(&sys, &board, Some(&[1; 12])), "`t`");
     assert_eq!(
         rs.matches("pub static SYSTEM: tessera_config::SystemConfig")
             .count(),
@@ -799,20 +859,30 @@ fn generated_source_has_every_field() {
         "cpu_mpidrs: &[0x0, 0x1, 0x2, 0x3]",
         "hypervisor: tessera_config::MemRange { base: 0x4000_0000, size: 0x400_0000 }",
         "version: tessera_config::GicVersion::V3, gicd_base: 0x800_0000, gicr_or_gicc_base: 0x80a_0000",
-        "irqs: &[41, 42]",
+        "irqs: &[41, 42], dma: false, compatible: &[]",
         "semihosting_exit: true",
         "name: \"alpha\"",
         "phys_cpu_ids: &[0, 1]",
         "tessera_config::MemoryRegion { gpa: 0x4000_0000, hpa: 0x4400_0000, size: 0x200_0000, kind: tessera_config::RegionKind::Ram }",
-        "image: include_bytes!(\"/img/alpha.bin\")",
-        "image: &[]",
-        "tessera_config::EmuDevice { kind: tessera_config::EmuDeviceKind::Pl011, gpa: 0x900_0000, size: 0x1000 }",
+        "static BLOB_0: &[u8] = include_bytes!(\"/img/build/guests/aarch64/testguest.bin\");",
+        "kind: tessera_config::GuestKind::BareMetal",
+        "images: &[tessera_config::GuestImage { name: \"kernel\", gpa: 0x4000_0000, data: BLOB_0, sha256: [0x",
+        "entry_point: 0x4000_0000",
+        "boot_arg: 0x0",
+        "vgic: tessera_config::VgicLayout { gicd_gpa: 0x800_0000, gicr_gpa: 0x80a_0000 }",
+        "tessera_config::EmuDevice { kind: tessera_config::EmuDeviceKind::Pl011, gpa: 0x900_0000, size: 0x1000, irq: None }",
         "tessera_config::PassthroughDevice { name: \"uart1\", gpa: 0x904_0000, hpa: 0x904_0000, size: 0x1000, irqs: &[40] }",
         "tessera_config::PassthroughDevice { name: \"uart2\", gpa: 0xa00_0000, hpa: 0x905_0000, size: 0x1000, irqs: &[42] }",
         "on_unhandled: tessera_config::UnhandledPolicy::InjectAbort",
     ] {
         assert!(rs.contains(needle), "missing {needle:?} in:\n{rs}");
     }
+    // Both VMs use the same file: embedded once, referenced twice.
+    assert_eq!(rs.matches("include_bytes!(").count(), 1, "{rs}");
+    assert_eq!(rs.matches("data: BLOB_0").count(), 2, "{rs}");
+
+    let rs = system_rs(&board, &sys, &plan_all(&sys, &board, None), "`t`");
+    assert!(rs.contains("static BLOB_0: &[u8] = &[];"), "{rs}");
 }
 
 #[test]
@@ -825,17 +895,44 @@ fn linker_fragment() {
 
 /// Compiles the generated source against this crate's types with `rustc`
 /// and runs it, so a change to the types or the generator cannot drift.
+/// Two bare-metal VMs share one file; a Linux VM boots a synthetic Image
+/// with an initramfs and a generated device tree.
 #[test]
 fn generated_source_compiles_and_holds_the_values() {
     let dir = std::env::temp_dir().join(format!("tessera-config-codegen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let image = dir.join("alpha.bin");
-    std::fs::write(&image, [0xAAu8; 12]).unwrap();
+    std::fs::create_dir_all(dir.join("build/linux")).unwrap();
+    std::fs::create_dir_all(dir.join("build/guests/aarch64")).unwrap();
+    let guest = [0xAAu8; 12];
+    let kernel = fake_image(0, 0x1_0000, 0xa, 0x8000);
+    let initramfs = vec![0x55u8; 3000];
+    std::fs::write(dir.join("build/guests/aarch64/testguest.bin"), guest).unwrap();
+    std::fs::write(dir.join("build/linux/Image"), &kernel).unwrap();
+    std::fs::write(dir.join("build/linux/initramfs.cpio.gz"), &initramfs).unwrap();
 
-    let (sys, board) = demo_with_passthrough();
-    let rs = system_rs(&board, &sys, &[Some(image), None], "`t`");
+    let sys_src = format!(
+        "{}{}",
+        demo_with_passthrough_src(),
+        linux_vm(
+            2,
+            "linux0",
+            "[3]",
+            "gpa = 0x5000_0000\nsize = 0x0400_0000\nidentity = true",
+            ""
+        )
+    );
+    let read = |rel: &str| Ok(std::fs::read(dir.join(rel)).ok());
+    let (sys, board) = check_strs(SYS, &sys_src, BRD, BOARD, &read).expect("valid");
+    let plan = plan((SYS, BRD), &sys, &board, &read, &|rel| dir.join(rel)).expect("plan");
+    let dtb_len = plan
+        .blobs
+        .iter()
+        .find(|b| b.what.starts_with("dtb of"))
+        .unwrap()
+        .len;
+    let rs = system_rs(&board, &sys, &plan, "`t`");
     std::fs::write(dir.join("system_config.rs"), rs).unwrap();
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs");
+    let sha = |b: &[u8]| format!("{:?}", <[u8; 32]>::from(sha2::Sha256::digest(b)));
     let main = format!(
         r#"#![allow(unused_attributes, dead_code)]
 #[path = {lib:?}]
@@ -843,15 +940,32 @@ mod tessera_config;
 include!("system_config.rs");
 fn main() {{
     let s = &SYSTEM;
-    assert_eq!(s.vms.len(), 2);
-    assert_eq!(s.vms[0].image, &[0xAAu8; 12][..]);
-    assert!(s.vms[1].image.is_empty());
+    assert_eq!(s.vms.len(), 3);
+    let a = &s.vms[0].images[0];
+    assert_eq!(a.data, &[0xAAu8; 12][..]);
+    assert_eq!(a.sha256, {guest_sha});
+    assert_eq!(a.data.as_ptr(), s.vms[1].images[0].data.as_ptr());
     assert_eq!(s.vms[1].passthrough_devices[0].irqs, &[42]);
     assert_eq!(s.board.devices[0].mmio.end(), 0x0904_1000);
     assert_eq!(s.board.gic.version, tessera_config::GicVersion::V3);
-    println!("ok {{}}", s.vms[1].name);
+    let l = &s.vms[2];
+    assert_eq!(l.kind, tessera_config::GuestKind::Linux);
+    let names: Vec<&str> = l.images.iter().map(|i| i.name).collect();
+    assert_eq!(names, ["kernel", "initramfs", "dtb"]);
+    assert_eq!(l.entry_point, 0x5000_0000);
+    assert_eq!(l.images[0].gpa, 0x5000_0000);
+    assert_eq!(l.images[0].sha256, {kernel_sha});
+    assert_eq!(l.images[1].gpa, 0x5001_0000);
+    assert_eq!(l.images[1].data.len(), 3000);
+    assert_eq!(l.boot_arg, 0x53e0_0000);
+    assert_eq!(l.images[2].gpa, l.boot_arg);
+    assert_eq!(l.images[2].data.len(), {dtb_len});
+    assert_eq!(&l.images[2].data[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
+    println!("ok {{}}", l.name);
 }}
-"#
+"#,
+        guest_sha = sha(&guest),
+        kernel_sha = sha(&kernel),
     );
     std::fs::write(dir.join("main.rs"), main).unwrap();
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -869,12 +983,17 @@ fn main() {{
     );
     let run = std::process::Command::new(&exe).output().expect("runs");
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(String::from_utf8_lossy(&run.stdout), "ok beta\n");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "ok linux0\n",
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
 
 // --- Files in the repository ----------------------------------------------------
 
-fn repo_root() -> PathBuf {
+pub(super) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
@@ -912,7 +1031,7 @@ fn shipped_bad_configs_fail_as_documented() {
     );
     assert_eq!(
         run("tests/configs/bad-overlap-memory.toml"),
-        vec!["error: tests/configs/bad-overlap-memory.toml: vm \"alpha\" and vm \"beta\": memory_regions: host ranges [0x44000000, 0x46000000) and [0x45000000, 0x47000000) overlap"]
+        vec!["error: tests/configs/bad-overlap-memory.toml: vm \"alpha\" and vm \"beta\": memory_regions: host ranges [0x48000000, 0x4a000000) and [0x49000000, 0x4b000000) overlap"]
     );
 }
 
@@ -947,14 +1066,28 @@ fn required_images_must_exist() {
         .result
         .unwrap_err();
     assert_eq!(e.len(), 2, "{e:?}");
-    assert!(e[0].to_string().contains("vm \"alpha\": kernel.kernel_path: cannot read image \"build/guests/aarch64/testguest.bin\""), "{e:?}");
+    assert!(
+        e[0].to_string().contains(
+            "vm \"alpha\": kernel.kernel_path: cannot read \"build/guests/aarch64/testguest.bin\""
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e[0].to_string()
+            .ends_with("build the guest images first (make guests)"),
+        "{e:?}"
+    );
 
     std::fs::create_dir_all(dir.join("build/guests/aarch64")).unwrap();
     std::fs::write(dir.join("build/guests/aarch64/testguest.bin"), [1u8; 64]).unwrap();
     let config = load(Path::new("configs/test.toml"), &dir, Images::Require)
         .result
         .unwrap();
-    assert!(config.images.iter().all(Option::is_some));
+    assert!(config
+        .plan
+        .blobs
+        .iter()
+        .all(|b| matches!(b.source, Source::File(_))));
     assert!(config.system_rs().contains("include_bytes!("));
     let _ = std::fs::remove_dir_all(&dir);
 }

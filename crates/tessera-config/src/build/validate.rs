@@ -1,15 +1,24 @@
 //! Rules about values: alignment, containment, overlaps, ownership of CPUs,
 //! memory, devices and IRQs. Every rule is checked and every failure kept.
 
-use super::model::{BoardSpec, SystemSpec, VmSpec};
+use super::layout::{parse_image_header, place_linux, DTB_MAX};
+use super::model::{BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, SystemSpec, VmSpec};
 use super::ConfigError;
-use crate::{Arch, GicVersion, MemRange, MAX_CPUS, MAX_VMS};
+use crate::{
+    Arch, EmuDeviceKind, GicVersion, MemRange, EL2_BLOCK, EL2_MAP_LIMIT, GICD_SIZE, GICR_STRIDE,
+    MAX_CPUS, MAX_VMS,
+};
 
 #[path = "x86_validate.rs"]
 mod x86;
 
+/// MPIDR_EL1 affinity fields: Aff0 [7:0], Aff1 [15:8], Aff2 [23:16],
+/// Aff3 [39:32].
+const MPIDR_AFF_MASK: u64 = 0xff_00ff_ffff;
 /// Granule of every stage-2 mapping.
 const PAGE: u64 = 0x1000;
+/// GIC distributor and redistributor frames are 64 KiB.
+const GIC_FRAME_ALIGN: u64 = 0x1_0000;
 /// The hypervisor maps itself with 2 MiB blocks.
 const HYP_ALIGN: u64 = 0x20_0000;
 /// Image at base + 2 MiB, so at least 2 MiB for the image and heap.
@@ -110,20 +119,50 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         e.push(s, "name", "must not be empty");
     }
 
+    // x86 boards: CPUs are APIC ids, the console is I/O ports, no GIC.
+    let arm = b.arch == Arch::Aarch64;
+    let (cpu_field, cpu_id) = if arm {
+        ("cpu_mpidrs", "MPIDR")
+    } else {
+        ("apic_ids", "APIC id")
+    };
     let cpus = b.cpu_mpidrs.len();
+    let beyond = format!("ends above {EL2_MAP_LIMIT:#x}, the end of the hypervisor's EL2 map");
     if cpus == 0 || cpus > MAX_CPUS {
         e.push(
             s,
-            "cpu_mpidrs",
+            cpu_field,
             format!("{cpus} CPUs listed, expected 1 to {MAX_CPUS} (MAX_CPUS)"),
         );
     }
     for (i, m) in b.cpu_mpidrs.iter().enumerate() {
-        if b.cpu_mpidrs[..i].contains(m) {
+        if !arm {
+            // APIC ids: any 32-bit value (bounded when parsed).
+        } else if m & !MPIDR_AFF_MASK != 0 {
             e.push(
                 s,
                 format!("cpu_mpidrs[{i}]"),
-                format!("MPIDR {m:#x} is listed twice"),
+                format!(
+                    "{m:#x} has bits outside Aff0..Aff3 (mask {MPIDR_AFF_MASK:#x}); give the \
+                     affinity fields only"
+                ),
+            );
+        } else if m & 0xff > 15 {
+            e.push(
+                s,
+                format!("cpu_mpidrs[{i}]"),
+                format!(
+                    "{m:#x} has Aff0 {} > 15: GICv3 SGI target lists (ICC_SGI1R_EL1) reach \
+                     Aff0 0-15 only",
+                    m & 0xff
+                ),
+            );
+        }
+        if b.cpu_mpidrs[..i].contains(m) {
+            e.push(
+                s,
+                format!("{cpu_field}[{i}]"),
+                format!("{cpu_id} {m:#x} is listed twice"),
             );
         }
     }
@@ -133,6 +172,25 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
     }
     for (i, m) in b.memory.iter().enumerate() {
         e.window(s, &format!("memory[{i}]"), ("base", m.base), m.size);
+        // The EL2 map gives each 2 MiB block one memory type.
+        if !m.base.is_multiple_of(EL2_BLOCK) || !m.size.is_multiple_of(EL2_BLOCK) {
+            e.push(
+                s,
+                format!("memory[{i}]"),
+                format!(
+                    "{} is not 2 MiB aligned (base and size): the hypervisor maps RAM with \
+                     2 MiB blocks, so a block cannot be part RAM, part device",
+                    Span::of(m)
+                ),
+            );
+        }
+        if Span::of(m).end > u128::from(EL2_MAP_LIMIT) {
+            e.push(
+                s,
+                format!("memory[{i}]"),
+                format!("{} {beyond}", Span::of(m)),
+            );
+        }
         for (j, o) in b.memory[..i].iter().enumerate() {
             if Span::of(m).overlaps(Span::of(o)) {
                 e.push(
@@ -176,8 +234,6 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         );
     }
 
-    // On x86 the console is a range of I/O ports and there is no GIC.
-    let arm = b.arch == Arch::Aarch64;
     if arm {
         e.window(s, "console", ("base", b.console.base), b.console.size);
     }
@@ -189,28 +245,52 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         );
     }
 
+    // The GIC: distributor frame, and one redistributor per CPU.
     let gic = b.gic;
-    let second = match gic.version {
-        GicVersion::V2 => "gicc_base",
-        GicVersion::V3 => "gicr_base",
-    };
-    let gic_bases = [
-        ("gicd_base", gic.gicd_base),
-        (second, gic.gicr_or_gicc_base),
-    ];
-    for (field, base) in gic_bases.into_iter().filter(|_| arm) {
-        if !base.is_multiple_of(PAGE) {
+    let mut frames: Vec<(&str, Span)> = Vec::new();
+    match gic.version {
+        _ if !arm => {}
+        GicVersion::V2 => e.push(
+            s,
+            "gic.version",
+            "2 is not supported: no GICv2 implementation yet (only version 3)",
+        ),
+        GicVersion::V3 => {
+            frames.push(("gic.gicd_base", Span::new(gic.gicd_base, GICD_SIZE)));
+            frames.push((
+                "gic.gicr_base",
+                Span::new(gic.gicr_or_gicc_base, cpus as u64 * GICR_STRIDE),
+            ));
+        }
+    }
+    for (field, span) in &frames {
+        let base = span.start;
+        if base % u128::from(GIC_FRAME_ALIGN) != 0 {
+            e.push(s, *field, format!("{base:#x} is not 64 KiB aligned"));
+        }
+        if in_ram(*span) {
+            e.push(s, *field, format!("GIC frames {span} overlap RAM"));
+        }
+        if span.end > u128::from(EL2_MAP_LIMIT) {
+            e.push(s, *field, format!("GIC frames {span} {beyond}"));
+        }
+        if span.overlaps(Span::of(&b.console)) {
             e.push(
                 s,
-                format!("gic.{field}"),
-                format!("{base:#x} is not 4 KiB aligned"),
+                "console",
+                format!(
+                    "{} overlaps the GIC frames of {field} {span}",
+                    Span::of(&b.console)
+                ),
             );
         }
-        if in_ram(Span::new(base, PAGE)) {
+    }
+    if let [(_, d), (_, r)] = frames[..] {
+        if d.overlaps(r) {
             e.push(
                 s,
-                format!("gic.{field}"),
-                format!("{base:#x} is inside RAM"),
+                "gic.gicr_base",
+                format!("redistributors {r} overlap the distributor {d}"),
             );
         }
     }
@@ -248,6 +328,22 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
                 );
             }
         }
+        for (field, frame) in &frames {
+            if span.overlaps(*frame) {
+                e.push(
+                    s,
+                    &f,
+                    format!(
+                        "{:?} {span} overlaps the GIC frames of {field} {frame}",
+                        d.name
+                    ),
+                );
+            }
+        }
+        if span.end > u128::from(EL2_MAP_LIMIT) {
+            e.push(s, &f, format!("{:?} {span} {beyond}", d.name));
+        }
+        check_device_tree_fields(&mut e, &f, d);
         for (k, irq) in d.irqs.iter().enumerate() {
             if !(32..1020).contains(irq) {
                 e.push(
@@ -268,10 +364,65 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
     e.list
 }
 
-/// Size of a VM's kernel image, as answered by the caller: `Ok(Some(n))`
-/// known size, `Ok(None)` missing but tolerated (host builds), `Err(msg)`
-/// missing and required (the message says why).
-pub type ImageSize<'a> = &'a dyn Fn(&str) -> Result<Option<u64>, String>;
+/// What a board device must give for guest device trees.
+fn check_device_tree_fields(e: &mut Errors<'_>, f: &str, d: &DeviceSpec) {
+    let s = "board";
+    if !d.compatible.is_empty()
+        && !d
+            .name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b",._+-".contains(&c))
+    {
+        e.push(
+            s,
+            format!("{f}.name"),
+            format!(
+                "{:?} names its device-tree node, so it may only hold [A-Za-z0-9,._+-]",
+                d.name
+            ),
+        );
+    }
+    if d.dma_coherent && !d.dma {
+        e.push(
+            s,
+            format!("{f}.dma_coherent"),
+            "only meaningful for a DMA master (`dma = true`)",
+        );
+    }
+    if let Some(stride) = d.dt_stride {
+        if d.compatible.is_empty() {
+            e.push(
+                s,
+                format!("{f}.dt_stride"),
+                "needs `compatible` (it splits the device-tree description)",
+            );
+        }
+        if stride == 0 || !d.mmio.size.is_multiple_of(stride) {
+            e.push(
+                s,
+                format!("{f}.dt_stride"),
+                format!("{stride:#x} does not divide size {:#x}", d.mmio.size),
+            );
+        } else if d.mmio.size / stride != d.irqs.len() as u64 {
+            e.push(
+                s,
+                format!("{f}.dt_stride"),
+                format!(
+                    "{} devices of {stride:#x} bytes but {} irqs: give one interrupt per device",
+                    d.mmio.size / stride,
+                    d.irqs.len()
+                ),
+            );
+        }
+    }
+}
+
+/// The contents of a file a VM config names (`kernel_path`,
+/// `initramfs_path`, `dtb_path`, relative to the repository root), as
+/// answered by the caller: `Ok(Some(bytes))`, `Ok(None)` missing but
+/// tolerated (host builds), `Err(msg)` missing and required (the message
+/// says why).
+pub type Files<'a> = &'a dyn Fn(&str) -> Result<Option<Vec<u8>>, String>;
 
 /// Checks a parsed system config against its (parsed) board: rule sets
 /// 2–7 of docs/CONFIG.md.
@@ -279,7 +430,7 @@ pub fn validate_system(
     file: &str,
     sys: &SystemSpec,
     board: &BoardSpec,
-    image_size: ImageSize<'_>,
+    files: Files<'_>,
 ) -> Vec<ConfigError> {
     let mut e = Errors::new(file);
     let n = sys.vms.len();
@@ -291,7 +442,7 @@ pub fn validate_system(
         );
     }
     for vm in &sys.vms {
-        check_vm(&mut e, vm, board, image_size);
+        check_vm(&mut e, vm, board, files);
         x86::check_vm_ports(&mut e, vm, board);
     }
     for (j, b) in sys.vms.iter().enumerate() {
@@ -303,7 +454,7 @@ pub fn validate_system(
     e.list
 }
 
-fn check_vm(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec, image_size: ImageSize<'_>) {
+fn check_vm(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec, files: Files<'_>) {
     let s = &vm.label();
 
     // Rule 2: identity.
@@ -429,54 +580,56 @@ fn check_vm(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec, image_size: Imag
         .collect();
 
     // Rule 5: kernel.
-    let load_region = guest_ram.iter().find(|g| g.contains(vm.kernel_load_addr));
-    if load_region.is_none() {
-        e.push(
-            s,
-            "kernel.kernel_load_addr",
-            format!(
-                "{:#x} is not inside any of the VM's memory_regions",
-                vm.kernel_load_addr
-            ),
-        );
-    }
-    if !guest_ram.iter().any(|g| g.contains(vm.entry_point)) {
-        e.push(
-            s,
-            "kernel.entry_point",
-            format!(
-                "{:#x} is not inside any of the VM's memory_regions",
-                vm.entry_point
-            ),
-        );
-    }
-    match image_size(&vm.kernel_path) {
-        Err(msg) => e.push(s, "kernel.kernel_path", msg),
-        Ok(Some(size)) => {
-            if let Some(region) = load_region {
-                let room = region.end - u128::from(vm.kernel_load_addr);
-                if u128::from(size) > room {
-                    e.push(
-                        s,
-                        "kernel.kernel_path",
-                        format!(
-                            "image {:?} is {size} bytes but only {room} fit between \
-                             kernel_load_addr {:#x} and the end of its region {:#x}",
-                            vm.kernel_path, vm.kernel_load_addr, region.end
-                        ),
-                    );
-                }
-            }
-        }
-        Ok(None) => {}
+    match &vm.kernel {
+        KernelSpec::BareMetal {
+            kernel_path,
+            kernel_load_addr,
+            entry_point,
+        } => check_bare_metal(e, vm, kernel_path, *kernel_load_addr, *entry_point, files),
+        KernelSpec::Linux(linux) => check_linux(e, vm, linux, files),
     }
 
-    // Rules 6 and 7: device windows, checked together for overlaps.
+    // Rules 6, 7 and 10: device windows (the virtual GIC's first), checked
+    // together for overlaps.
     let mut windows: Vec<(String, Span)> = Vec::new();
+    let vgic = vm.vgic_layout(board);
+    let nvcpus = vm.phys_cpu_ids.len() as u64;
+    let defaulted = if vm.vgic.is_none() {
+        " (the board GIC's address, the default)"
+    } else {
+        ""
+    };
+    // x86 VMs have no virtual GIC.
+    let vgic_windows = [
+        ("gicd_gpa", vgic.gicd_gpa, GICD_SIZE),
+        ("gicr_gpa", vgic.gicr_gpa, nvcpus * GICR_STRIDE),
+    ];
+    for (field, base, size) in vgic_windows
+        .into_iter()
+        .filter(|_| board.arch == Arch::Aarch64)
+    {
+        let f = format!("devices.vgic.{field}");
+        if !base.is_multiple_of(GIC_FRAME_ALIGN) {
+            e.push(s, &f, format!("{base:#x}{defaulted} is not 64 KiB aligned"));
+        }
+        windows.push((f, Span::new(base, size)));
+    }
+    let mut own_irqs: Vec<(String, u32)> = Vec::new();
     for (i, d) in vm.emu_devices.iter().enumerate() {
         let f = format!("devices.emu_devices[{i}]");
         e.window(s, &f, ("gpa", d.gpa), d.size);
-        windows.push((f, Span::new(d.gpa, d.size)));
+        windows.push((f.clone(), Span::new(d.gpa, d.size)));
+        if let Some(irq) = d.irq {
+            let f = format!("{f}.irq");
+            if !(32..1020).contains(&irq) {
+                e.push(
+                    s,
+                    &f,
+                    format!("INTID {irq} is not an SPI (expected 32..=1019)"),
+                );
+            }
+            own_irqs.push((f, irq));
+        }
     }
     for (i, p) in vm.passthrough_devices.iter().enumerate() {
         let f = format!("devices.passthrough_devices[{i}]");
@@ -524,7 +677,40 @@ fn check_vm(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec, image_size: Imag
                 }
             }
         }
+        if dev.dma {
+            // Without an IOMMU the device writes the addresses its driver
+            // programs, which are guest-physical: they must equal host-physical.
+            for (j, r) in vm.memory_regions.iter().enumerate() {
+                if r.gpa != r.hpa {
+                    e.push(
+                        s,
+                        format!("{f}.name"),
+                        format!(
+                            "{:?} is a DMA master (board `dma = true`) but memory_regions[{j}] \
+                             is not identity-mapped (gpa {:#x} != hpa {:#x}); without an IOMMU \
+                             every RAM region of its VM needs gpa == hpa (`identity = true`)",
+                            p.name, r.gpa, r.hpa
+                        ),
+                    );
+                }
+            }
+        }
+        let routed = p.irqs.as_ref().unwrap_or(&dev.irqs);
+        for irq in routed {
+            if let Some((of, _)) = own_irqs.iter().find(|(_, o)| o == irq) {
+                e.push(
+                    s,
+                    format!("{f}.irqs"),
+                    format!("INTID {irq} is also the interrupt of {of}"),
+                );
+            }
+        }
         windows.push((f, Span::new(gpa, dev.mmio.size)));
+    }
+    for (i, (f, irq)) in own_irqs.iter().enumerate() {
+        if let Some((of, _)) = own_irqs[..i].iter().find(|(_, o)| o == irq) {
+            e.push(s, f, format!("INTID {irq} is also the interrupt of {of}"));
+        }
     }
     for (i, (f, w)) in windows.iter().enumerate() {
         if w.end > u128::from(IPA_LIMIT) {
@@ -624,4 +810,147 @@ fn routed_irqs(vm: &VmSpec, board: &BoardSpec, skip: &[&str]) -> Vec<u32> {
         }
     }
     out
+}
+
+fn check_bare_metal(
+    e: &mut Errors<'_>,
+    vm: &VmSpec,
+    kernel_path: &str,
+    load: u64,
+    entry: u64,
+    files: Files<'_>,
+) {
+    let s = &vm.label();
+    let guest_ram: Vec<Span> = vm
+        .memory_regions
+        .iter()
+        .map(|r| Span::new(r.gpa, r.size))
+        .collect();
+    let load_region = guest_ram.iter().find(|g| g.contains(load));
+    if load_region.is_none() {
+        e.push(
+            s,
+            "kernel.kernel_load_addr",
+            format!("{load:#x} is not inside any of the VM's memory_regions"),
+        );
+    }
+    if !guest_ram.iter().any(|g| g.contains(entry)) {
+        e.push(
+            s,
+            "kernel.entry_point",
+            format!("{entry:#x} is not inside any of the VM's memory_regions"),
+        );
+    }
+    match files(kernel_path) {
+        Err(msg) => e.push(s, "kernel.kernel_path", msg),
+        Ok(Some(bytes)) => {
+            let size = bytes.len() as u128;
+            if let Some(region) = load_region {
+                let room = region.end - u128::from(load);
+                if size > room {
+                    e.push(
+                        s,
+                        "kernel.kernel_path",
+                        format!(
+                            "image {kernel_path:?} is {size} bytes but only {room} fit between \
+                             kernel_load_addr {load:#x} and the end of its region {:#x}",
+                            region.end
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(None) => {}
+    }
+}
+
+/// Magic of a flattened device tree (big-endian).
+const FDT_MAGIC: [u8; 4] = [0xd0, 0x0d, 0xfe, 0xed];
+
+fn check_linux(e: &mut Errors<'_>, vm: &VmSpec, linux: &LinuxSpec, files: Files<'_>) {
+    let s = &vm.label();
+    let kernel = match files(&linux.kernel_path) {
+        Err(msg) => {
+            e.push(s, "kernel.kernel_path", msg);
+            None
+        }
+        Ok(None) => None,
+        Ok(Some(bytes)) => match parse_image_header(&bytes) {
+            Err(msg) => {
+                e.push(
+                    s,
+                    "kernel.kernel_path",
+                    format!("{:?} {msg}", linux.kernel_path),
+                );
+                None
+            }
+            Ok(h) if h.big_endian => {
+                e.push(
+                    s,
+                    "kernel.kernel_path",
+                    format!(
+                        "{:?} is a big-endian kernel (header flags bit 0); only \
+                         little-endian guests are supported",
+                        linux.kernel_path
+                    ),
+                );
+                None
+            }
+            Ok(h) => Some((h, bytes.len() as u64)),
+        },
+    };
+    let initramfs_len = match &linux.initramfs_path {
+        None => Some(None),
+        Some(p) => match files(p) {
+            Err(msg) => {
+                e.push(s, "kernel.initramfs_path", msg);
+                None
+            }
+            Ok(None) => Some(Some(0)),
+            Ok(Some(bytes)) => Some(Some(bytes.len() as u64)),
+        },
+    };
+    if let Some(p) = &linux.dtb_path {
+        match files(p) {
+            Err(msg) => e.push(s, "kernel.dtb_path", msg),
+            Ok(None) => {}
+            Ok(Some(bytes)) => {
+                if !bytes.starts_with(&FDT_MAGIC) {
+                    e.push(
+                        s,
+                        "kernel.dtb_path",
+                        format!("{p:?} is not a flattened device tree (no 0xd00dfeed magic)"),
+                    );
+                }
+                if bytes.len() as u64 > DTB_MAX {
+                    e.push(
+                        s,
+                        "kernel.dtb_path",
+                        format!(
+                            "{p:?} is {} bytes; the arm64 boot protocol allows at most 2 MiB",
+                            bytes.len()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if let (Some((header, len)), Some(initramfs_len)) = (kernel, initramfs_len) {
+        if let Err(msg) = place_linux(&vm.memory_regions, &header, len, initramfs_len) {
+            e.push(s, "kernel.kernel_path", msg);
+        }
+    }
+    if linux.dtb_path.is_none() {
+        // The generated tree describes the console with its interrupt;
+        // Linux's PL011 driver cannot work without one.
+        for (i, d) in vm.emu_devices.iter().enumerate() {
+            if d.kind == EmuDeviceKind::Pl011 && d.irq.is_none() {
+                e.push(
+                    s,
+                    format!("devices.emu_devices[{i}].irq"),
+                    "a Linux VM's PL011 needs an `irq` (its driver requests one; QEMU virt's is 33)",
+                );
+            }
+        }
+    }
 }

@@ -68,8 +68,21 @@ impl Reader {
         })
     }
 
+    /// The port devices of a VM's `[vm.devices]` table.
+    pub(super) fn x86_ports(&mut self, d: &Table) -> Option<(Vec<EmuPort>, Vec<PortRange>)> {
+        let emu = match d.get("emu_ports") {
+            None => Some(Vec::new()),
+            Some(v) => self.emu_ports(v, "vm.devices.emu_ports"),
+        };
+        let passthrough = match d.get("passthrough_ports") {
+            None => Some(Vec::new()),
+            Some(v) => self.port_ranges(v, "vm.devices.passthrough_ports"),
+        };
+        Some((emu?, passthrough?))
+    }
+
     /// `devices.emu_ports`: `[{ kind = "uart16550", port = 0x3f8 }]`.
-    pub(super) fn emu_ports(&mut self, v: &Value, path: &str) -> Option<Vec<EmuPort>> {
+    fn emu_ports(&mut self, v: &Value, path: &str) -> Option<Vec<EmuPort>> {
         self.tables(v, path, |r, t, p| {
             r.keys(t, p, &["kind", "port"]);
             let kind = match r.string(t, p, "kind")?.as_str() {
@@ -94,7 +107,7 @@ impl Reader {
     }
 
     /// `devices.passthrough_ports`: `[{ base = 0x80, size = 1 }]`.
-    pub(super) fn port_ranges(&mut self, v: &Value, path: &str) -> Option<Vec<PortRange>> {
+    fn port_ranges(&mut self, v: &Value, path: &str) -> Option<Vec<PortRange>> {
         self.tables(v, path, |r, t, p| {
             r.keys(t, p, &["base", "size"]);
             let base = r

@@ -13,8 +13,8 @@ arch = "x86_64"
 apic_ids = [0, 2]
 
 [[memory]]
-base = 0x0010_0000
-size = 0x0ff0_0000
+base = 0x0020_0000
+size = 0x0fc0_0000
 
 [hypervisor]
 base = 0x0100_0000
@@ -53,12 +53,8 @@ fn system(vms: &[String]) -> String {
     format!("board = \"boards/x86.toml\"\n{}", vms.concat())
 }
 
-fn images(_: &str) -> Result<Option<u64>, String> {
-    Ok(Some(4096))
-}
-
 fn check(sys: &str, board: &str) -> Result<(SystemSpec, BoardSpec), Vec<String>> {
-    check_strs(SYS, sys, BRD, board, &images)
+    check_strs(SYS, sys, BRD, board, &super::tests::small_images)
         .map_err(|e| e.iter().map(ToString::to_string).collect())
 }
 
@@ -250,7 +246,12 @@ fn x86_generated_source_names_the_arch_and_ports() {
         &format!("{COM1}\npassthrough_ports = [{{ base = 0x80, size = 1 }}]"),
     )]);
     let (sys, board) = check(&sys, BOARD).expect("valid");
-    let src = system_rs(&board, &sys, &[None], "test");
+    let src = system_rs(
+        &board,
+        &sys,
+        &super::tests::plan_all(&sys, &board, None),
+        "test",
+    );
     assert!(src.contains("arch: tessera_config::Arch::X86_64,"), "{src}");
     assert!(
         src.contains(

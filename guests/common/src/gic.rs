@@ -1,0 +1,139 @@
+//! The guest's view of a GICv3 (QEMU `virt` addresses, as Tessera presents
+//! them): distributor and redistributor MMIO, ICC system registers.
+
+use core::arch::asm;
+
+/// Distributor base.
+pub const GICD_BASE: u64 = 0x0800_0000;
+/// First redistributor; vCPU `i`'s is at `GICR_BASE + i * GICR_STRIDE`.
+pub const GICR_BASE: u64 = 0x080A_0000;
+/// Size of one redistributor (RD + SGI frames).
+pub const GICR_STRIDE: u64 = 0x2_0000;
+/// Offset of the SGI frame inside a redistributor.
+pub const GICR_SGI: u64 = 0x1_0000;
+
+/// Distributor register offsets.
+pub mod gicd {
+    /// Control.
+    pub const CTLR: u64 = 0x0000;
+    /// Type.
+    pub const TYPER: u64 = 0x0004;
+    /// Set-enable (word n: INTIDs 32n..).
+    pub const ISENABLER: u64 = 0x0100;
+    /// Set-pending.
+    pub const ISPENDR: u64 = 0x0200;
+    /// Priorities, one byte per INTID.
+    pub const IPRIORITYR: u64 = 0x0400;
+    /// Routing, 8 bytes per INTID.
+    pub const IROUTER: u64 = 0x6000;
+    /// Peripheral ID 2 (architecture revision).
+    pub const PIDR2: u64 = 0xffe8;
+}
+
+/// Redistributor register offsets (RD frame, then SGI frame).
+pub mod gicr {
+    /// Type (64-bit).
+    pub const TYPER: u64 = 0x0008;
+    /// Wake control.
+    pub const WAKER: u64 = 0x0014;
+    /// SGI/PPI group (SGI frame).
+    pub const IGROUPR0: u64 = 0x0080;
+    /// SGI/PPI set-enable (SGI frame).
+    pub const ISENABLER0: u64 = 0x0100;
+    /// SGI/PPI priorities (SGI frame).
+    pub const IPRIORITYR: u64 = 0x0400;
+}
+
+/// GICD_CTLR.EnableGrp1 (single security state).
+pub const CTLR_ENABLE_GRP1: u32 = 1 << 1;
+
+/// Reads a 32-bit GIC register.
+///
+/// # Safety
+/// `addr` must be an aligned GIC register address of this VM's GIC (or a
+/// probe inside `exception::guarded`).
+pub unsafe fn read32(addr: u64) -> u32 {
+    // SAFETY: upheld by the caller.
+    unsafe { core::ptr::read_volatile(addr as *const u32) }
+}
+
+/// Writes a 32-bit GIC register.
+///
+/// # Safety
+/// As [`read32`].
+pub unsafe fn write32(addr: u64, value: u32) {
+    // SAFETY: upheld by the caller.
+    unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
+}
+
+/// This vCPU's redistributor SGI frame.
+pub fn my_sgi_frame() -> u64 {
+    GICR_BASE + crate::cpu::cpu_id() as u64 * GICR_STRIDE + GICR_SGI
+}
+
+/// Enables the distributor (group 1), wakes this vCPU's redistributor and
+/// opens its CPU interface (priority mask 0xff, group 1 on).
+pub fn init_this_cpu() {
+    let rd = GICR_BASE + crate::cpu::cpu_id() as u64 * GICR_STRIDE;
+    // SAFETY: the VM's own GIC registers.
+    unsafe {
+        write32(GICD_BASE + gicd::CTLR, CTLR_ENABLE_GRP1);
+        // Group 1 for every SGI/PPI (Tessera: RAO/WI; a real GIC resets to 0).
+        write32(rd + GICR_SGI + gicr::IGROUPR0, u32::MAX);
+        write32(rd + gicr::WAKER, 0);
+        asm!(
+            "msr icc_pmr_el1, {pmr}",
+            "msr icc_igrpen1_el1, {one}",
+            "isb",
+            pmr = in(reg) 0xffu64,
+            one = in(reg) 1u64,
+            options(nostack)
+        );
+    }
+}
+
+/// Enables private interrupt `intid` (< 32) at this vCPU's redistributor
+/// with priority `prio`.
+pub fn enable_private(intid: u32, prio: u8) {
+    let sgi = my_sgi_frame();
+    // SAFETY: the VM's own redistributor; byte-wide priority writes are
+    // architecturally allowed.
+    unsafe {
+        core::ptr::write_volatile((sgi + gicr::IPRIORITYR + intid as u64) as *mut u8, prio);
+        write32(sgi + gicr::ISENABLER0, 1 << intid);
+    }
+}
+
+/// Acknowledges the highest-priority pending interrupt (1023: none).
+pub fn ack() -> u32 {
+    let v: u64;
+    // SAFETY: reading IAR acknowledges an interrupt of this vCPU.
+    unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) v, options(nostack)) };
+    v as u32 & 0xff_ffff
+}
+
+/// Ends an acknowledged interrupt (EOImode 0: drops and deactivates).
+pub fn eoi(intid: u32) {
+    // SAFETY: EOI of an interrupt this vCPU acknowledged.
+    unsafe { asm!("msr icc_eoir1_el1, {}", in(reg) intid as u64, options(nostack)) };
+}
+
+/// Sends SGI `intid` through ICC_SGI1R_EL1 with the raw target fields.
+pub fn send_sgi(intid: u32, target_list: u16, aff1: u8, irm: bool) {
+    let v =
+        (intid as u64 & 0xf) << 24 | target_list as u64 | (aff1 as u64) << 16 | (irm as u64) << 40;
+    // SAFETY: SGI generation has no memory effect.
+    unsafe { asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) v, options(nostack)) };
+}
+
+/// Unmasks IRQs at EL1.
+pub fn unmask_irq() {
+    // SAFETY: only changes PSTATE.I.
+    unsafe { asm!("msr daifclr, #2", "isb", options(nostack)) };
+}
+
+/// Masks IRQs at EL1.
+pub fn mask_irq() {
+    // SAFETY: only changes PSTATE.I.
+    unsafe { asm!("msr daifset, #2", "isb", options(nostack)) };
+}

@@ -1,0 +1,56 @@
+//! Physical interrupts taken at EL2 (HCR_EL2.IMO) while a guest runs: the
+//! forwarded timers and passthrough SPIs go to the guest through the list
+//! registers; the kick and the maintenance interrupt make this core deliver
+//! its vCPU's pending interrupts (and look at its VM's state).
+
+use super::gicv3::{self, KICK_SGI, MAINTENANCE_PPI};
+use super::trap::GuestRegs;
+use super::vgic_hw;
+use crate::devices::vgic::{PTIMER_PPI, VTIMER_PPI};
+use crate::exit::ExitKind;
+use crate::vcpu::CpuLocal;
+use crate::vm;
+
+#[inline(always)]
+fn local() -> &'static CpuLocal {
+    // SAFETY: a core only runs a guest (and so only takes these interrupts)
+    // after TPIDR_EL2 points at its leaked, never-freed CpuLocal.
+    unsafe { &*(super::cpu::local() as *const CpuLocal) }
+}
+
+/// IRQ or FIQ from the guest. The forwarded timer is the hot case.
+#[no_mangle]
+extern "C" fn tessera_guest_irq(_regs: &mut GuestRegs) {
+    let Some(intid) = gicv3::acknowledge() else {
+        return;
+    };
+    let local = local();
+    local.vcpu.count(ExitKind::Irq);
+    if intid == VTIMER_PPI || intid == PTIMER_PPI {
+        gicv3::drop_priority(intid);
+        vgic_hw::forward(local, intid);
+        return;
+    }
+    other_irq(local, intid);
+}
+
+#[inline(never)]
+fn other_irq(local: &'static CpuLocal, intid: u32) {
+    match intid {
+        KICK_SGI | MAINTENANCE_PPI => {
+            gicv3::end_of_interrupt(intid);
+            if !local.vm.is_running() {
+                vm::park(local.vm, local.vcpu, local.stack_top);
+            }
+            vgic_hw::deliver(local.vm.vgic, local.vcpu.id);
+        }
+        _ if local.vm.vgic.is_hw(intid) => {
+            gicv3::drop_priority(intid);
+            vgic_hw::forward(local, intid);
+        }
+        _ => {
+            // Nothing else is enabled for this core; end it whatever it is.
+            gicv3::end_of_interrupt(intid);
+        }
+    }
+}

@@ -1,0 +1,864 @@
+//! The virtual interrupt controller of one VM, independent of how its
+//! registers look: which interrupts the VM owns, their enable, priority,
+//! trigger and routing state, and the per-vCPU set of interrupts waiting to
+//! be delivered. The register front-ends ([`gicv3`]; GICv2 later) translate
+//! guest accesses into calls here; the arch back-end ([`VgicHw`]) moves
+//! pending interrupts into the hardware list registers and forwards
+//! physical interrupts.
+//!
+//! Ownership rules (what makes this a partitioning hypervisor's GIC): a VM
+//! owns its own SGIs and the PPIs of [`OWNED_PPIS`], plus exactly the SPIs its
+//! config gives it (passthrough and emulated devices). Everything else reads
+//! as zero and ignores writes. Routing names only the VM's own vCPUs.
+
+pub mod gicv3;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// INTIDs below this are private to a vCPU (SGIs 0-15, PPIs 16-31).
+pub const PRIVATE_INTIDS: u32 = 32;
+/// SGIs are INTIDs 0..16.
+pub const SGIS: u32 = 16;
+/// One past the largest SPI INTID a GICv3 distributor can describe.
+pub const MAX_INTIDS: u32 = 1020;
+/// EL1 virtual timer PPI.
+pub const VTIMER_PPI: u32 = 27;
+/// EL1 physical timer PPI.
+pub const PTIMER_PPI: u32 = 30;
+/// PPIs a VM owns: the EL1 timers, forwarded from the hardware.
+pub const OWNED_PPIS: u32 = 1 << VTIMER_PPI | 1 << PTIMER_PPI;
+/// Priority of every interrupt after reset (the GIC's reset value).
+const RESET_PRIORITY: u8 = 0;
+
+/// An interrupt given to a VM by its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnedSpi {
+    /// INTID (32..1020).
+    pub intid: u32,
+    /// A physical interrupt with the same INTID, forwarded with the HW bit
+    /// (passthrough device); otherwise raised by an emulated device.
+    pub hw: bool,
+}
+
+/// What the virtual GIC needs from the hardware edge. The AArch64 back-end
+/// implements it with the ICH list registers and the physical distributor;
+/// host tests use a recording fake.
+pub trait VgicHw: Send + Sync {
+    /// Whether the calling core runs the vCPU placed on `phys_cpu`.
+    fn is_this_cpu(&self, phys_cpu: usize) -> bool;
+    /// Moves deliverable pending interrupts of `vcpu` (running on this core)
+    /// into the hardware.
+    fn deliver_local(&self, vgic: &Vgic, vcpu: usize);
+    /// Makes core `phys_cpu` deliver its vCPU's pending interrupts (it is
+    /// another core: send it a kick).
+    fn kick(&self, phys_cpu: usize);
+    /// Enables or disables physical SPI `intid` at the distributor.
+    fn set_physical_enabled(&self, intid: u32, enabled: bool);
+    /// Routes physical SPI `intid` to core `phys_cpu`.
+    fn route_physical(&self, intid: u32, phys_cpu: usize);
+    /// Makes physical SPI `intid` edge- (`true`) or level-triggered.
+    fn set_physical_edge(&self, intid: u32, edge: bool);
+    /// Quiesces physical SPI `intid` (VM reset): disabled, not pending, not
+    /// active.
+    fn quiesce_physical(&self, intid: u32);
+}
+
+/// One interrupt ready for a list register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deliverable {
+    /// Virtual INTID (equal to the physical one when `hw`).
+    pub intid: u32,
+    /// Priority the guest gave it.
+    pub priority: u8,
+    /// Physical interrupt waiting for the guest's deactivation.
+    pub hw: bool,
+}
+
+/// Bitmap over INTIDs, one atomic word per 64.
+struct Bits(Vec<AtomicU64>);
+
+impl Bits {
+    fn new(nr: u32) -> Self {
+        Bits((0..nr.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+    fn get(&self, i: u32) -> bool {
+        self.0
+            .get((i / 64) as usize)
+            .is_some_and(|w| w.load(Ordering::Acquire) & 1 << (i % 64) != 0)
+    }
+    fn set(&self, i: u32, on: bool) {
+        if let Some(w) = self.0.get((i / 64) as usize) {
+            if on {
+                w.fetch_or(1 << (i % 64), Ordering::AcqRel);
+            } else {
+                w.fetch_and(!(1 << (i % 64)), Ordering::AcqRel);
+            }
+        }
+    }
+    fn clear_all(&self) {
+        for w in &self.0 {
+            w.store(0, Ordering::Release);
+        }
+    }
+    fn words(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (i as u32 * 64, w.load(Ordering::Acquire)))
+    }
+}
+
+/// Interrupt state of one vCPU.
+struct VcpuIrqs {
+    phys_cpu: usize,
+    /// Pending, not yet in a list register: raised by software (SGIs,
+    /// emulated devices, the guest's ISPENDR).
+    pending: Bits,
+    /// Pending because the physical interrupt fired and was not yet handed
+    /// to the guest; it stays active at the physical GIC until the guest
+    /// deactivates it.
+    hw_pending: Bits,
+    /// SGI and PPI enables (redistributor).
+    private_enabled: AtomicU32,
+    /// SGI and PPI priorities.
+    private_priority: [AtomicU8; PRIVATE_INTIDS as usize],
+    /// PPI trigger configuration (GICR_ICFGR1), kept for read-back.
+    ppi_config: AtomicU32,
+    /// GICR_WAKER.ProcessorSleep.
+    asleep: AtomicBool,
+}
+
+/// The virtual GIC of one VM.
+pub struct Vgic {
+    vcpus: Vec<VcpuIrqs>,
+    nr_intids: u32,
+    owned: Bits,
+    hw: Bits,
+    enabled: Bits,
+    edge: Bits,
+    level: Bits,
+    priority: Vec<AtomicU8>,
+    /// Target vCPU of each SPI (index by INTID; private INTIDs unused).
+    route: Vec<AtomicU8>,
+    group1_enabled: AtomicBool,
+    backend: &'static dyn VgicHw,
+}
+
+impl Vgic {
+    /// A virtual GIC for a VM whose vCPU `i` runs on `phys_cpus[i]`, owning
+    /// `spis`, in its reset state.
+    pub fn new(phys_cpus: &[usize], spis: &[OwnedSpi], backend: &'static dyn VgicHw) -> Self {
+        let top = spis
+            .iter()
+            .map(|s| s.intid + 1)
+            .filter(|&i| i <= MAX_INTIDS)
+            .max()
+            .unwrap_or(0);
+        let nr_intids = top.max(PRIVATE_INTIDS).next_multiple_of(32).min(1024);
+        let vgic = Vgic {
+            vcpus: phys_cpus
+                .iter()
+                .map(|&phys_cpu| VcpuIrqs {
+                    phys_cpu,
+                    pending: Bits::new(nr_intids),
+                    hw_pending: Bits::new(nr_intids),
+                    private_enabled: AtomicU32::new(0),
+                    private_priority: core::array::from_fn(|_| AtomicU8::new(RESET_PRIORITY)),
+                    ppi_config: AtomicU32::new(0),
+                    asleep: AtomicBool::new(true),
+                })
+                .collect(),
+            nr_intids,
+            owned: Bits::new(nr_intids),
+            hw: Bits::new(nr_intids),
+            enabled: Bits::new(nr_intids),
+            edge: Bits::new(nr_intids),
+            level: Bits::new(nr_intids),
+            priority: (0..nr_intids)
+                .map(|_| AtomicU8::new(RESET_PRIORITY))
+                .collect(),
+            route: (0..nr_intids).map(|_| AtomicU8::new(0)).collect(),
+            group1_enabled: AtomicBool::new(false),
+            backend,
+        };
+        for s in spis {
+            if (PRIVATE_INTIDS..nr_intids).contains(&s.intid) {
+                vgic.owned.set(s.intid, true);
+                vgic.hw.set(s.intid, s.hw);
+            }
+        }
+        vgic
+    }
+
+    /// Number of INTIDs the distributor describes (a multiple of 32).
+    pub fn nr_intids(&self) -> u32 {
+        self.nr_intids
+    }
+
+    /// Number of vCPUs.
+    pub fn nr_vcpus(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// Whether the VM owns `intid` (for private INTIDs: as seen by any of
+    /// its vCPUs).
+    #[inline]
+    pub fn owns(&self, intid: u32) -> bool {
+        if intid < SGIS {
+            true
+        } else if intid < PRIVATE_INTIDS {
+            OWNED_PPIS & 1 << intid != 0
+        } else {
+            self.owned.get(intid)
+        }
+    }
+
+    /// Whether `intid` is a forwarded physical interrupt.
+    #[inline]
+    pub fn is_hw(&self, intid: u32) -> bool {
+        if intid < PRIVATE_INTIDS {
+            intid >= SGIS && OWNED_PPIS & 1 << intid != 0
+        } else {
+            self.hw.get(intid)
+        }
+    }
+
+    /// Distributor group-1 enable (GICD_CTLR.EnableGrp1).
+    pub fn group1_enabled(&self) -> bool {
+        self.group1_enabled.load(Ordering::Acquire)
+    }
+
+    /// Sets GICD_CTLR.EnableGrp1; enabling delivers what was waiting.
+    pub fn set_group1_enabled(&self, on: bool) {
+        self.group1_enabled.store(on, Ordering::Release);
+        if on {
+            for v in 0..self.vcpus.len() {
+                self.notify(v);
+            }
+        }
+    }
+
+    /// Whether `intid` is enabled for `vcpu` (SPIs: for every vCPU).
+    #[inline]
+    pub fn is_enabled(&self, vcpu: usize, intid: u32) -> bool {
+        if intid < PRIVATE_INTIDS {
+            self.vcpus
+                .get(vcpu)
+                .is_some_and(|v| v.private_enabled.load(Ordering::Acquire) & 1 << intid != 0)
+        } else {
+            self.enabled.get(intid)
+        }
+    }
+
+    /// Enables or disables an owned interrupt (others: ignored).
+    pub fn set_enabled(&self, vcpu: usize, intid: u32, on: bool) {
+        if !self.owns(intid) {
+            return;
+        }
+        if intid < PRIVATE_INTIDS {
+            let Some(v) = self.vcpus.get(vcpu) else {
+                return;
+            };
+            if on {
+                v.private_enabled.fetch_or(1 << intid, Ordering::AcqRel);
+            } else {
+                v.private_enabled.fetch_and(!(1 << intid), Ordering::AcqRel);
+            }
+            if on {
+                self.notify(vcpu);
+            }
+            return;
+        }
+        self.enabled.set(intid, on);
+        if self.hw.get(intid) {
+            self.backend.set_physical_enabled(intid, on);
+        }
+        if on {
+            self.notify(self.target_of(intid));
+        }
+    }
+
+    /// Priority of an interrupt as the guest set it (unowned: 0).
+    #[inline]
+    pub fn priority(&self, vcpu: usize, intid: u32) -> u8 {
+        if !self.owns(intid) {
+            return 0;
+        }
+        let slot = if intid < PRIVATE_INTIDS {
+            self.vcpus
+                .get(vcpu)
+                .and_then(|v| v.private_priority.get(intid as usize))
+        } else {
+            self.priority.get(intid as usize)
+        };
+        slot.map_or(0, |p| p.load(Ordering::Relaxed))
+    }
+
+    /// Sets the priority of an owned interrupt.
+    pub fn set_priority(&self, vcpu: usize, intid: u32, prio: u8) {
+        if !self.owns(intid) {
+            return;
+        }
+        let slot = if intid < PRIVATE_INTIDS {
+            self.vcpus
+                .get(vcpu)
+                .and_then(|v| v.private_priority.get(intid as usize))
+        } else {
+            self.priority.get(intid as usize)
+        };
+        if let Some(p) = slot {
+            p.store(prio, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether an SPI is edge-triggered (SGIs always are; PPIs report level).
+    pub fn is_edge(&self, intid: u32) -> bool {
+        if intid < SGIS {
+            true
+        } else if intid < PRIVATE_INTIDS {
+            false
+        } else {
+            self.owns(intid) && self.edge.get(intid)
+        }
+    }
+
+    /// Configures an owned SPI's trigger.
+    pub fn set_edge(&self, intid: u32, edge: bool) {
+        if intid < PRIVATE_INTIDS || !self.owns(intid) {
+            return;
+        }
+        self.edge.set(intid, edge);
+        if self.hw.get(intid) {
+            self.backend.set_physical_edge(intid, edge);
+        }
+    }
+
+    /// GICR_ICFGR1 value last written for `vcpu` (PPI configuration).
+    pub fn ppi_config(&self, vcpu: usize) -> u32 {
+        self.vcpus
+            .get(vcpu)
+            .map_or(0, |v| v.ppi_config.load(Ordering::Relaxed))
+    }
+
+    /// Records GICR_ICFGR1 (the timers are level whatever is written).
+    pub fn set_ppi_config(&self, vcpu: usize, value: u32) {
+        if let Some(v) = self.vcpus.get(vcpu) {
+            v.ppi_config.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// The vCPU an SPI is routed to.
+    #[inline]
+    pub fn target_of(&self, intid: u32) -> usize {
+        self.route
+            .get(intid as usize)
+            .map_or(0, |r| r.load(Ordering::Relaxed) as usize)
+    }
+
+    /// Routes an owned SPI to `vcpu`; a vCPU the VM does not have is
+    /// refused (the write is ignored).
+    pub fn set_target(&self, intid: u32, vcpu: usize) {
+        if intid < PRIVATE_INTIDS || !self.owns(intid) || vcpu >= self.vcpus.len() {
+            return;
+        }
+        if let Some(r) = self.route.get(intid as usize) {
+            r.store(vcpu as u8, Ordering::Relaxed);
+        }
+        if self.hw.get(intid) {
+            self.backend
+                .route_physical(intid, self.vcpus[vcpu].phys_cpu);
+        }
+    }
+
+    /// Physical CPU of `vcpu`.
+    pub fn phys_cpu(&self, vcpu: usize) -> Option<usize> {
+        self.vcpus.get(vcpu).map(|v| v.phys_cpu)
+    }
+
+    /// Whether `intid` waits (not yet delivered) for `vcpu` (SPIs: for
+    /// their target), or an emulated level line holds it.
+    pub fn is_pending(&self, vcpu: usize, intid: u32) -> bool {
+        if !self.owns(intid) {
+            return false;
+        }
+        let v = if intid < PRIVATE_INTIDS {
+            vcpu
+        } else {
+            self.target_of(intid)
+        };
+        self.vcpus
+            .get(v)
+            .is_some_and(|v| v.pending.get(intid) || v.hw_pending.get(intid))
+            || (intid >= PRIVATE_INTIDS && self.level.get(intid))
+    }
+
+    /// Makes an owned interrupt pending for `vcpu` (SPIs go to their
+    /// target), as a write to ISPENDR or an SGI does, and delivers it if it
+    /// can be.
+    pub fn set_pending(&self, vcpu: usize, intid: u32) {
+        if !self.owns(intid) {
+            return;
+        }
+        let target = if intid < PRIVATE_INTIDS {
+            vcpu
+        } else {
+            self.target_of(intid)
+        };
+        let Some(v) = self.vcpus.get(target) else {
+            return;
+        };
+        v.pending.set(intid, true);
+        self.notify(target);
+    }
+
+    /// Withdraws a pending interrupt not yet delivered (ICPENDR). One already
+    /// in a list register stays there.
+    pub fn clear_pending(&self, vcpu: usize, intid: u32) {
+        if !self.owns(intid) {
+            return;
+        }
+        let target = if intid < PRIVATE_INTIDS {
+            vcpu
+        } else {
+            self.target_of(intid)
+        };
+        if let Some(v) = self.vcpus.get(target) {
+            v.pending.set(intid, false);
+        }
+    }
+
+    /// A physical interrupt of the VM fired for `vcpu` and could not go
+    /// straight into a list register: it waits in the pending set (still
+    /// active at the physical GIC) and is delivered when possible.
+    pub fn forward_physical(&self, vcpu: usize, intid: u32) {
+        if let Some(v) = self.vcpus.get(vcpu) {
+            v.hw_pending.set(intid, true);
+            self.notify(vcpu);
+        }
+    }
+
+    /// Puts back an interrupt taken by [`Self::take_deliverable`] that found
+    /// no list register (no delivery is attempted).
+    pub fn requeue(&self, vcpu: usize, d: &Deliverable) {
+        if let Some(v) = self.vcpus.get(vcpu) {
+            if d.hw {
+                v.hw_pending.set(d.intid, true);
+            } else {
+                v.pending.set(d.intid, true);
+            }
+        }
+    }
+
+    /// Drives the level of an emulated device's SPI: high makes it pending
+    /// (again, if the guest already took it), low withdraws it.
+    pub fn set_level(&self, intid: u32, high: bool) {
+        if intid < PRIVATE_INTIDS || !self.owns(intid) || self.hw.get(intid) {
+            return;
+        }
+        self.level.set(intid, high);
+        if high {
+            self.set_pending(0, intid);
+        } else {
+            self.clear_pending(0, intid);
+        }
+    }
+
+    /// Hands `vcpu`'s deliverable interrupts to the hardware: on this core
+    /// directly, on another by a kick.
+    fn notify(&self, vcpu: usize) {
+        let Some(v) = self.vcpus.get(vcpu) else {
+            return;
+        };
+        if !self.has_deliverable(vcpu) {
+            return;
+        }
+        if self.backend.is_this_cpu(v.phys_cpu) {
+            self.backend.deliver_local(self, vcpu);
+        } else {
+            self.backend.kick(v.phys_cpu);
+        }
+    }
+
+    /// Enable bits of INTIDs `base..base + 64`, with a vCPU's private
+    /// enables in the first word.
+    #[inline]
+    fn enabled_word(&self, base: u32, private: u64) -> u64 {
+        let spis = self
+            .enabled
+            .0
+            .get((base / 64) as usize)
+            .map_or(0, |w| w.load(Ordering::Acquire));
+        if base == 0 {
+            private | spis & !0xffff_ffff
+        } else {
+            spis
+        }
+    }
+
+    /// Whether `vcpu` has an enabled interrupt waiting.
+    pub fn has_deliverable(&self, vcpu: usize) -> bool {
+        let Some(v) = self.vcpus.get(vcpu) else {
+            return false;
+        };
+        if !self.group1_enabled() {
+            return false;
+        }
+        let private = v.private_enabled.load(Ordering::Acquire) as u64;
+        v.pending
+            .words()
+            .zip(v.hw_pending.words())
+            .any(|((base, sw), (_, hw))| (sw | hw) & self.enabled_word(base, private) != 0)
+    }
+
+    /// Takes up to `out.len()` of `vcpu`'s enabled pending interrupts,
+    /// highest priority (lowest value) first, removing them from the
+    /// pending set. Returns how many were taken and whether more remain.
+    pub fn take_deliverable(&self, vcpu: usize, out: &mut [Deliverable]) -> (usize, bool) {
+        let Some(v) = self.vcpus.get(vcpu) else {
+            return (0, false);
+        };
+        if !self.group1_enabled() {
+            return (0, false);
+        }
+        let mut n = 0;
+        let mut more = false;
+        let private = v.private_enabled.load(Ordering::Acquire) as u64;
+        for ((base, sw), (_, hw)) in v.pending.words().zip(v.hw_pending.words()) {
+            let mut bits = (sw | hw) & self.enabled_word(base, private);
+            while bits != 0 {
+                let intid = base + bits.trailing_zeros();
+                bits &= bits - 1;
+                let d = Deliverable {
+                    intid,
+                    priority: self.priority(vcpu, intid),
+                    hw: hw & 1 << (intid - base) != 0,
+                };
+                if n < out.len() {
+                    out[n] = d;
+                    n += 1;
+                } else {
+                    more = true;
+                    // Keep the highest-priority ones: replace the worst.
+                    if let Some(worst) = (0..n).max_by_key(|&i| out[i].priority) {
+                        if out[worst].priority > d.priority {
+                            out[worst] = d;
+                        }
+                    }
+                }
+            }
+        }
+        for d in &out[..n] {
+            if d.hw {
+                v.hw_pending.set(d.intid, false);
+            } else {
+                v.pending.set(d.intid, false);
+            }
+        }
+        (n, more)
+    }
+
+    /// GICR_WAKER.ProcessorSleep of `vcpu`.
+    pub fn is_asleep(&self, vcpu: usize) -> bool {
+        self.vcpus
+            .get(vcpu)
+            .is_some_and(|v| v.asleep.load(Ordering::Relaxed))
+    }
+
+    /// Sets GICR_WAKER.ProcessorSleep of `vcpu`.
+    pub fn set_asleep(&self, vcpu: usize, asleep: bool) {
+        if let Some(v) = self.vcpus.get(vcpu) {
+            v.asleep.store(asleep, Ordering::Relaxed);
+        }
+    }
+
+    /// Back to the reset state (VM reset; no vCPU of the VM runs): nothing
+    /// enabled or pending, SPIs routed to vCPU 0, passthrough interrupts
+    /// quiesced at the physical GIC.
+    pub fn reset(&self) {
+        for v in &self.vcpus {
+            v.pending.clear_all();
+            v.hw_pending.clear_all();
+            v.private_enabled.store(0, Ordering::Release);
+            for p in &v.private_priority {
+                p.store(RESET_PRIORITY, Ordering::Relaxed);
+            }
+            v.ppi_config.store(0, Ordering::Relaxed);
+            v.asleep.store(true, Ordering::Relaxed);
+        }
+        self.enabled.clear_all();
+        self.edge.clear_all();
+        self.level.clear_all();
+        for p in &self.priority {
+            p.store(RESET_PRIORITY, Ordering::Relaxed);
+        }
+        self.group1_enabled.store(false, Ordering::Release);
+        for intid in PRIVATE_INTIDS..self.nr_intids {
+            if let Some(r) = self.route.get(intid as usize) {
+                r.store(0, Ordering::Relaxed);
+            }
+            if self.hw.get(intid) {
+                self.backend.quiesce_physical(intid);
+                if let Some(v0) = self.vcpus.first() {
+                    self.backend.route_physical(intid, v0.phys_cpu);
+                }
+            }
+        }
+    }
+
+    /// The owned SPIs that are forwarded physical interrupts.
+    pub fn hw_spis(&self) -> impl Iterator<Item = u32> + '_ {
+        (PRIVATE_INTIDS..self.nr_intids).filter(|&i| self.hw.get(i))
+    }
+}
+
+/// An emulated device's interrupt output wired to one SPI of a VM's
+/// virtual GIC.
+pub struct VgicLine {
+    /// The VM's virtual GIC.
+    pub vgic: &'static Vgic,
+    /// The SPI.
+    pub intid: u32,
+}
+
+impl super::InterruptLine for VgicLine {
+    fn set_level(&self, asserted: bool) {
+        self.vgic.set_level(self.intid, asserted);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use alloc::boxed::Box;
+    use std::sync::Mutex;
+
+    /// Records what the model asked of the hardware; "this core" is a
+    /// settable physical CPU.
+    #[derive(Default)]
+    pub struct FakeHw {
+        pub this_cpu: Mutex<usize>,
+        pub log: Mutex<Vec<String>>,
+    }
+
+    impl VgicHw for FakeHw {
+        fn is_this_cpu(&self, phys_cpu: usize) -> bool {
+            *self.this_cpu.lock().unwrap() == phys_cpu
+        }
+        fn deliver_local(&self, _: &Vgic, vcpu: usize) {
+            self.log.lock().unwrap().push(format!("deliver {vcpu}"));
+        }
+        fn kick(&self, phys_cpu: usize) {
+            self.log.lock().unwrap().push(format!("kick {phys_cpu}"));
+        }
+        fn set_physical_enabled(&self, intid: u32, enabled: bool) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("phys-enable {intid} {enabled}"));
+        }
+        fn route_physical(&self, intid: u32, phys_cpu: usize) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("phys-route {intid} {phys_cpu}"));
+        }
+        fn set_physical_edge(&self, intid: u32, edge: bool) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("phys-edge {intid} {edge}"));
+        }
+        fn quiesce_physical(&self, intid: u32) {
+            self.log.lock().unwrap().push(format!("quiesce {intid}"));
+        }
+    }
+
+    impl FakeHw {
+        pub fn take_log(&self) -> Vec<String> {
+            core::mem::take(&mut *self.log.lock().unwrap())
+        }
+    }
+
+    /// A VM with vCPUs on physical CPUs 2 and 3, owning passthrough SPI 40
+    /// and emulated SPI 33.
+    pub fn vgic() -> (&'static Vgic, &'static FakeHw) {
+        let hw: &'static FakeHw = Box::leak(Box::default());
+        *hw.this_cpu.lock().unwrap() = 2;
+        let spis = [
+            OwnedSpi {
+                intid: 40,
+                hw: true,
+            },
+            OwnedSpi {
+                intid: 33,
+                hw: false,
+            },
+        ];
+        (Box::leak(Box::new(Vgic::new(&[2, 3], &spis, hw))), hw)
+    }
+
+    fn take(v: &Vgic, vcpu: usize, n: usize) -> (Vec<u32>, bool) {
+        let mut out = vec![
+            Deliverable {
+                intid: 0,
+                priority: 0,
+                hw: false
+            };
+            n
+        ];
+        let (k, more) = v.take_deliverable(vcpu, &mut out);
+        (out[..k].iter().map(|d| d.intid).collect(), more)
+    }
+
+    #[test]
+    fn sizes_the_distributor_to_the_highest_owned_spi() {
+        let (v, _) = vgic();
+        assert_eq!(v.nr_intids(), 64);
+        assert!(v.owns(40) && v.owns(33) && v.owns(5) && v.owns(27));
+        assert!(!v.owns(41) && !v.owns(25) && !v.owns(26) && !v.owns(1000));
+        assert!(v.is_hw(40) && !v.is_hw(33) && v.is_hw(27) && !v.is_hw(3));
+    }
+
+    #[test]
+    fn unowned_interrupts_ignore_every_write() {
+        let (v, hw) = vgic();
+        v.set_enabled(0, 41, true);
+        v.set_priority(0, 41, 0x80);
+        v.set_pending(0, 41);
+        v.set_target(41, 1);
+        v.set_edge(41, true);
+        v.set_enabled(0, 25, true);
+        assert!(!v.is_enabled(0, 41) && !v.is_enabled(0, 25));
+        assert_eq!(v.priority(0, 41), 0);
+        assert!(!v.is_pending(0, 41));
+        assert!(!v.is_edge(41));
+        assert!(hw.take_log().is_empty());
+    }
+
+    #[test]
+    fn routing_names_only_the_vms_own_vcpus_and_moves_the_physical_spi() {
+        let (v, hw) = vgic();
+        v.set_target(40, 5);
+        assert_eq!(v.target_of(40), 0);
+        v.set_target(40, 1);
+        assert_eq!(v.target_of(40), 1);
+        assert_eq!(hw.take_log(), ["phys-route 40 3"]);
+    }
+
+    #[test]
+    fn pending_waits_for_enable_then_is_delivered_locally_or_by_kick() {
+        let (v, hw) = vgic();
+        v.set_group1_enabled(true);
+        hw.take_log();
+        v.set_pending(0, 33);
+        assert_eq!(take(v, 0, 4), (vec![], false), "not enabled yet");
+        v.set_enabled(0, 33, true); // routed to vCPU 0 = this core
+        assert_eq!(hw.take_log(), ["deliver 0"]);
+        assert_eq!(take(v, 0, 4), (vec![33], false));
+        assert!(!v.is_pending(0, 33));
+        // An SGI to vCPU 1 (on CPU 3, another core) kicks that core.
+        v.set_enabled(1, 2, true);
+        hw.take_log();
+        v.set_pending(1, 2);
+        assert_eq!(hw.take_log(), ["kick 3"]);
+        assert_eq!(take(v, 1, 4), (vec![2], false));
+    }
+
+    #[test]
+    fn hw_spi_enable_reaches_the_physical_distributor() {
+        let (v, hw) = vgic();
+        v.set_enabled(0, 40, true);
+        v.set_edge(40, true);
+        v.set_enabled(0, 40, false);
+        assert_eq!(
+            hw.take_log(),
+            [
+                "phys-enable 40 true",
+                "phys-edge 40 true",
+                "phys-enable 40 false"
+            ]
+        );
+    }
+
+    #[test]
+    fn physical_interrupts_are_delivered_with_the_hw_flag() {
+        let (v, _) = vgic();
+        v.set_group1_enabled(true);
+        v.forward_physical(0, 27);
+        assert!(!v.has_deliverable(0), "timer PPI not enabled");
+        v.set_enabled(0, 27, true);
+        let mut out = [Deliverable {
+            intid: 0,
+            priority: 0,
+            hw: false,
+        }; 2];
+        assert_eq!(v.take_deliverable(0, &mut out), (1, false));
+        assert_eq!(
+            out[0],
+            Deliverable {
+                intid: 27,
+                priority: 0,
+                hw: true
+            }
+        );
+    }
+
+    #[test]
+    fn overflow_keeps_the_highest_priorities_and_reports_more() {
+        let (v, _) = vgic();
+        v.set_group1_enabled(true);
+        for sgi in 0..6 {
+            v.set_enabled(0, sgi, true);
+            v.set_priority(0, sgi, 0xf0 - sgi as u8 * 0x10);
+            v.set_pending(0, sgi);
+        }
+        let (mut got, more) = take(v, 0, 4);
+        got.sort();
+        assert_eq!(got, vec![2, 3, 4, 5]);
+        assert!(more);
+        let (rest, more) = take(v, 0, 4);
+        assert_eq!(rest, vec![0, 1]);
+        assert!(!more);
+    }
+
+    #[test]
+    fn level_lines_pend_and_withdraw() {
+        let (v, _) = vgic();
+        v.set_group1_enabled(true);
+        v.set_enabled(0, 33, true);
+        v.set_level(33, true);
+        assert!(v.is_pending(0, 33));
+        v.set_level(33, false);
+        assert!(!v.is_pending(0, 33));
+        assert_eq!(take(v, 0, 4), (vec![], false));
+        v.set_level(40, true); // a passthrough SPI has no emulated level
+        assert!(!v.is_pending(0, 40));
+    }
+
+    #[test]
+    fn group1_disabled_delivers_nothing() {
+        let (v, _) = vgic();
+        v.set_enabled(0, 1, true);
+        v.set_pending(0, 1);
+        assert!(!v.has_deliverable(0));
+        v.set_group1_enabled(true);
+        assert!(v.has_deliverable(0));
+    }
+
+    #[test]
+    fn reset_clears_state_and_quiesces_passthrough() {
+        let (v, hw) = vgic();
+        v.set_group1_enabled(true);
+        v.set_enabled(0, 40, true);
+        v.set_target(40, 1);
+        v.set_enabled(1, 3, true);
+        v.set_pending(1, 3);
+        hw.take_log();
+        v.reset();
+        assert!(!v.is_enabled(0, 40) && !v.is_enabled(1, 3) && !v.is_pending(1, 3));
+        assert_eq!(v.target_of(40), 0);
+        assert!(!v.group1_enabled());
+        assert_eq!(hw.take_log(), ["quiesce 40", "phys-route 40 2"]);
+    }
+}
