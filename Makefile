@@ -7,10 +7,13 @@ ARCH ?= aarch64
 
 ifeq ($(ARCH),aarch64)
 TARGET := aarch64-unknown-none-softfloat
-DEFAULT_CONFIG := configs/qemu-virt-demo.toml
+DEFAULT_CONFIG := configs/qemu-virt-linux.toml
+# The Linux guests' kernel and initramfs (AArch64 configs only).
+BUILD_ASSETS := linux-assets
 else ifeq ($(ARCH),x86_64)
 TARGET := x86_64-unknown-none
 DEFAULT_CONFIG := configs/bochs-x86-demo.toml
+BUILD_ASSETS :=
 else
 $(error ARCH=$(ARCH) is not supported (aarch64 or x86_64))
 endif
@@ -22,6 +25,7 @@ CONFIG ?= $(DEFAULT_CONFIG)
 # linked and applies no relocations, so it is built static.
 HYP_CARGO := RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
 	CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="-C relocation-model=static" /usr/bin/cargo
+AARCH64_TARGET := aarch64-unknown-none-softfloat
 X86_TARGET := x86_64-unknown-none
 X86_CHECK_CONFIG := configs/bochs-x86-demo.toml
 X86_GUEST_DIR := guests/x86guest
@@ -36,9 +40,14 @@ ELF := target/$(TARGET)/release/tessera
 
 # QEMU virt with EL2 and GICv3; semihosting lets the hypervisor report a
 # failed run through QEMU's exit status.
+# The memory size is the one the build computed for the config.
 QEMU := qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 \
-	-smp 4 -m 1G -nographic -semihosting-config enable=on,target=native
-QEMU_TIMEOUT ?= 300
+	-smp 4 -nographic -semihosting-config enable=on,target=native
+# What `make run` attaches: QEMU's second PL011 (uart1) to a file, and a
+# small virtio disk for the VM that is given the virtio-mmio page.
+RUN_DISK := build/run-disk.img
+RUN_UART1 := build/run-uart1.log
+QEMU_TIMEOUT ?= 3600
 
 # Linux guest assets (Debian 12's arm64 kernel, a busybox initramfs), fetched
 # and built by scripts/fetch-linux.sh; see docs/LINUX.md.
@@ -72,7 +81,7 @@ x86-guests: setup
 # The image is always rebuilt through cargo (cheap when nothing changed):
 # the config path is an input make cannot see into. AArch64 gets a raw
 # Image (tessera.bin); x86_64 boots the ELF through multiboot2.
-build: guests
+build: guests $(BUILD_ASSETS)
 	@mkdir -p $(IMAGE_DIR)
 	TESSERA_CONFIG=$(CONFIG) $(HYP_CARGO) build --release $(BUILD_STD) --target $(TARGET)
 ifeq ($(ARCH),aarch64)
@@ -100,10 +109,14 @@ endif
 
 ifeq ($(ARCH),x86_64)
 run: iso
-	FOLLOW=1 BOCHS_TIMEOUT=$(QEMU_TIMEOUT) bash scripts/run-bochs.sh $(ISO) $(IMAGE_DIR)/com1.log
+	FOLLOW=1 BOCHS_TIMEOUT=300 bash scripts/run-bochs.sh $(ISO) $(IMAGE_DIR)/com1.log
 else
 run: build
-	timeout --foreground $(QEMU_TIMEOUT) $(QEMU) -kernel $(IMAGE)
+	@[ -f $(RUN_DISK) ] || { printf 'TESSERA-DISK-PATTERN\n' > $(RUN_DISK); truncate -s 4M $(RUN_DISK); }
+	timeout --foreground $(QEMU_TIMEOUT) $(QEMU) -m $$(cat $(IMAGE_DIR)/qemu-memory) \
+		-serial mon:stdio -serial file:$(RUN_UART1) \
+		-drive file=$(RUN_DISK),if=none,format=raw,id=d0 -device virtio-blk-device,drive=d0 \
+		-kernel $(IMAGE)
 endif
 
 # Host unit tests, then the boot tests (which build images with `make build`
@@ -134,7 +147,6 @@ bench: setup
 # Formatting and lints, host and bare-metal (Debian's clippy for the
 # latter), for both architectures: the x86_64 hypervisor is linted with the
 # Bochs config, whose guest images `guests` builds.
-AARCH64_TARGET := aarch64-unknown-none-softfloat
 check: setup guests
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --features tessera-config/build -- -D warnings

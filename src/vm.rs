@@ -169,10 +169,18 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
             .map_err(|_| "cannot map a passthrough device")?;
     }
     let phys_cpus: Vec<usize> = config.phys_cpu_ids.to_vec();
+    // Passthrough interrupts are forwarded physical ones; emulated devices'
+    // are raised by their models.
     let spis: Vec<OwnedSpi> = config
         .passthrough_devices
         .iter()
         .flat_map(|d| d.irqs.iter().map(|&intid| OwnedSpi { intid, hw: true }))
+        .chain(
+            config
+                .emu_devices
+                .iter()
+                .filter_map(|d| d.irq.map(|intid| OwnedSpi { intid, hw: false })),
+        )
         .collect();
     let vgic: &'static Vgic =
         Box::leak(Box::new(Vgic::new(&phys_cpus, &spis, arch::vgic_backend())));
@@ -189,16 +197,16 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
             }
         }
     }
-    let gic = SYSTEM.board.gic;
+    let gic = config.vgic;
     // x86 boards have no GIC: their VMs get no GIC windows.
     if SYSTEM.board.arch == Arch::Aarch64 {
         mmio.add(
-            gic.gicd_base,
+            gic.gicd_gpa,
             GICD_SIZE,
             Box::leak(Box::new(Distributor::new(vgic))),
         );
         mmio.add(
-            gic.gicr_or_gicc_base,
+            gic.gicr_gpa,
             Redistributors::window_size(vgic),
             Box::leak(Box::new(Redistributors::new(vgic))),
         );

@@ -254,6 +254,9 @@ pub struct VmConfig {
     pub emu_ports: &'static [EmuPort],
     /// I/O ports the VM reaches directly (x86 only); every other port traps.
     pub passthrough_ports: &'static [PortRange],
+    /// The VM owns its cores' PMU (`base.pmu`); otherwise PMU registers trap
+    /// and the PMU is hidden from it.
+    pub pmu: bool,
 }
 
 /// The whole compiled-in configuration.

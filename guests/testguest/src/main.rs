@@ -14,7 +14,9 @@ use core::arch::asm;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use tessera_guest::exception::{guarded, probe_read32, probe_write32, Fault, EC_DATA_ABORT_CUR};
+use tessera_guest::exception::{
+    guarded, probe_read32, probe_write32, Fault, EC_DATA_ABORT_CUR, EC_UNKNOWN,
+};
 use tessera_guest::hypercall::{self, VmInfo};
 use tessera_guest::{boot, cpu, println, psci, smccc, smp, time, MAX_CPUS, RAM_BASE};
 
@@ -200,6 +202,9 @@ fn main() -> ! {
     report.run("mmio-decode-writeback", check_mmio_decode_writeback);
     report.run("mmio-decode-pair", check_mmio_decode_pair);
     report.run("sysreg-id", check_sysreg_id);
+    report.run("pmu-undefined", check_pmu_undefined);
+    report.run("set-way-handled", check_set_way_handled);
+    report.run("debug-regs-contained", check_debug_regs_contained);
     report.run("wfi-timer", check_wfi_timer);
 
     println!("RESULT: pass={} fail={}", report.pass, report.fail);
@@ -739,14 +744,105 @@ fn check_sysreg_id() -> Outcome {
     ensure!(a == b, "two reads differ: {:#x} then {:#x}", a, b);
     let sve = (a >> 32) & 0xf;
     let gic = (a >> 24) & 0xf;
-    // SVE is hidden; the GICv3 system-register interface is presented (the
-    // virtual GIC runs on the hardware's virtual CPU interface).
+    // SVE is hidden; GIC = 1: the VM's GICv3 CPU interface is virtual.
     ensure!(
         sve == 0 && gic == 1,
-        "ID_AA64PFR0_EL1={:#x}: SVE={} GIC={}, expected SVE 0, GIC 1",
+        "ID_AA64PFR0_EL1={:#x}: SVE={} GIC={}, expected SVE=0 GIC=1",
         a,
         sve,
         gic
+    );
+    Ok(())
+}
+
+/// ESR.IL: the instruction that raised the exception was 32 bits.
+const ESR_IL: u64 = 1 << 25;
+/// MDSCR_EL1.KDE | MDE: what a debugger would set.
+const MDSCR_KDE_MDE: u64 = 1 << 13 | 1 << 15;
+
+/// `mrs x, pmccntr_el0` (one instruction: a skipped fault leaves 0).
+fn read_pmccntr() -> u64 {
+    let v: u64;
+    // SAFETY: reads a counter, or raises an exception handled by `guarded`.
+    unsafe { asm!("mrs {}, pmccntr_el0", out(reg) v, options(nostack)) };
+    v
+}
+
+/// Without the `pmu` grant the PMU is hidden and trapped: the ID register
+/// shows no PMU and reading the cycle counter is an undefined instruction
+/// (EC 0 with IL, at the instruction), not an abort and not a hang.
+fn check_pmu_undefined() -> Outcome {
+    let dfr0: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { asm!("mrs {}, id_aa64dfr0_el1", out(reg) dfr0, options(nostack)) };
+    let pmuver = dfr0 >> 8 & 0xf;
+    ensure!(
+        pmuver == 0,
+        "ID_AA64DFR0_EL1={:#x}: PMUVer={}, expected 0",
+        dfr0,
+        pmuver
+    );
+    match guarded(read_pmccntr) {
+        (v, None) => fail!("PMCCNTR_EL0 read {:#x} without an exception", v),
+        (_, Some(f)) => ensure!(
+            f.ec() == EC_UNKNOWN && f.esr & ESR_IL != 0,
+            "PMCCNTR_EL0: esr={:#x} elr={:#x}, expected EC 0 with IL",
+            f.esr,
+            f.elr
+        ),
+    }
+    Ok(())
+}
+
+/// Set/way maintenance traps (HCR_EL2.TSW) and is served: no exception,
+/// for the whole-cache walk's first operation and any other.
+fn check_set_way_handled() -> Outcome {
+    for operand in [0u64, 1 << 1, 0x40, 0x8000_0042] {
+        // SAFETY: set/way maintenance only changes cache state.
+        no_fault("dc cisw", || unsafe {
+            asm!("dc cisw, {}", in(reg) operand, options(nostack))
+        })?;
+        // SAFETY: as above.
+        no_fault("dc csw", || unsafe {
+            asm!("dc csw, {}", in(reg) operand, options(nostack))
+        })?;
+    }
+    Ok(())
+}
+
+/// Debug registers and ACTLR_EL1 trap and read as zero: a breakpoint or
+/// watchpoint the guest writes never reaches the hardware.
+fn check_debug_regs_contained() -> Outcome {
+    let (mdscr, bvr, actlr) = no_fault("debug registers", || {
+        let (mdscr, bvr, actlr): (u64, u64, u64);
+        // SAFETY: with the registers trapped and ignored these writes change
+        // nothing; even untrapped, a breakpoint at address 0 with its control
+        // register left disabled never fires.
+        unsafe {
+            asm!(
+                "msr mdscr_el1, {kde}",
+                "msr dbgbvr0_el1, {addr}",
+                "isb",
+                "mrs {mdscr}, mdscr_el1",
+                "mrs {bvr}, dbgbvr0_el1",
+                "mrs {actlr}, actlr_el1",
+                "msr mdscr_el1, xzr",
+                kde = in(reg) MDSCR_KDE_MDE,
+                addr = in(reg) 0x4000_0000u64,
+                mdscr = out(reg) mdscr,
+                bvr = out(reg) bvr,
+                actlr = out(reg) actlr,
+                options(nostack)
+            )
+        };
+        (mdscr, bvr, actlr)
+    })?;
+    ensure!(
+        mdscr == 0 && bvr == 0 && actlr == 0,
+        "MDSCR_EL1={:#x} DBGBVR0_EL1={:#x} ACTLR_EL1={:#x}, expected all 0",
+        mdscr,
+        bvr,
+        actlr
     );
     Ok(())
 }

@@ -2,10 +2,9 @@
 //! `booti` and the Raspberry Pi firmware can start us), the boot core's path
 //! into Rust, and the entry point secondary cores get from PSCI CPU_ON.
 
+use super::el2_map::ImageLayout;
+use crate::config::MemRange;
 use core::arch::global_asm;
-
-/// Bytes of stack per core (must match `STACK_SIZE` in linker/aarch64.ld).
-pub const STACK_SIZE: usize = 0x10000;
 
 global_asm!(
     r#"
@@ -46,25 +45,82 @@ primary_entry:
 
 .global tessera_secondary_entry
 tessera_secondary_entry:
-    // x0 = physical CPU index (the PSCI CPU_ON context id).
+    // x0 = physical CPU index (the PSCI CPU_ON context id). Its stack slot
+    // is 1 + index; the stack top is the slot's end.
     msr     daifset, #0xf
     adrp    x1, __cpu_stacks
     add     x1, x1, :lo12:__cpu_stacks
-    mov     x2, #{stack_size}
+    movz    x2, #:abs_g1:__stack_stride
+    movk    x2, #:abs_g0_nc:__stack_stride
     madd    x1, x0, x2, x1
     add     sp, x1, x2
     bl      tessera_secondary_main
 4:  wfe
     b       4b
-"#,
-    stack_size = const STACK_SIZE,
+"#
 );
 
 extern "C" {
     /// Entry of secondary cores (physical address: we run identity-mapped).
     pub fn tessera_secondary_entry();
+    static __image_start: u8;
     static __image_end: u8;
     static __boot_stack_top: u8;
+    static __cpu_stacks: u8;
+    static __stacks_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+}
+
+/// The value of an absolute linker-script symbol (a constant the linker
+/// script defines and Rust reads, so it is defined once).
+macro_rules! linker_constant {
+    ($sym:literal) => {{
+        let v: u64;
+        // SAFETY: loads an absolute symbol's value into a register; no memory
+        // access.
+        unsafe {
+            core::arch::asm!(
+                concat!("movz {0}, #:abs_g1:", $sym),
+                concat!("movk {0}, #:abs_g0_nc:", $sym),
+                out(reg) v,
+                options(nomem, nostack, pure)
+            )
+        };
+        v
+    }};
+}
+
+/// Distance between stacks: a guard page plus the stack.
+fn stack_stride() -> u64 {
+    linker_constant!("__stack_stride")
+}
+
+/// Top of physical CPU `cpu`'s EL2 stack.
+pub fn cpu_stack_top(cpu: usize) -> u64 {
+    core::ptr::addr_of!(__cpu_stacks) as u64 + (cpu as u64 + 1) * stack_stride()
+}
+
+/// Where the image's parts lie, for the EL2 map.
+pub fn image_layout() -> ImageLayout {
+    let start = core::ptr::addr_of!(__image_start) as u64;
+    let text_end = core::ptr::addr_of!(__text_end) as u64;
+    let ro_start = core::ptr::addr_of!(__rodata_start) as u64;
+    let ro_end = core::ptr::addr_of!(__rodata_end) as u64;
+    ImageLayout {
+        text: MemRange {
+            base: start,
+            size: text_end - start,
+        },
+        rodata: MemRange {
+            base: ro_start,
+            size: ro_end - ro_start,
+        },
+        first_guard: core::ptr::addr_of!(__stacks_start) as u64,
+        guard_stride: stack_stride(),
+        stacks: linker_constant!("__stack_slots") as usize,
+    }
 }
 
 /// Top of the boot core's stack.

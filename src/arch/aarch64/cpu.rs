@@ -1,13 +1,12 @@
 //! Per-core EL2 state: what each core programs once for the VM it runs,
 //! how a vCPU is (re)started, and this core's identity.
 
+use super::id_fields::VmFeatures;
+use super::trap_config::{self, HwIds, Traps};
 use super::vectors;
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 
-/// CPTR_EL2 without any trap, RES1 bits set (non-VHE layout): FP/SIMD stays
-/// the guest's, since the hypervisor is built without it.
-const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
 /// SCTLR_EL1 RES1 bits with MMU and caches off: a vCPU's reset state.
 const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 /// PSTATE for EL1h with D, A, I, F masked: a vCPU's reset state and the
@@ -33,18 +32,26 @@ pub fn mpidr() -> u64 {
     MPIDR_EL1.get() & 0xff_00ff_ffff
 }
 
-/// Installs the EL2 vectors and traps nothing for FP. Every core, at boot.
+/// Installs the EL2 vectors and the VM-independent traps (CPTR_EL2: FP is
+/// the guest's, SVE/SME/trace/AMU trap). Every core, at boot.
 pub fn init_el2() {
     VBAR_EL2.set(vectors::tessera_el2_vectors as *const () as u64);
-    CPTR_EL2.set(CPTR_EL2_NO_TRAPS);
+    CPTR_EL2.set(trap_config::traps(&hw_ids(), VmFeatures::default()).cptr);
     // SAFETY: TLB maintenance has no memory-safety effect; drops whatever
     // stage-1/2 entries firmware may have left for EL1.
     unsafe { core::arch::asm!("tlbi alle1", "dsb nsh", "isb") };
 }
 
-/// Points TPIDR_EL2 at this core's per-core data.
-pub fn set_local(ptr: *const ()) {
-    TPIDR_EL2.set(ptr as u64);
+/// Points TPIDR_EL2 at this core's per-core data. The `'static` borrow is
+/// the proof trap handlers rely on when they dereference [`local`].
+pub fn set_local(local: &'static crate::vcpu::CpuLocal) {
+    TPIDR_EL2.set(local as *const crate::vcpu::CpuLocal as u64);
+}
+
+/// Marks this core as having no per-core data yet (TPIDR_EL2 resets to an
+/// unknown value; code that may run on any core checks for null).
+pub fn clear_local() {
+    TPIDR_EL2.set(0);
 }
 
 /// This core's per-core data pointer.
@@ -53,9 +60,73 @@ pub fn local() -> *const () {
     TPIDR_EL2.get() as *const ()
 }
 
+macro_rules! read_sysreg {
+    ($name:literal) => {{
+        let v: u64;
+        // SAFETY: reading an ID register or PMCR_EL0 at EL2 has no side effect.
+        unsafe { core::arch::asm!(concat!("mrs {}, ", $name), out(reg) v, options(nomem, nostack)) };
+        v
+    }};
+}
+
+macro_rules! write_sysreg {
+    ($name:literal, $value:expr) => {{
+        let v: u64 = $value;
+        // SAFETY: an EL2 trap-control register: it changes which guest
+        // operations trap, never the hypervisor's own memory.
+        unsafe { core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) v, options(nomem, nostack)) };
+    }};
+}
+
+/// This core's feature-ID registers the trap policy depends on.
+pub fn hw_ids() -> HwIds {
+    HwIds {
+        pfr0: ID_AA64PFR0_EL1.get(),
+        pfr1: ID_AA64PFR1_EL1.get(),
+        dfr0: ID_AA64DFR0_EL1.get(),
+        isar1: ID_AA64ISAR1_EL1.get(),
+        isar2: read_sysreg!("S3_0_C0_C6_2"),
+        mmfr0: ID_AA64MMFR0_EL1.get(),
+        mmfr1: ID_AA64MMFR1_EL1.get(),
+        pmu_counters: (read_sysreg!("pmcr_el0") >> 11 & 0x1f) as u8,
+    }
+}
+
+/// Writes the trap registers of [`trap_config::traps`].
+fn write_traps(t: &Traps) {
+    HCR_EL2.set(t.hcr);
+    CPTR_EL2.set(t.cptr);
+    write_sysreg!("mdcr_el2", t.mdcr);
+    // No EL1 access to implementation-defined control registers.
+    write_sysreg!("actlr_el2", 0);
+    if let Some(hcrx) = t.hcrx {
+        write_sysreg!("S3_4_C1_C2_2", hcrx); // HCRX_EL2
+    }
+    if let Some(mpam2) = t.mpam2 {
+        write_sysreg!("S3_4_C10_C5_0", mpam2); // MPAM2_EL2
+    }
+    if t.fgt >= 1 {
+        // HFGRTR, HFGWTR, HFGITR, HDFGRTR, HDFGWTR_EL2.
+        write_sysreg!("S3_4_C1_C1_4", 0);
+        write_sysreg!("S3_4_C1_C1_5", 0);
+        write_sysreg!("S3_4_C1_C1_6", 0);
+        write_sysreg!("S3_4_C3_C1_4", 0);
+        write_sysreg!("S3_4_C3_C1_5", 0);
+    }
+    if t.fgt >= 2 {
+        // HDFGRTR2, HDFGWTR2, HFGRTR2, HFGWTR2, HFGITR2_EL2.
+        write_sysreg!("S3_4_C3_C1_0", 0);
+        write_sysreg!("S3_4_C3_C1_1", 0);
+        write_sysreg!("S3_4_C3_C1_2", 0);
+        write_sysreg!("S3_4_C3_C1_3", 0);
+        write_sysreg!("S3_4_C3_C1_7", 0);
+    }
+}
+
 /// Programs this core's EL2 registers for running vCPU `vcpu_id` of the VM
-/// whose stage-2 root is `stage2_root` and VMID `vmid`.
-pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize) {
+/// whose stage-2 root is `stage2_root` and VMID `vmid`; `pmu`: the VM owns
+/// this core's PMU.
+pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize, pmu: bool) {
     VTCR_EL2.set(
         (VTCR_EL2::T0SZ.val(64 - super::stage2::IPA_BITS as u64)
             + VTCR_EL2::SL0::Granule4KBLevel1
@@ -69,18 +140,7 @@ pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize) {
             | 1 << 31,
     );
     VTTBR_EL2.set((vmid as u64) << 48 | stage2_root);
-    let hcr = (HCR_EL2::VM::Enable
-        + HCR_EL2::SWIO::SET
-        + HCR_EL2::FMO::EnableVirtualFIQ
-        + HCR_EL2::IMO::EnableVirtualIRQ
-        + HCR_EL2::AMO::SET
-        + HCR_EL2::FB::SET
-        + HCR_EL2::BSU::InnerShareable
-        + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
-        + HCR_EL2::TID3::SET
-        + HCR_EL2::RW::EL1IsAarch64)
-        .value;
-    HCR_EL2.set(hcr);
+    write_traps(&trap_config::traps(&hw_ids(), VmFeatures { pmu }));
     let vmpidr = MPIDR_RES1 | vcpu_id as u64;
     // SAFETY: the virtual MIDR/MPIDR only change what EL1 reads.
     unsafe {
@@ -88,14 +148,6 @@ pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize) {
     };
     CNTHCTL_EL2
         .set((CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET).value | CNTHCTL_EVENT_STREAM);
-    // MDCR_EL2.HPMN = PMCR_EL0.N: the guest sees every event counter; the
-    // PMU is not trapped (the benchmark guest reads PMCCNTR_EL0).
-    let pmcr: u64;
-    // SAFETY: PMCR_EL0 read at EL2 has no side effect.
-    unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr) };
-    let mdcr = (pmcr >> 11) & 0x1f;
-    // SAFETY: MDCR_EL2 only controls debug/PMU traps and partitioning.
-    unsafe { core::arch::asm!("msr mdcr_el2, {}", in(reg) mdcr) };
     barrier::isb(barrier::SY);
     // SAFETY: TLB maintenance for this VMID (now current in VTTBR_EL2).
     unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb") };

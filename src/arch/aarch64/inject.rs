@@ -1,17 +1,12 @@
 //! Injecting synchronous exceptions into the guest's EL1, as if the
 //! hardware had taken them there: the defined outcome of an access or
-//! instruction the hypervisor does not emulate.
+//! instruction the hypervisor does not emulate. The architectural rules
+//! (PSTATE on entry, vector, syndrome) are in [`super::exception`]; this
+//! file feeds them the trapped state and writes the result.
 
-use super::cpu::SPSR_EL1H_MASKED;
-use super::esr::ec;
+use super::esr::{self, ec};
+use super::exception::{self, EntryFeatures, ESR_CM, ESR_FNV, ESR_IL};
 use aarch64_cpu::registers::*;
-
-/// ESR.IL: 32-bit instruction.
-const IL: u64 = 1 << 25;
-/// DFSC/IFSC: synchronous external abort, not on a translation table walk.
-const FSC_EXTERNAL_ABORT: u64 = 0x10;
-/// Data abort ISS WnR bit.
-const WNR: u64 = 1 << 6;
 
 /// What to inject.
 #[derive(Debug, Clone, Copy)]
@@ -32,47 +27,50 @@ pub enum Fault {
     Undefined,
 }
 
+/// The core's features that shape exception entry, from its ID registers.
+fn entry_features() -> EntryFeatures {
+    let mmfr1 = ID_AA64MMFR1_EL1.get();
+    let pfr1 = ID_AA64PFR1_EL1.get();
+    EntryFeatures {
+        pan: mmfr1 >> 20 & 0xf != 0,
+        ssbs: pfr1 >> 4 & 0xf != 0,
+        mte: pfr1 >> 8 & 0xf != 0,
+    }
+}
+
 /// Redirects the guest to its EL1 synchronous exception vector with the
-/// syndrome of `fault`. The faulting instruction is the preferred return
-/// address (ELR_EL1), as for a real abort.
+/// syndrome of `fault`. Called while handling the trap `fault` stands for
+/// (ESR_EL2 still describes it: its IL, FnV and CM bits carry over). The
+/// trapped instruction is the preferred return address (ELR_EL1), as for a
+/// real abort or undefined instruction.
 pub fn inject(fault: Fault) {
-    let spsr = SPSR_EL2.get();
-    let mode = spsr & 0x1f;
-    // Vector offset by the mode the exception came from.
-    let (offset, from_lower) = match mode {
-        0b00101 => (0x200, false), // EL1h
-        0b00100 => (0x000, false), // EL1t
-        0b00000 => (0x400, true),  // EL0 AArch64
-        _ => (0x600, true),        // AArch32 EL0
+    let trap = ESR_EL2.get();
+    let is_abort = matches!(
+        esr::exception_class(trap),
+        ec::DABT_LOW | ec::IABT_LOW
+    );
+    let far_valid = |far: u64| (!is_abort || trap & ESR_FNV == 0).then_some(far);
+    let fault = match fault {
+        Fault::DataAbort { far, write } => exception::Fault::DataAbort {
+            far: far_valid(far),
+            write,
+            cache_maintenance: esr::exception_class(trap) == ec::DABT_LOW && trap & ESR_CM != 0,
+        },
+        Fault::InstructionAbort { far } => exception::Fault::InstructionAbort {
+            far: far_valid(far),
+        },
+        Fault::Undefined => exception::Fault::Undefined {
+            il32: trap & ESR_IL != 0,
+        },
     };
-    let (esr, far) = match fault {
-        Fault::DataAbort { far, write } => {
-            let class = if from_lower {
-                ec::DABT_LOW
-            } else {
-                ec::DABT_CUR
-            };
-            (
-                (class as u64) << 26 | IL | FSC_EXTERNAL_ABORT | if write { WNR } else { 0 },
-                Some(far),
-            )
-        }
-        Fault::InstructionAbort { far } => {
-            let class = if from_lower {
-                ec::IABT_LOW
-            } else {
-                ec::IABT_CUR
-            };
-            ((class as u64) << 26 | IL | FSC_EXTERNAL_ABORT, Some(far))
-        }
-        Fault::Undefined => ((ec::UNKNOWN as u64) << 26 | IL, None),
-    };
-    ESR_EL1.set(esr);
-    if let Some(far) = far {
-        FAR_EL1.set(far);
+    let from = SPSR_EL2.get();
+    let entry = exception::take(fault, from, SCTLR_EL1.get(), entry_features());
+    ESR_EL1.set(entry.esr);
+    if !matches!(fault, exception::Fault::Undefined { .. }) {
+        FAR_EL1.set(entry.far);
     }
     ELR_EL1.set(ELR_EL2.get());
-    SPSR_EL1.set(spsr);
-    ELR_EL2.set(VBAR_EL1.get() + offset);
-    SPSR_EL2.set(SPSR_EL1H_MASKED);
+    SPSR_EL1.set(from);
+    ELR_EL2.set(VBAR_EL1.get() + entry.vector_offset);
+    SPSR_EL2.set(entry.pstate);
 }

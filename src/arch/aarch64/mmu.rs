@@ -1,104 +1,64 @@
-//! The hypervisor's own EL2 translation: an identity map of the low 4 GiB in
-//! 2 MiB blocks, board RAM as normal write-back memory and everything else
-//! as Device-nGnRE. Identity mapping lets the hypervisor reach guest RAM
-//! (image loading, instruction fetch for MMIO decoding) by its physical
-//! address.
+//! The hypervisor's own EL2 translation, installed from the map
+//! [`super::el2_map`] builds: every RAM bank of the board (guest RAM too)
+//! read-write and never executable, the low 4 GiB outside RAM as device
+//! memory, the image's text read-only and executable, its rodata read-only,
+//! a guard page under each stack; SCTLR_EL2.WXN on. Identity mapping lets
+//! the hypervisor reach guest RAM (image loading, instruction fetch for
+//! MMIO decoding) by its physical address.
 
+use super::boot;
+use super::el2_map::{self, Builder, Table, ENTRIES, VA_BITS};
+use crate::config::{MemRange, SYSTEM};
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use core::cell::UnsafeCell;
-use tock_registers::{register_bitfields, LocalRegisterCopy};
 
-use crate::config::MemRange;
+// A board whose RAM the map cannot cover fails the build, not the boot.
+const _: () = assert!(
+    el2_map::board_fits(SYSTEM.board.memory),
+    "a RAM bank of the board is not page aligned or lies above 512 GiB: the EL2 map cannot cover it"
+);
 
-register_bitfields! {u64,
-    /// An EL2 stage-1 block or table descriptor (Arm ARM D8.3).
-    S1_DESC [
-        VALID OFFSET(0) NUMBITS(1) [],
-        TYPE OFFSET(1) NUMBITS(1) [Block = 0, Table = 1],
-        /// Index into MAIR_EL2.
-        ATTR_INDX OFFSET(2) NUMBITS(3) [Device = 0, Normal = 1],
-        /// Access permissions: EL2 read-write.
-        AP OFFSET(6) NUMBITS(2) [ReadWrite = 0b00],
-        SH OFFSET(8) NUMBITS(2) [OuterShareable = 0b10, InnerShareable = 0b11],
-        AF OFFSET(10) NUMBITS(1) [],
-        OUTPUT_ADDR OFFSET(12) NUMBITS(36) [],
-        /// Execute-never (EL2 regime).
-        XN OFFSET(54) NUMBITS(1) []
-    ]
-}
-
-const GIB: u64 = 1 << 30;
-const BLOCK_2M: u64 = 1 << 21;
-/// Low 4 GiB covered by the map (enough for QEMU virt and the Pi 4's
-/// peripherals; RAM above 4 GiB comes with a larger board).
-const MAPPED_GIB: usize = 4;
+/// Tables for the configured board: enough by construction
+/// ([`el2_map::tables_bound`]).
+const TABLES: usize = el2_map::tables_bound(SYSTEM.board.memory, SYSTEM.board.hypervisor);
 
 #[repr(C, align(4096))]
-struct Tables {
-    l1: [u64; 512],
-    l2: [[u64; 512]; MAPPED_GIB],
-}
+struct Pool([Table; TABLES]);
 
-struct TableCell(UnsafeCell<Tables>);
-// SAFETY: written once by the boot core before any other core starts.
-unsafe impl Sync for TableCell {}
+struct PoolCell(UnsafeCell<Pool>);
+// SAFETY: written once by the boot core before any other core starts, then
+// only read by the MMU.
+unsafe impl Sync for PoolCell {}
 
-static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
-    l1: [0; 512],
-    l2: [[0; 512]; MAPPED_GIB],
-}));
+static POOL: PoolCell = PoolCell(UnsafeCell::new(Pool([[0; ENTRIES]; TABLES])));
 
-fn block(addr: u64, normal: bool) -> u64 {
-    let mut d = LocalRegisterCopy::<u64, S1_DESC::Register>::new(0);
-    let attrs = if normal {
-        S1_DESC::ATTR_INDX::Normal + S1_DESC::SH::InnerShareable
-    } else {
-        S1_DESC::ATTR_INDX::Device + S1_DESC::SH::OuterShareable + S1_DESC::XN::SET
-    };
-    d.write(
-        S1_DESC::VALID::SET
-            + S1_DESC::TYPE::Block
-            + S1_DESC::AP::ReadWrite
-            + S1_DESC::AF::SET
-            + attrs
-            + S1_DESC::OUTPUT_ADDR.val(addr >> 12),
-    );
-    d.get()
-}
-
-/// Builds the identity map for a board with the given RAM banks. Boot core
-/// only, before [`enable`] on any core.
+/// Builds the EL2 map for a board with the given RAM banks. Boot core
+/// only, MMU off, before [`enable`] on any core.
 pub fn build(ram: &[MemRange]) {
     // SAFETY: single-threaded boot; no core has enabled its MMU on these
     // tables yet, so nothing reads them concurrently.
-    let t = unsafe { &mut *TABLES.0.get() };
-    for (gib, l2) in t.l2.iter_mut().enumerate() {
-        for (i, entry) in l2.iter_mut().enumerate() {
-            let addr = gib as u64 * GIB + i as u64 * BLOCK_2M;
-            let normal = ram.iter().any(|r| addr >= r.base && addr < r.end());
-            *entry = block(addr, normal);
-        }
-        let mut d = LocalRegisterCopy::<u64, S1_DESC::Register>::new(0);
-        d.write(
-            S1_DESC::VALID::SET
-                + S1_DESC::TYPE::Table
-                + S1_DESC::OUTPUT_ADDR.val(l2.as_ptr() as u64 >> 12),
-        );
-        t.l1[gib] = d.get();
+    let pool = unsafe { &mut (*POOL.0.get()).0 };
+    let pa = pool.as_ptr() as u64;
+    let built = Builder::new(pool, pa)
+        .and_then(|mut b| el2_map::build_map(&mut b, ram, &boot::image_layout()));
+    if let Err(e) = built {
+        // The build-time bound makes this unreachable; no console exists yet.
+        panic!("EL2 map: {:?}", e);
     }
 }
 
-/// Turns on this core's EL2 MMU and caches with the tables from [`build`].
+/// Turns on this core's EL2 MMU and caches with the tables from [`build`],
+/// with writable-implies-never-executable.
 pub fn enable() {
     MAIR_EL2.write(
         MAIR_EL2::Attr0_Device::nonGathering_nonReordering_EarlyWriteAck
             + MAIR_EL2::Attr1_Normal_Outer::WriteBack_NonTransient_ReadWriteAlloc
             + MAIR_EL2::Attr1_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc,
     );
-    // T0SZ = 25: a 39-bit space starting at level 1. RES1 bits 31 and 23.
+    // A 39-bit space starting at level 1. RES1 bits 31 and 23.
     TCR_EL2.set(
-        (TCR_EL2::T0SZ.val(25)
+        (TCR_EL2::T0SZ.val(64 - VA_BITS as u64)
             + TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
             + TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
             + TCR_EL2::SH0::Inner
@@ -109,8 +69,8 @@ pub fn enable() {
             | 1 << 23,
     );
     // SAFETY: reading the address of the static tables.
-    let l1 = unsafe { (*TABLES.0.get()).l1.as_ptr() as u64 };
-    TTBR0_EL2.set_baddr(l1);
+    let root = unsafe { (*POOL.0.get()).0.as_ptr() as u64 };
+    TTBR0_EL2.set_baddr(root);
     barrier::dsb(barrier::ISH);
     // SAFETY: TLB maintenance has no memory-safety effect.
     unsafe { core::arch::asm!("tlbi alle2", "dsb nsh", "isb") };
@@ -118,7 +78,51 @@ pub fn enable() {
         SCTLR_EL2::M::Enable
             + SCTLR_EL2::C::Cacheable
             + SCTLR_EL2::I::Cacheable
-            + SCTLR_EL2::A::Disable,
+            + SCTLR_EL2::A::Disable
+            + SCTLR_EL2::WXN::Enable,
     );
     barrier::isb(barrier::SY);
+}
+
+/// Whether the EL2 stage-1 translation of `va` for a read (or a write)
+/// succeeds, asked of the MMU itself (AT S1E2R/W). Uses PAR_EL1: boot only,
+/// before any guest owns it.
+fn translates(va: u64, write: bool) -> bool {
+    // SAFETY: address translation only, result in PAR_EL1.
+    unsafe {
+        if write {
+            core::arch::asm!("at s1e2w, {}", "isb", in(reg) va, options(nostack));
+        } else {
+            core::arch::asm!("at s1e2r, {}", "isb", in(reg) va, options(nostack));
+        }
+    }
+    PAR_EL1.get() & 1 == 0
+}
+
+/// Checks, with the MMU's own translation, that the protections took
+/// effect: text and rodata refuse writes, every stack guard page refuses
+/// reads, data accepts writes, and SCTLR_EL2.WXN is on (so nothing writable
+/// executes). Returns the number of guard pages checked.
+pub fn check_protection() -> Result<usize, &'static str> {
+    let image = boot::image_layout();
+    if SCTLR_EL2.read(SCTLR_EL2::WXN) != 1 {
+        return Err("SCTLR_EL2.WXN is off");
+    }
+    if !translates(image.text.base, false) || translates(image.text.base, true) {
+        return Err("text is not read-only");
+    }
+    if !translates(image.rodata.base, false) || translates(image.rodata.base, true) {
+        return Err("rodata is not read-only");
+    }
+    let data = POOL.0.get() as u64;
+    if !translates(data, true) {
+        return Err("data is not writable");
+    }
+    for i in 0..image.stacks {
+        let guard = image.first_guard + i as u64 * image.guard_stride;
+        if translates(guard, false) || !translates(guard + el2_map::PAGE, true) {
+            return Err("a stack guard page is mapped, or its stack is not");
+        }
+    }
+    Ok(image.stacks)
 }

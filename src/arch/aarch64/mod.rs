@@ -1,14 +1,19 @@
 //! AArch64 back-end: EL2 boot, stage-2 translation, exception vectors,
 //! syndrome decoding, PSCI, GICv3.
 //!
-//! Pure decoders (`esr`, `insn`, `stage2`, `sysreg`) build on the host too and
-//! are unit-tested there; everything that touches registers is bare-metal only.
+//! Pure logic (`esr`, `insn`, `stage2`, `sysreg`, `id_fields`, `trap_config`,
+//! `exception`, `el2_map`) builds on the host too and is unit-tested there;
+//! everything that touches registers is bare-metal only.
 
+pub mod el2_map;
 pub mod esr;
+pub mod exception;
+pub mod id_fields;
 pub mod insn;
 pub mod smccc;
 pub mod stage2;
 pub mod sysreg;
+pub mod trap_config;
 
 /// Items that touch the hardware: built for the bare-metal target only.
 macro_rules! bare_metal {
@@ -21,6 +26,7 @@ bare_metal! {
     pub mod contract;
     pub mod cpu;
     pub mod gicv3;
+    pub mod guest_sysregs;
     pub mod id_regs;
     pub mod inject;
     mod irq;

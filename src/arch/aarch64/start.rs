@@ -16,14 +16,6 @@ macro_rules! boot_error {
     }};
 }
 
-fn stack_top(cpu: usize) -> u64 {
-    extern "C" {
-        static __cpu_stacks: u8;
-    }
-    let base = core::ptr::addr_of!(__cpu_stacks) as u64;
-    base + ((cpu + 1) * boot::STACK_SIZE) as u64
-}
-
 fn check_firmware_tree(dtb: u64) {
     // SAFETY: firmware passes a device tree blob in x0; `fdt` validates the
     // header (magic, size) before reading further.
@@ -74,7 +66,7 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     mmu::build(SYSTEM.board.memory);
     mmu::enable();
     cpu::init_el2();
-    cpu::set_local(core::ptr::null());
+    cpu::clear_local();
     crate::console::init();
     println!(
         "Tessera {} on {} ({} CPUs, {} VMs)",
@@ -85,6 +77,13 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     );
     if cpu::current_el() != 2 {
         boot_error!("not running at EL2");
+    }
+    match mmu::check_protection() {
+        Ok(guards) => println!(
+            "EL2 map: text RX, rodata R, data and all RAM RW XN, WXN on, {} stack guard pages",
+            guards
+        ),
+        Err(e) => boot_error!("EL2 map protection: {}", e),
     }
     check_firmware_tree(dtb);
     mm::heap::init(boot::image_end(), SYSTEM.board.hypervisor.end());
@@ -114,7 +113,9 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
             continue;
         }
         let entry = boot::tessera_secondary_entry as *const () as u64;
-        if let Err(e) = psci::cpu_on(mpidr, entry, cpu_index as u64) {
+        // SAFETY: `entry` is the secondary entry point, written for a core
+        // that starts at EL2 with its MMU off.
+        if let Err(e) = unsafe { psci::cpu_on(mpidr, entry, cpu_index as u64) } {
             log::warn!(
                 "PSCI CPU_ON of CPU {} (mpidr {:#x}) failed: {}",
                 cpu_index,
@@ -131,12 +132,12 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
 extern "C" fn tessera_secondary_main(cpu_index: usize) -> ! {
     mmu::enable();
     cpu::init_el2();
-    cpu::set_local(core::ptr::null());
+    cpu::clear_local();
     if !gicv3::init_this_cpu(SYSTEM.board.gic.gicr_or_gicc_base, cpu::mpidr()) {
         boot_error!("no GIC redistributor for CPU {}", cpu_index);
     }
     vgic_hw::init_this_cpu();
-    run_this_cpu(cpu_index, stack_top(cpu_index))
+    run_this_cpu(cpu_index, boot::cpu_stack_top(cpu_index))
 }
 
 /// Runs the vCPU assigned to this core, or idles forever.
@@ -156,8 +157,8 @@ fn run_this_cpu(cpu_index: usize, stack_top: u64) -> ! {
         vcpu,
         stack_top,
     }));
-    cpu::set_local(local as *const CpuLocal as *const ());
-    cpu::configure_for_vm(vm.stage2_root, vm.vmid, vcpu.id);
+    cpu::set_local(local);
+    cpu::configure_for_vm(vm.stage2_root, vm.vmid, vcpu.id, vm.config.pmu);
     if vcpu.id == 0 {
         println!(
             "vm {}: vCPU 0 starting on CPU {} at {:#x}",

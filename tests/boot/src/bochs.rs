@@ -55,12 +55,48 @@ pub fn boot_bochs(iso: &Path, deadline: Duration) -> (Run, Duration) {
 }
 
 /// Boots `iso` in QEMU's x86 TCG (no VMX) with `extra` arguments until the
-/// console has a line starting with `stop_at` or the deadline passes.
+/// console (COM1, to a file) has a line starting with `stop_at`, QEMU
+/// exits, or the deadline passes.
 pub fn boot_qemu_x86(iso: &Path, extra: &[&str], deadline: Duration, stop_at: &str) -> Run {
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-m", "512M", "-display", "none", "-monitor", "none"])
-        .args(["-serial", "stdio", "-cdrom"])
+    let com1 = iso.with_extension("qemu-com1.log");
+    let _ = std::fs::remove_file(&com1);
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-m", "512M", "-display", "none", "-monitor", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", com1.display()))
+        .arg("-cdrom")
         .arg(iso)
-        .args(extra);
-    crate::run_until(cmd, deadline, Some(stop_at))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start qemu-system-x86_64 (run scripts/setup.sh)");
+    let read = || {
+        std::fs::read(&com1)
+            .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
+            .unwrap_or_default()
+    };
+    let start = Instant::now();
+    let (status, timed_out) = loop {
+        if let Some(s) = child.try_wait().expect("wait qemu") {
+            break (s.code(), false);
+        }
+        if read().lines().any(|l| l.starts_with(stop_at)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, false);
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Run {
+        status,
+        console: read(),
+        timed_out,
+    }
 }

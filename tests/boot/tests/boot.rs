@@ -6,6 +6,16 @@ use tessera_boot_tests::*;
 
 /// Generous for TCG on a loaded 2-core machine; a healthy run takes seconds.
 const DEADLINE: Duration = Duration::from_secs(180);
+/// Two Linux boots under TCG with the rest of the suite running beside.
+const LINUX_DEADLINE: Duration = Duration::from_secs(600);
+
+/// A fresh scratch directory for one test.
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tessera-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
 
 #[test]
 fn single_vm_runs_every_check_and_powers_off() {
@@ -17,10 +27,11 @@ fn single_vm_runs_every_check_and_powers_off() {
     assert!(off > result);
     let summary = run.expect_prefix("[tessera] summary vm solo (powered-off, resets=0):");
     let line = run.lines()[summary];
-    // The guest's own abort checks are the only unhandled exits.
+    // The guest's own abort checks and its PMU read (undefined without the
+    // `pmu` grant) are the only unhandled exits.
     run.check(
-        line.contains(" unhandled=3"),
-        "summary counts the three injected aborts",
+        line.contains(" unhandled=4"),
+        "summary counts the three injected aborts and the PMU undef",
     );
     run.check(
         line.contains(" hypercall=") && line.contains(" mmio_write="),
@@ -261,4 +272,104 @@ fn vgic_delivers_timer_and_sgis_and_enforces_interrupt_ownership() {
     // The neighbour ran its own checks meanwhile.
     expect_testguest_pass(&run, "beta", 1);
     run.check(run.status == Some(0), "QEMU exits 0");
+}
+
+/// The default system: two Debian Linux VMs (2 vCPUs with a virtio disk;
+/// 1 vCPU with the second PL011) and the bare-metal test guest, side by
+/// side. Each Linux VM's init prints what it sees as `TESSERA ...` lines.
+#[test]
+fn two_linux_vms_and_a_bare_metal_vm_share_the_machine() {
+    let image = build_ok("configs/qemu-virt-linux.toml");
+    let dir = tempdir("linux");
+    let disk = dir.join("disk.img");
+    let mut pattern = b"TESSERA-DISK-PATTERN\n".to_vec();
+    pattern.resize(4 << 20, 0);
+    std::fs::write(&disk, &pattern).expect("write disk image");
+    let uart1 = dir.join("uart1.log");
+    let serial = format!("file:{}", uart1.display());
+    let drive = format!("file={},if=none,format=raw,id=d0", disk.display());
+    let run = boot_until_all(
+        &image,
+        &[
+            "-serial",
+            &serial,
+            "-drive",
+            &drive,
+            "-device",
+            "virtio-blk-device,drive=d0",
+        ],
+        LINUX_DEADLINE,
+        &["[linux0] TESSERA init-done", "[linux1] TESSERA init-done"],
+    );
+    run.check(!run.timed_out, "both Linux VMs reach their shell in time");
+    let fact = |vm: &str, key: &str| -> String {
+        let prefix = format!("[{vm}] TESSERA {key} ");
+        let i = run.expect_prefix(&prefix);
+        run.lines()[i][prefix.len()..].trim().to_string()
+    };
+    // What the config gave each VM.
+    run.check(fact("linux0", "nproc") == "2", "linux0 has 2 CPUs");
+    run.check(fact("linux1", "nproc") == "1", "linux1 has 1 CPU");
+    for vm in ["linux0", "linux1"] {
+        run.check(
+            fact(vm, "mem_dt_kb") == "262144",
+            "the device tree gives 256 MiB",
+        );
+        let total: u64 = fact(vm, "memtotal_kb").parse().unwrap_or(0);
+        run.check(
+            (200_000..=262_144).contains(&total),
+            "MemTotal is the config's 256 MiB less the kernel's own",
+        );
+        run.check(
+            fact(vm, "timer-irqs-advance") == "yes",
+            "timer interrupts advance",
+        );
+        run.expect_line(&format!(
+            "[{vm}] Enter 'help' for a list of built-in commands."
+        ));
+    }
+    // Devices reach only their VM.
+    run.check(
+        fact("linux0", "vda") == "pattern-ok",
+        "linux0 reads its disk",
+    );
+    run.check(fact("linux1", "vda") == "absent", "linux1 has no disk");
+    run.check(fact("linux1", "ttyAMA1") == "present", "linux1 has uart1");
+    run.check(fact("linux0", "ttyAMA1") == "absent", "linux0 has no uart1");
+    let uart1_text = std::fs::read_to_string(&uart1).unwrap_or_default();
+    run.check(
+        uart1_text.contains("TESSERA passthrough-uart hello"),
+        "linux1's line reached QEMU's second serial port",
+    );
+    // IPIs between linux0's two vCPUs are counted; linux1 has none.
+    let ipis: u64 = fact("linux0", "ipi-count").parse().unwrap_or(0);
+    run.check(ipis > 0, "IPIs counted on the 2-vCPU VM");
+    run.check(fact("linux1", "ipi-count") == "0", "no IPIs on 1 vCPU");
+    // The bare-metal VM ran all its checks beside them.
+    expect_testguest_pass(&run, "bm", 1);
+}
+
+/// QEMU's `-cpu max` shows every feature QEMU implements (SVE, SME, MTE,
+/// PAuth, MOPS, NMI, FGT, HCX, VHE, RAS...): the hypervisor must hide or
+/// support each, and the test guests must pass every check as on
+/// cortex-a72, including after a VM reset.
+#[test]
+fn every_check_passes_on_cpu_max() {
+    let image = build_ok("configs/qemu-virt-demo.toml");
+    let run = boot_cpu(&image, "max", &[], DEADLINE);
+    // The EL2 map's W^X and guard pages, checked with the MMU's own
+    // translation at boot.
+    run.expect_line(
+        "[tessera] EL2 map: text RX, rodata R, data and all RAM RW XN, WXN on, 9 stack guard pages",
+    );
+    expect_testguest_pass(&run, "alpha", 2);
+    expect_testguest_pass(&run, "beta", 1);
+    run.check(run.status == Some(0), "QEMU exits 0 on -cpu max");
+    let image = build_ok("tests/configs/reset.toml");
+    let run = boot_cpu(&image, "max", &[], DEADLINE);
+    run.expect_line("[resetter] RESULT: pass=1 fail=0");
+    run.check(
+        run.status == Some(0),
+        "the reset guest powers off on -cpu max",
+    );
 }

@@ -231,6 +231,7 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
                 hex(u64::from(r.size))
             ))
         );
+        let _ = writeln!(o, "            pmu: {},", vm.pmu);
         let _ = writeln!(o, "        }},");
     }
     let _ = writeln!(o, "    ],");

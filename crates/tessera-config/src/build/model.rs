@@ -87,6 +87,8 @@ pub struct VmSpec {
     pub kernel: KernelSpec,
     /// `devices.vgic`; `None` means at the board GIC's addresses.
     pub vgic: Option<VgicLayout>,
+    /// `base.pmu` (default false).
+    pub pmu: bool,
     /// `memory_regions`.
     pub memory_regions: Vec<MemoryRegion>,
     /// `devices.emu_devices`.

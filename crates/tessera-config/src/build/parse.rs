@@ -492,12 +492,20 @@ impl Reader {
         self.keys(t, "vm", &["base", "kernel", "memory_regions", "devices"]);
 
         let base = self.table(t, "vm", "base");
+        let pmu = match base.and_then(|b| b.get("pmu")) {
+            None => Some(false),
+            Some(Value::Boolean(v)) => Some(*v),
+            Some(other) => {
+                self.wrong("vm.base.pmu", "a boolean", other);
+                None
+            }
+        };
         let (id, name, cpus, policy) = match base {
             Some(b) => {
                 self.keys(
                     b,
                     "vm.base",
-                    &["id", "name", "phys_cpu_ids", "on_unhandled"],
+                    &["id", "name", "phys_cpu_ids", "on_unhandled", "pmu"],
                 );
                 let id = self
                     .get(b, "vm.base", "id", "an integer")
@@ -558,6 +566,7 @@ impl Reader {
             on_unhandled: policy?,
             kernel: kernel?,
             vgic,
+            pmu: pmu?,
             memory_regions: regions?,
             emu_devices,
             passthrough_devices,

@@ -222,6 +222,18 @@ fn restart_policy_parses_and_unknown_policy_is_named() {
     );
 }
 
+#[test]
+fn pmu_grant_parses_defaults_off_and_is_generated() {
+    let (sys, _) = check(&demo(), BOARD).expect("valid");
+    assert!(!sys.vms[0].pmu, "no PMU unless granted");
+    let granted = demo().replacen("name = \"alpha\"", "name = \"alpha\"\npmu = true", 1);
+    let (sys, _) = check(&granted, BOARD).expect("valid");
+    assert!(sys.vms[0].pmu);
+    let bad = demo().replacen("name = \"alpha\"", "name = \"alpha\"\npmu = \"yes\"", 1);
+    let errors = check(&bad, BOARD).expect_err("pmu must be a boolean");
+    assert!(errors.iter().any(|e| e.to_string().contains("vm.base.pmu")));
+}
+
 // --- Rule 1: shape ------------------------------------------------------------
 
 #[test]
@@ -874,6 +886,7 @@ fn generated_source_has_every_field() {
         "tessera_config::PassthroughDevice { name: \"uart1\", gpa: 0x904_0000, hpa: 0x904_0000, size: 0x1000, irqs: &[40] }",
         "tessera_config::PassthroughDevice { name: \"uart2\", gpa: 0xa00_0000, hpa: 0x905_0000, size: 0x1000, irqs: &[42] }",
         "on_unhandled: tessera_config::UnhandledPolicy::InjectAbort",
+        "pmu: false",
     ] {
         assert!(rs.contains(needle), "missing {needle:?} in:\n{rs}");
     }
