@@ -75,7 +75,7 @@ x86-guests: setup
 	@cd $(X86_GUEST_DIR) && $(HYP_CARGO) build -q --release --locked -Zbuild-std=core \
 		-Zbuild-std-features=compiler-builtins-mem --target $(X86_TARGET)
 	@mkdir -p build/guests/x86_64
-	@for g in x86guest x86fault; do \
+	@for g in x86guest x86fault x86bench; do \
 		$(OBJCOPY) -O binary $(X86_GUEST_ELF)/$$g build/guests/x86_64/$$g.bin; done
 
 # The image is always rebuilt through cargo (cheap when nothing changed):
@@ -141,8 +141,13 @@ linux-assets:
 linux-baseline: linux-assets
 	@bash scripts/linux-baseline.sh
 
+ifeq ($(ARCH),x86_64)
+bench: setup-x86
+	@bash scripts/bench-x86.sh
+else
 bench: setup
 	@bash scripts/bench.sh
+endif
 
 # Formatting and lints, host and bare-metal (Debian's clippy for the
 # latter), for both architectures: the x86_64 hypervisor is linted with the

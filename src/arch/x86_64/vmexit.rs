@@ -33,7 +33,9 @@ pub struct GuestRegs {
     pub rdx: u64,
     /// RBX.
     pub rbx: u64,
-    _rsp: u64,
+    /// RSP's slot (the guest's RSP lives in the VMCS): holds this core's
+    /// [`CpuLocal`], so an exit finds it without a lookup.
+    local: *const (),
     /// RBP.
     pub rbp: u64,
     /// RSI.
@@ -46,6 +48,15 @@ pub struct GuestRegs {
 
 /// Bytes reserved for [`GuestRegs`] at the top of each core's stack.
 pub const REGS_SIZE: u64 = core::mem::size_of::<GuestRegs>() as u64;
+
+// The assembly below addresses the fields by these offsets.
+const _: () = {
+    assert!(core::mem::offset_of!(GuestRegs, rbx) == 24);
+    assert!(core::mem::offset_of!(GuestRegs, rbp) == 40);
+    assert!(core::mem::offset_of!(GuestRegs, rdi) == 56);
+    assert!(core::mem::offset_of!(GuestRegs, r) == 64);
+    assert!(REGS_SIZE == 128);
+};
 
 global_asm!(
     r#"
@@ -135,11 +146,11 @@ fn ports_of(vm: &Vm) -> Option<&'static VmPorts> {
         .find(|p| p.vm_id == vm.config.id)
 }
 
-#[inline(always)]
+/// This core's per-core data, outside an exit (vCPU entry).
 fn local() -> &'static CpuLocal {
     let p = super::cpu::local(super::cpu::index()) as *const CpuLocal;
-    // SAFETY: a core only runs a guest (and so only takes exits) after its
-    // per-core pointer is set to its leaked, never-freed CpuLocal.
+    // SAFETY: a core only enters a guest after its per-core pointer is set
+    // to its leaked, never-freed CpuLocal.
     unsafe { &*p }
 }
 
@@ -158,7 +169,7 @@ pub fn enter(stack_top: u64, entry: u64, arg: u64) -> ! {
             rcx: 0,
             rdx: 0,
             rbx: 0,
-            _rsp: 0,
+            local: local as *const CpuLocal as *const (),
             rbp: 0,
             rsi: 0,
             rdi: arg,
@@ -190,15 +201,28 @@ enum Then {
 
 #[no_mangle]
 extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
-    let local = local();
+    // SAFETY: `enter` stored this core's leaked, never-freed CpuLocal there.
+    let local = unsafe { &*(regs.local as *const CpuLocal) };
+    let reason = read(ro::EXIT_REASON) as u32;
+    // Fields only some exits have are read only for those.
+    let basic = reason as u16;
+    let ept = basic == reason::EPT_VIOLATION || basic == reason::EPT_MISCONFIG;
     let info = ExitInfo {
-        reason: read(ro::EXIT_REASON) as u32,
+        reason,
         qualification: read(ro::EXIT_QUALIFICATION),
-        gpa: read(ro::GUEST_PHYSICAL_ADDR_FULL),
+        gpa: if ept {
+            read(ro::GUEST_PHYSICAL_ADDR_FULL)
+        } else {
+            0
+        },
         rax: regs.rax,
         rcx: regs.rcx,
         rdx: regs.rdx,
-        interruption_info: read(ro::VMEXIT_INTERRUPTION_INFO) as u32,
+        interruption_info: if basic == reason::EXTERNAL_INTERRUPT {
+            read(ro::VMEXIT_INTERRUPTION_INFO) as u32
+        } else {
+            0
+        },
     };
     if info.reason & ENTRY_FAILURE != 0 {
         entry_failure(local, info.reason);
@@ -359,8 +383,9 @@ fn entry_failure(local: &CpuLocal, raw_reason: u32) -> ! {
 /// VMLAUNCH/VMRESUME fell through: the VMCS itself is wrong (a hypervisor
 /// bug). Print the VM-instruction error and stop the VM.
 #[no_mangle]
-extern "C" fn tessera_vmx_entry_failed(_regs: &mut GuestRegs) -> ! {
-    let local = local();
+extern "C" fn tessera_vmx_entry_failed(regs: &mut GuestRegs) -> ! {
+    // SAFETY: as in `tessera_vmexit`.
+    let local = unsafe { &*(regs.local as *const CpuLocal) };
     crate::println!(
         "vm {}: VMLAUNCH/VMRESUME failed: VM-instruction error {} (SDM 31.4); pin {:#x} primary {:#x} secondary {:#x} exit {:#x} entry {:#x}",
         local.vm.config.name,

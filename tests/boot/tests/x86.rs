@@ -124,3 +124,31 @@ fn x86_iso_boots_with_grub_on_seabios_and_reports_missing_vmx() {
     run.expect_line("[tessera] boot error: this CPU has no VMX (Intel VT-x): Tessera needs it");
     run.expect_absent("PANIC");
 }
+
+/// Bochs's TSC counts instructions, so the x86 bench guest's numbers are
+/// exact: two runs print the same, and a VMCALL round trip stays cheap.
+#[test]
+fn x86_bench_is_deterministic() {
+    let iso = iso_ok("configs/bochs-x86-bench.toml");
+    let numbers = |run: &Run| -> Vec<(String, u64)> {
+        run.lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("[bench] BENCH "))
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let (first, _) = boot_bochs(&iso, DEADLINE);
+    let (second, _) = boot_bochs(&iso, DEADLINE);
+    let (a, b) = (numbers(&first), numbers(&second));
+    first.check(a.len() == 3, "three BENCH lines");
+    first.check(a == b, &format!("runs differ: {a:?} vs {b:?}"));
+    let vmcall = a.iter().find(|(op, _)| op == "vmcall-null").map(|p| p.1);
+    first.check(
+        vmcall.is_some_and(|n| (50..=200).contains(&n)),
+        "a VMCALL round trip costs 50-200 instructions",
+    );
+    first.check(first.status == Some(0), "the bench VM powers off");
+}
