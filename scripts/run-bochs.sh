@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Boots a Tessera ISO in Bochs: `scripts/run-bochs.sh ISO [COM1-LOG]`.
-# CPU model corei7_skylake_x (VMX with EPT and unrestricted guest), 256 MiB,
+# CPU model corei7_skylake_x (VMX with EPT and unrestricted guest), BOCHS_CPUS
+# of them (default 2, as configs/boards/bochs-pc.toml describes), 256 MiB,
 # COM1 (the hypervisor console) to COM1-LOG, no window (RFB display with no
 # wait for a client), sound off. Bochs's debugger is built in, so a command
 # file tells it to continue. With FOLLOW=1 the console is shown as it runs.
@@ -22,7 +23,7 @@ vgabios=/usr/share/bochs/VGABIOS-lgpl-latest
 
 cat >"$rc" <<BOCHSRC
 megs: 256
-cpu: model=corei7_skylake_x, count=1
+cpu: model=corei7_skylake_x, count=${BOCHS_CPUS:-2}
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=$vgabios
 display_library: rfb, options="timeout=0"

@@ -1,8 +1,9 @@
 /* Tessera x86_64 entry: the multiboot2 header GRUB looks for, and the
  * trampoline from the 32-bit protected mode GRUB leaves us in (paging off,
  * EAX = multiboot2 magic, EBX = boot information) to 64-bit long mode with
- * the first 4 GiB identity-mapped by 2 MiB pages. Included by
- * src/arch/x86_64/boot.rs; AT&T syntax. */
+ * the first 4 GiB identity-mapped by 2 MiB pages. Then the application
+ * processors' real-mode entry, copied below 1 MiB by the boot CPU before it
+ * sends INIT-SIPI-SIPI. Included by src/arch/x86_64/boot.rs; AT&T syntax. */
 
 .set MB2_MAGIC, 0xe85250d6
 .set MB2_ARCH_I386, 0
@@ -95,6 +96,72 @@ start64:
     call tessera_x86_main
 2:  hlt
     jmp 2b
+
+.set AP_BASE, 0x8000
+
+/* Application processors start here in real mode at AP_BASE (SIPI vector
+ * AP_BASE >> 12) once the boot CPU has copied ap_trampoline_start..end
+ * there: protected mode, the boot page tables, long mode, then
+ * tessera_x86_ap_main(TESSERA_AP_CPU) on the stack TESSERA_AP_STACK. */
+.section .text.boot, "ax"
+.code16
+.global ap_trampoline_start
+ap_trampoline_start:
+    cli
+    cld
+    xorw %ax, %ax
+    movw %ax, %ds
+    lgdtl (ap_gdt_ptr - ap_trampoline_start + AP_BASE)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x18, $(ap_protected - ap_trampoline_start + AP_BASE)
+.code32
+ap_protected:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %cr4, %eax
+    orl $(1 << 5), %eax
+    movl %eax, %cr4
+    movl $boot_pml4, %eax
+    movl %eax, %cr3
+    movl $0xc0000080, %ecx
+    rdmsr
+    orl $(1 << 8), %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80000000, %eax
+    movl %eax, %cr0
+    ljmp $0x08, $ap_long
+.balign 8
+/* Null, 64-bit code, data, 32-bit code (for the step through protected
+ * mode). */
+ap_gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff
+    .quad 0x00cf92000000ffff
+    .quad 0x00cf9a000000ffff
+ap_gdt_ptr:
+    .word ap_gdt_ptr - ap_gdt - 1
+    .long ap_gdt - ap_trampoline_start + AP_BASE
+.global ap_trampoline_end
+ap_trampoline_end:
+
+.code64
+ap_long:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movw %ax, %fs
+    movw %ax, %gs
+    movq TESSERA_AP_STACK(%rip), %rsp
+    movq TESSERA_AP_CPU(%rip), %rdi
+    call tessera_x86_ap_main
+3:  hlt
+    jmp 3b
 
 .section .rodata.boot, "a"
 .balign 8

@@ -23,6 +23,7 @@ bare_metal! {
     pub mod cpu;
     mod desc;
     pub mod interface;
+    mod smp;
     mod start;
     mod vmx;
     mod vmexit;

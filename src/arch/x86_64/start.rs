@@ -1,8 +1,9 @@
-//! Bring-up on the boot CPU: console, descriptor tables, the multiboot2
-//! memory map checked against the board, VMX root, the VMs, then this
-//! core's vCPU. Application processors are not started yet (docs/X86.md).
+//! Bring-up: the boot CPU sets up the console, its descriptor tables, the
+//! heap (after checking the multiboot2 memory map against the board), VMX
+//! root and the VMs, then starts the other CPUs with INIT-SIPI-SIPI; every
+//! CPU then enters VMX root and runs its vCPU or idles.
 
-use super::{boot, cpu, desc, vmexit, vmx};
+use super::{boot, cpu, desc, smp, vmexit, vmx};
 use crate::config::SYSTEM;
 use crate::vcpu::CpuLocal;
 use crate::{mm, println, vm};
@@ -120,10 +121,27 @@ extern "C" fn tessera_x86_main(magic: u32, info: u32) -> ! {
         used / 1024,
         free / 1024
     );
-    if SYSTEM.board.cpu_mpidrs.len() > 1 {
-        log::warn!("application processors are not started yet: VMs on other CPUs do not run");
+    let others = SYSTEM.board.cpu_mpidrs.len() - 1;
+    if others > 0 {
+        let started = smp::start_aps(me);
+        println!("{} of {} other CPUs started", started, others);
     }
     run_this_cpu(me, boot::boot_stack_top())
+}
+
+/// Application processor entry from the trampoline in entry.S, in long
+/// mode on its own stack.
+#[no_mangle]
+extern "C" fn tessera_x86_ap_main(cpu_index: u64) -> ! {
+    let cpu_index = cpu_index as usize;
+    smp::arrived(cpu_index);
+    desc::init(cpu_index);
+    if let Err(e) = vmx::enable_on_this_core() {
+        println!("CPU {}: {}; it stays idle", cpu_index, e);
+        cpu::halt();
+    }
+    println!("VMX root operation on CPU {}", cpu_index);
+    run_this_cpu(cpu_index, boot::stack_top(cpu_index))
 }
 
 /// Runs the vCPU assigned to this core, or idles forever.

@@ -38,31 +38,34 @@ fn expect_no_failed_check(run: &Run, vm: &str) {
     );
 }
 
-#[test]
-fn x86_vm_runs_every_check_under_vmx_and_powers_off() {
-    let iso = iso_ok("configs/bochs-x86-demo.toml");
-    let (run, took) = boot_bochs(&iso, DEADLINE);
-    eprintln!("bochs boot of bochs-x86-demo took {took:?}");
-    run.expect_line("[tessera] VMX root operation on CPU 0");
-    let hello = run.expect_line("[x86a] x86guest: hello from 64-bit mode");
-    let mut last = hello;
+/// The checks of VM `vm`, in order; returns the index of its last check.
+#[track_caller]
+fn expect_guest_checks(run: &Run, vm: &str) -> usize {
+    let mut last = run.expect_line(&format!("[{vm}] x86guest: hello from 64-bit mode"));
     for c in GUEST_CHECKS {
-        let at = run.expect_line(&format!("[x86a] TEST {c}: PASS"));
-        run.check(at > last, &format!("check {c} out of order"));
+        let at = run.expect_line(&format!("[{vm}] TEST {c}: PASS"));
+        run.check(at > last, &format!("check {c} of {vm} out of order"));
         last = at;
     }
-    expect_no_failed_check(&run, "x86a");
+    expect_no_failed_check(run, vm);
     // The two deliberate faults are contained and logged, then #GP.
-    run.expect_prefix("[tessera] WARN: vm x86a: unhandled RDMSR 0x1b (exit reason 31)");
-    run.expect_prefix(
-        "[tessera] WARN: vm x86a: unhandled EPT violation (read) at 0x2000000 (exit reason 48)",
-    );
-    let off = run.expect_line("[tessera] vm x86a: powered off");
+    run.expect_prefix(&format!(
+        "[tessera] WARN: vm {vm}: unhandled RDMSR 0x1b (exit reason 31)"
+    ));
+    run.expect_prefix(&format!(
+        "[tessera] WARN: vm {vm}: unhandled EPT violation (read) at 0x2000000 (exit reason 48)"
+    ));
+    let off = run.expect_line(&format!("[tessera] vm {vm}: powered off"));
     run.check(off > last, "powered off after the checks");
-    let summary = run.expect_prefix("[tessera] summary vm x86a (powered-off, resets=0):");
+    let summary = run.expect_prefix(&format!(
+        "[tessera] summary vm {vm} (powered-off, resets=0):"
+    ));
     let line = run.lines()[summary];
     for counter in [" sysreg=3", " hypercall=3", " power=1", " unhandled=2"] {
-        run.check(line.contains(counter), &format!("summary has{counter}"));
+        run.check(
+            line.contains(counter),
+            &format!("summary of {vm} has{counter}"),
+        );
     }
     run.check(
         line.split(" port_io=")
@@ -70,6 +73,29 @@ fn x86_vm_runs_every_check_under_vmx_and_powers_off() {
             .and_then(|n| n.parse::<u64>().ok())
             .is_some_and(|n| n > 100),
         "every COM1 byte and LSR poll is a port exit",
+    );
+    last
+}
+
+#[test]
+fn two_x86_vms_run_every_check_on_their_own_cpus_and_power_off() {
+    let iso = iso_ok("configs/bochs-x86-demo.toml");
+    let (run, took) = boot_bochs(&iso, DEADLINE);
+    eprintln!("bochs boot of bochs-x86-demo took {took:?}");
+    run.expect_line("[tessera] Tessera 0.1.0 on bochs-pc (2 CPUs, 2 VMs)");
+    run.expect_line("[tessera] VMX root operation on CPU 0");
+    run.expect_line("[tessera] VMX root operation on CPU 1");
+    run.expect_line("[tessera] 1 of 1 other CPUs started");
+    run.expect_line("[tessera] vm x86a: vCPU 0 starting on CPU 0 at 0x200000");
+    run.expect_line("[tessera] vm x86b: vCPU 0 starting on CPU 1 at 0x200000");
+    let a_done = expect_guest_checks(&run, "x86a");
+    let b_done = expect_guest_checks(&run, "x86b");
+    // Concurrency: each VM printed a check before the other finished.
+    let a_first = run.expect_prefix("[x86a] TEST ");
+    let b_first = run.expect_prefix("[x86b] TEST ");
+    run.check(
+        a_first < b_done && b_first < a_done,
+        "the two VMs run at the same time",
     );
     run.expect_absent("still running after SYSTEM_OFF");
     run.expect_line("[tessera] all VMs powered off; system off");
@@ -120,7 +146,7 @@ fn x86_iso_boots_with_grub_on_seabios_and_reports_missing_vmx() {
     // QEMU's TCG has no VMX: the hypervisor must say so in one line and halt.
     let marker = "[tessera] boot error: this CPU has no VMX";
     let run = boot_qemu_x86(&iso, &[], DEADLINE, marker);
-    run.expect_line("[tessera] Tessera 0.1.0 on bochs-pc (1 CPUs, 1 VMs)");
+    run.expect_line("[tessera] Tessera 0.1.0 on bochs-pc (2 CPUs, 2 VMs)");
     run.expect_line("[tessera] boot error: this CPU has no VMX (Intel VT-x): Tessera needs it");
     run.expect_absent("PANIC");
 }
