@@ -279,8 +279,19 @@ fn vgic_delivers_timer_and_sgis_and_enforces_interrupt_ownership() {
 /// side. Each Linux VM's init prints what it sees as `TESSERA ...` lines.
 #[test]
 fn two_linux_vms_and_a_bare_metal_vm_share_the_machine() {
+    check_linux_system(DEFAULT_CPU);
+}
+
+/// The same system on QEMU's `-cpu max` (SVE, SME, MTE, PAuth, FGT, HCX...
+/// shown by the hardware): Linux must find only features that work.
+#[test]
+fn linux_vms_boot_on_cpu_max() {
+    check_linux_system("max");
+}
+
+fn check_linux_system(cpu: &str) {
     let image = build_ok("configs/qemu-virt-linux.toml");
-    let dir = tempdir("linux");
+    let dir = tempdir(&format!("linux-{cpu}"));
     let disk = dir.join("disk.img");
     let mut pattern = b"TESSERA-DISK-PATTERN\n".to_vec();
     pattern.resize(4 << 20, 0);
@@ -288,8 +299,9 @@ fn two_linux_vms_and_a_bare_metal_vm_share_the_machine() {
     let uart1 = dir.join("uart1.log");
     let serial = format!("file:{}", uart1.display());
     let drive = format!("file={},if=none,format=raw,id=d0", disk.display());
-    let run = boot_until_all(
+    let run = boot_cpu_until_all(
         &image,
+        cpu,
         &[
             "-serial",
             &serial,
@@ -299,7 +311,10 @@ fn two_linux_vms_and_a_bare_metal_vm_share_the_machine() {
             "virtio-blk-device,drive=d0",
         ],
         LINUX_DEADLINE,
-        &["[linux0] TESSERA init-done", "[linux1] TESSERA init-done"],
+        &[
+            "[linux0] Enter 'help' for a list of built-in commands.",
+            "[linux1] Enter 'help' for a list of built-in commands.",
+        ],
     );
     run.check(!run.timed_out, "both Linux VMs reach their shell in time");
     let fact = |vm: &str, key: &str| -> String {
