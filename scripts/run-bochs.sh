@@ -2,7 +2,8 @@
 # Boots a Tessera ISO in Bochs: `scripts/run-bochs.sh ISO [COM1-LOG]`.
 # CPU model corei7_skylake_x (VMX with EPT and unrestricted guest), BOCHS_CPUS
 # of them (default 2, as configs/boards/bochs-pc.toml describes), 256 MiB,
-# COM1 (the hypervisor console) to COM1-LOG, no window (RFB display with no
+# COM1 (the hypervisor console) to COM1-LOG (Bochs's own files beside it,
+# named after it), no window (RFB display with no
 # wait for a client), sound off. Bochs's debugger is built in, so a command
 # file tells it to continue. With FOLLOW=1 the console is shown as it runs.
 #
@@ -16,8 +17,9 @@ com1=${2:-${iso%.iso}.com1.log}
 dir=$(dirname "$com1")
 mkdir -p "$dir"
 com1=$(realpath -m "$com1")
-rc="$dir/bochsrc.txt"
-dbg="$dir/bochs-debugger.rc"
+base=${com1%.log}
+rc="$base.bochsrc"
+dbg="$base.debugger-rc"
 vgabios=/usr/share/bochs/VGABIOS-lgpl-latest
 [ -f "$vgabios" ] || vgabios=/usr/share/vgabios/vgabios.bin
 
@@ -32,7 +34,7 @@ boot: cdrom
 com1: enabled=1, mode=file, dev="$com1"
 speaker: enabled=0
 sound: driver=dummy
-log: $dir/bochs.log
+log: $base.bochs.log
 panic: action=fatal
 error: action=report
 info: action=ignore
@@ -41,7 +43,7 @@ BOCHSRC
 printf 'c\nquit\n' >"$dbg"
 
 : >"$com1"
-timeout "${BOCHS_TIMEOUT:-300}" bochs -q -f "$rc" -rc "$dbg" </dev/null >"$dir/bochs.out" 2>&1 &
+timeout "${BOCHS_TIMEOUT:-300}" bochs -q -f "$rc" -rc "$dbg" </dev/null >"$base.bochs.out" 2>&1 &
 pid=$!
 if [ -n "${FOLLOW:-}" ]; then
     tail -n +1 -f --pid="$pid" "$com1" | tr -d '\r'

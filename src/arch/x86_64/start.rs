@@ -105,6 +105,10 @@ extern "C" fn tessera_x86_main(magic: u32, info: u32) -> ! {
     }
     desc::init(me);
     mask_legacy_pics();
+    // The CPU first: without VMX nothing else matters.
+    if let Err(e) = vmx::check_cpu() {
+        boot_error!("{}", e);
+    }
     check_memory_map(magic, u64::from(info));
     mm::heap::init(boot::image_end(), SYSTEM.board.hypervisor.end());
     if let Err(e) = vmx::enable_on_this_core() {

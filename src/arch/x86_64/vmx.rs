@@ -94,9 +94,9 @@ fn missing_line(m: Missing) -> &'static str {
     }
 }
 
-/// Checks that this core can run Tessera's VMs and enters VMX root
-/// operation. The error is one line for the user.
-pub fn enable_on_this_core() -> Result<(), &'static str> {
+/// Checks that this core can run Tessera's VMs (VMX, its firmware lock,
+/// every control we need, EPT). The error is one line for the user.
+pub fn check_cpu() -> Result<(), &'static str> {
     let ecx = core::arch::x86_64::__cpuid(1).ecx;
     if ecx & CPUID_ECX_VMX == 0 {
         return Err("this CPU has no VMX (Intel VT-x): Tessera needs it");
@@ -114,6 +114,12 @@ pub fn enable_on_this_core() -> Result<(), &'static str> {
     if ept & EPT_CAP_WALK_4 == 0 || ept & EPT_CAP_WB == 0 {
         return Err("this CPU's EPT has no 4-level write-back tables: Tessera needs them");
     }
+    Ok(())
+}
+
+/// Checks this core ([`check_cpu`]) and enters VMX root operation.
+pub fn enable_on_this_core() -> Result<(), &'static str> {
+    check_cpu()?;
     // SAFETY: CR0/CR4 fixed to what VMX operation requires; the bits the
     // FIXED MSRs force are ones the hypervisor runs with anyway (PE, PG,
     // NE, VMXE).

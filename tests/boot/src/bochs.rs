@@ -5,10 +5,11 @@
 use crate::{repo_root, Run, BUILD_LOCK};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Runs `make iso ARCH=x86_64 CONFIG=<config>` and returns the ISO, or
-/// fails the test with the build log.
+/// Runs `make iso ARCH=x86_64 CONFIG=<config>` and returns a private copy
+/// of the ISO, or fails the test with the build log.
 pub fn iso_ok(config: &str) -> PathBuf {
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let root = repo_root();
@@ -25,7 +26,22 @@ pub fn iso_ok(config: &str) -> PathBuf {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    root.join("build/x86_64").join(stem).join("tessera.iso")
+    let dir = root.join("build/x86_64").join(stem);
+    // A copy per call: a test booting its ISO must not see another test's
+    // `make iso` rewrite it; the console logs then have their own names too.
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let mine = format!("test-{}-", std::process::id());
+    // Copies left by earlier test runs.
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("test-") && !name.starts_with(&mine) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let copy = dir.join(format!("{mine}{n}.iso"));
+    std::fs::copy(dir.join("tessera.iso"), &copy).expect("copy the ISO");
+    copy
 }
 
 /// Boots `iso` in Bochs (VMX + EPT CPU model) with a deadline. `status` is

@@ -140,15 +140,26 @@ fn x86_triple_fault_stops_the_vm_and_the_hypervisor_reports_it() {
     run.check(run.status == Some(1), "a stopped VM makes the run fail");
 }
 
-#[test]
-fn x86_iso_boots_with_grub_on_seabios_and_reports_missing_vmx() {
+/// QEMU's TCG has no VMX: booted from the ISO by GRUB (BIOS or UEFI), the
+/// hypervisor must say so in one line and halt.
+#[track_caller]
+fn expect_missing_vmx_reported(firmware: &[&str]) {
     let iso = iso_ok("configs/bochs-x86-demo.toml");
-    // QEMU's TCG has no VMX: the hypervisor must say so in one line and halt.
     let marker = "[tessera] boot error: this CPU has no VMX";
-    let run = boot_qemu_x86(&iso, &[], DEADLINE, marker);
+    let run = boot_qemu_x86(&iso, firmware, DEADLINE, marker);
     run.expect_line("[tessera] Tessera 0.1.0 on bochs-pc (2 CPUs, 2 VMs)");
     run.expect_line("[tessera] boot error: this CPU has no VMX (Intel VT-x): Tessera needs it");
     run.expect_absent("PANIC");
+}
+
+#[test]
+fn x86_iso_boots_with_grub_on_seabios_and_reports_missing_vmx() {
+    expect_missing_vmx_reported(&[]);
+}
+
+#[test]
+fn x86_iso_boots_with_grub_on_uefi_and_reports_missing_vmx() {
+    expect_missing_vmx_reported(&["-bios", "/usr/share/ovmf/OVMF.fd"]);
 }
 
 /// Bochs's TSC counts instructions, so the x86 bench guest's numbers are
