@@ -36,6 +36,12 @@ extern "C" fn guest_main() -> ! {
     outb(SCR, 0xa5);
     check("port-io-uart-scratch", first == 0x5a && inb(SCR) == 0xa5);
     check("port-io-absent-reads-ones", inb(COM2_LSR) == 0xff);
+    let line = b"x86guest: this line went out through rep outsb\n";
+    let (rsi, rcx) = rep_outsb(line);
+    check(
+        "port-io-rep-outsb",
+        rcx == 0 && rsi == line.as_ptr() as u64 + line.len() as u64,
+    );
 
     check("vmcall-null", vmcall(tessera::NULL)[0] == 0);
     let [status, id, vcpus, ram, resets] = vmcall(tessera::VM_INFO);

@@ -103,6 +103,23 @@ pub fn vmcall(id: u32) -> [u64; 5] {
     [a, b, c, d, s]
 }
 
+/// Writes `bytes` to COM1 with one `rep outsb` (a string port instruction
+/// the hypervisor emulates); returns RSI and RCX after it.
+pub fn rep_outsb(bytes: &[u8]) -> (u64, u64) {
+    let (rsi, rcx): (u64, u64);
+    // SAFETY: reads `bytes` only; the port output exits to the hypervisor.
+    unsafe {
+        asm!(
+            "rep outsb",
+            inout("rsi") bytes.as_ptr() as u64 => rsi,
+            inout("rcx") bytes.len() as u64 => rcx,
+            in("dx") COM1,
+            options(nostack, readonly)
+        )
+    };
+    (rsi, rcx)
+}
+
 /// #GP faults taken (the handler's counter).
 #[no_mangle]
 static GP_COUNT: AtomicU32 = AtomicU32::new(0);

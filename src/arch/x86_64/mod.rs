@@ -2,7 +2,7 @@
 //! decoding. See docs/X86.md.
 //!
 //! Pure parts (`controls`, `ept`, `exit_reason`, `guest_cpuid`,
-//! `guest_paging`) build on the host too and are unit-tested there;
+//! `guest_paging`, `guest_walk`, `io_bitmap`) build on the host too and are unit-tested there;
 //! everything that touches the CPU is bare-metal only.
 
 pub mod controls;
@@ -10,6 +10,7 @@ pub mod ept;
 pub mod exit_reason;
 pub mod guest_cpuid;
 pub mod guest_paging;
+pub mod guest_walk;
 pub mod io_bitmap;
 
 /// Items that touch the hardware: built for the bare-metal target only.
@@ -25,6 +26,7 @@ bare_metal! {
     pub mod interface;
     mod smp;
     mod start;
+    mod string_io;
     mod vmx;
     mod vmexit;
 }

@@ -6,6 +6,7 @@
 
 use super::exit_reason::{self, reason, ExitInfo, ENTRY_FAILURE};
 use super::guest_cpuid::{guest_cpuid, Asker};
+use super::string_io::Progress;
 use super::vmx::{read, write};
 use crate::config::UnhandledPolicy;
 use crate::devices::port::PortBus;
@@ -241,6 +242,20 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
                 p.bus.write(port, width, regs.rax as u32);
             }
             Then::Advance
+        }
+        Exit::IoString {
+            port,
+            width,
+            input: false,
+        } => {
+            local.vcpu.count(ExitKind::PortIo);
+            match ports_of(local.vm).map(|p| {
+                super::string_io::string_out(local.vm, p, regs, port, width, info.qualification)
+            }) {
+                Some(Progress::Done) => Then::Advance,
+                Some(Progress::Again) => Then::Resume,
+                Some(Progress::Refused) | None => Then::Unhandled,
+            }
         }
         Exit::Cpuid { leaf, subleaf } => {
             local.vcpu.count(ExitKind::SysReg);

@@ -18,6 +18,7 @@ const GUEST_CHECKS: &[&str] = &[
     "port-io-uart-lsr",
     "port-io-uart-scratch",
     "port-io-absent-reads-ones",
+    "port-io-rep-outsb",
     "vmcall-null",
     "vmcall-vm-info",
     "vmcall-unknown",
@@ -42,6 +43,9 @@ fn expect_no_failed_check(run: &Run, vm: &str) {
 #[track_caller]
 fn expect_guest_checks(run: &Run, vm: &str) -> usize {
     let mut last = run.expect_line(&format!("[{vm}] x86guest: hello from 64-bit mode"));
+    run.expect_line(&format!(
+        "[{vm}] x86guest: this line went out through rep outsb"
+    ));
     for c in GUEST_CHECKS {
         let at = run.expect_line(&format!("[{vm}] TEST {c}: PASS"));
         run.check(at > last, &format!("check {c} of {vm} out of order"));
