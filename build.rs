@@ -10,7 +10,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
-use tessera_config::build::{load, Images, DEFAULT_CONFIG};
+use tessera_config::build::{load, Images, Source, DEFAULT_CONFIG};
 
 fn main() {
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -59,6 +59,21 @@ fn main() {
                 &dir.join("qemu-memory"),
                 &format!("{}\n", config.qemu_memory()),
             );
+            // Each Linux VM's generated device tree, as the VM gets it: the
+            // boot benchmark boots the same tree without the hypervisor.
+            for (vm, plan) in config.system.vms.iter().zip(&config.plan.vms) {
+                for image in plan.images.iter().filter(|i| i.name == "dtb") {
+                    if let Some(Source::Bytes(bytes)) =
+                        config.plan.blobs.get(image.blob).map(|b| &b.source)
+                    {
+                        let path = dir.join(format!("{}.dtb", vm.name));
+                        if let Err(e) = std::fs::write(&path, bytes) {
+                            eprintln!("error: cannot write {}: {e}", path.display());
+                            exit(1);
+                        }
+                    }
+                }
+            }
         }
     }
     println!("cargo:rustc-link-search={}", out.display());

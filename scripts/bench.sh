@@ -27,7 +27,7 @@ run_once() {
 plain_sgi() {
     local dir=build/guests/plain
     make -s -C guests OUT="$PWD/$dir" CARGO_TARGET_DIR="$PWD/guests/target-plain" \
-        CARGO_FLAGS="--features benchguest/plain-qemu" >/dev/null
+        CARGO_FLAGS="--features benchguest/plain-qemu" >/dev/null 2>&1
     timeout 300 guests/run-plain-qemu.sh "$dir/benchguest.bin" -smp 2 -icount shift=0,sleep=off \
         2>/dev/null | tr -d '\r' | sed -n 's/^BENCH sgi-latency \([0-9]*\) .*/\1/p'
 }
@@ -74,4 +74,28 @@ check_target vtimer-latency 150
 baseline=$(plain_sgi || true)
 echo "sgi-latency without a hypervisor (plain QEMU, same guest): ${baseline:-not measured}"
 echo "(SGI latency resolution: one counter tick, 16 instructions at 62.5 MHz)"
+
+# Linux boot: one Linux VM alone vs the same kernel, initramfs and device
+# tree without a hypervisor (scripts/bench-linux.sh), twice.
+echo
+echo "Linux boot to the first userspace line (instructions; ratio to no hypervisor)"
+linux1=$(bash scripts/bench-linux.sh | sed -n 's/^LINUXBENCH //p')
+linux2=$(bash scripts/bench-linux.sh | sed -n 's/^LINUXBENCH //p')
+printf '%-28s %14s %14s %8s\n' measure "run 1" "run 2" target
+paste -d' ' <(echo "$linux1") <(echo "$linux2") | while read -r name a _ b; do
+    case $name in
+        vm-entry-ratio) target=1.05 ;;
+        *) target=- ;;
+    esac
+    printf '%-28s %14s %14s %8s\n' "$name" "$a" "$b" "$target"
+done
+if [ "$linux1" != "$linux2" ]; then
+    echo "bench: the two Linux runs differ" >&2
+    status=1
+fi
+ratio=$(echo "$linux1" | awk '$1 == "vm-entry-ratio" { print $2 }')
+if [ -z "$ratio" ] || awk -v v="$ratio" 'BEGIN { exit !(v > 1.05) }'; then
+    echo "bench: vm-entry-ratio = ${ratio:-missing}, target <= 1.05" >&2
+    status=1
+fi
 exit $status

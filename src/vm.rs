@@ -244,7 +244,7 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         vcpus,
         boot_ram_size,
         vgic,
-        cntvoff: AtomicU64::new(arch::counter_now()),
+        cntvoff: AtomicU64::new(0),
         uart,
         state: AtomicU8::new(VmState::Running as u8),
         ending: AtomicU8::new(Ending::None as u8),
@@ -252,6 +252,8 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         unhandled_logged: AtomicU32::new(0),
     };
     vm.load_image();
+    // The guest's clock starts when its images are in place.
+    vm.cntvoff.store(arch::counter_now(), Ordering::Release);
     Ok(vm)
 }
 
@@ -265,6 +267,12 @@ impl Vm {
             3 => VmState::Off,
             _ => VmState::Finishing,
         }
+    }
+
+    /// The system counter value the VM's current run started at (its
+    /// CNTVOFF: the guest's virtual counter counts from there).
+    pub fn counter_offset(&self) -> u64 {
+        self.cntvoff.load(Ordering::Acquire)
     }
 
     /// How many times the VM has been reset.
@@ -286,7 +294,7 @@ impl Vm {
             // SAFETY: the region is host RAM given to this VM alone
             // (validated at build time), identity-mapped at EL2, and no vCPU
             // of the VM runs while it is loaded.
-            unsafe { core::ptr::write_bytes(r.hpa as *mut u8, 0, r.size as usize) };
+            unsafe { arch::scrub_guest_memory(r.hpa, r.size) };
             for image in c.images {
                 if let Some(off) = image.gpa.checked_sub(r.gpa).filter(|&o| o < r.size) {
                     let dst = r.hpa + off;

@@ -147,8 +147,15 @@ fn wait_timer_irq(me: usize, want: u64) -> Outcome {
     let cval = cpu::cntvct() + time::us_to_ticks(1000);
     cpu::set_cntv_cval(cval);
     cpu::set_cntv_ctl(cpu::CNTV_CTL_ENABLE);
+    // Check, then sleep, with IRQs masked: WFI still wakes for a pending
+    // interrupt, which is taken once they are unmasked. (Unmasked, an
+    // interrupt taken between the check and the WFI would leave it asleep.)
     let arrived = time::wait_until(TIMEOUT_MS, || {
-        cpu::wfi();
+        gic::mask_irq();
+        if TIMER_IRQS[me].load(Ordering::Relaxed) < want {
+            cpu::wfi();
+        }
+        gic::unmask_irq();
         TIMER_IRQS[me].load(Ordering::Relaxed) >= want
     });
     ensure!(
@@ -177,10 +184,14 @@ fn secondary(_: u64) -> ! {
     gic::unmask_irq();
     SECONDARY.store(1, Ordering::Relaxed);
     cpu::dmb();
-    while SECONDARY.load(Ordering::Relaxed) != 2 {
+    loop {
+        gic::mask_irq();
+        if SECONDARY.load(Ordering::Relaxed) == 2 {
+            break;
+        }
         cpu::wfi();
+        gic::unmask_irq();
     }
-    gic::mask_irq();
     psci::cpu_off();
     loop {
         cpu::wfe();

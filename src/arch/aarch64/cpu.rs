@@ -179,6 +179,13 @@ pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
 }
 
+/// Stops the guest's EL1 timers (its vCPU is off: a timer it left armed
+/// must not keep the forwarded interrupt asserted at this core).
+pub fn stop_guest_timers() {
+    CNTV_CTL_EL0.set(0);
+    CNTP_CTL_EL0.set(0);
+}
+
 /// Halts this core for good (after a panic, or on a core with nothing to do).
 pub fn halt() -> ! {
     loop {

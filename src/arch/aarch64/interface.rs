@@ -32,8 +32,13 @@ pub fn kick_cpu(cpu: usize) {
     }
 }
 
-/// Waits until this core is kicked, and consumes the kick.
+/// Waits until this core is kicked, and consumes the kick. The core's vCPU
+/// is not running: its virtual CPU interface and EL1 timers are switched
+/// off first, or an armed underflow maintenance interrupt or a timer it
+/// left running would keep the core busy.
 pub fn wait_for_kick() {
+    vgic_hw::disable_cpu_interface();
+    cpu::stop_guest_timers();
     cpu::wait_for_interrupt();
     drain_kicks();
 }
@@ -74,6 +79,16 @@ pub fn add_vgic_sysreg_devices(bus: &mut SysRegBus, vgic: &'static Vgic) {
         sysreg::ICC_SGI0R_EL1,
         Box::new(SgiRegisters::new(vgic, sysreg::ICC_SGI1R_EL1)),
     );
+}
+
+/// Zeroes `[hpa, hpa + size)` of a VM's RAM (page-aligned) as fast as the
+/// CPU allows.
+///
+/// # Safety
+/// The range must be RAM of a VM none of whose vCPUs runs.
+pub unsafe fn scrub_guest_memory(hpa: u64, size: u64) {
+    // SAFETY: upheld by the caller.
+    unsafe { cache::zero(hpa, size) }
 }
 
 /// Makes `[hpa, hpa + size)` as written by the hypervisor visible to a

@@ -10,6 +10,7 @@ pub mod esr;
 pub mod exception;
 pub mod id_fields;
 pub mod insn;
+pub mod list_regs;
 pub mod smccc;
 pub mod stage2;
 pub mod sysreg;

@@ -67,6 +67,8 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     mmu::enable();
     cpu::init_el2();
     cpu::clear_local();
+    // Timers firmware may have left armed would assert forwarded PPIs.
+    cpu::stop_guest_timers();
     crate::console::init();
     println!(
         "Tessera {} on {} ({} CPUs, {} VMs)",
@@ -133,6 +135,8 @@ extern "C" fn tessera_secondary_main(cpu_index: usize) -> ! {
     mmu::enable();
     cpu::init_el2();
     cpu::clear_local();
+    // Timers firmware may have left armed would assert forwarded PPIs.
+    cpu::stop_guest_timers();
     if !gicv3::init_this_cpu(SYSTEM.board.gic.gicr_or_gicc_base, cpu::mpidr()) {
         boot_error!("no GIC redistributor for CPU {}", cpu_index);
     }
@@ -161,8 +165,11 @@ fn run_this_cpu(cpu_index: usize, stack_top: u64) -> ! {
     cpu::configure_for_vm(vm.stage2_root, vm.vmid, vcpu.id, vm.config.pmu);
     if vcpu.id == 0 {
         println!(
-            "vm {}: vCPU 0 starting on CPU {} at {:#x}",
-            vm.config.name, cpu_index, vm.config.entry_point
+            "vm {}: vCPU 0 starting on CPU {} at {:#x} (counter {})",
+            vm.config.name,
+            cpu_index,
+            vm.config.entry_point,
+            vm.counter_offset()
         );
     }
     vm::park(vm, vcpu, stack_top)

@@ -4,22 +4,11 @@
 //! list registers; other cores leave interrupts in the vCPU's pending set
 //! and kick.
 
+use super::list_regs::{self, lr, Placement};
 use super::{cpu, gicv3};
 use crate::devices::vgic::{Deliverable, Vgic, VgicHw};
 use crate::vcpu::CpuLocal;
 use core::sync::atomic::{AtomicUsize, Ordering};
-
-/// ICH_LR<n>_EL2 fields.
-mod lr {
-    pub const PINTID_SHIFT: u32 = 32;
-    pub const PRIORITY_SHIFT: u32 = 48;
-    pub const GROUP1: u64 = 1 << 60;
-    pub const HW: u64 = 1 << 61;
-    pub const STATE_PENDING: u64 = 1 << 62;
-    pub const STATE_ACTIVE: u64 = 1 << 63;
-    pub const STATE_MASK: u64 = 3 << 62;
-    pub const VINTID_MASK: u64 = 0xffff_ffff;
-}
 
 /// ICH_HCR_EL2: En (virtual CPU interface on), UIE (maintenance interrupt
 /// when at most one list register is valid: the refill signal).
@@ -80,6 +69,12 @@ pub fn init_this_cpu() {
     LIST_REGS.store(((vtr & 0x1f) as usize + 1).min(16), Ordering::Relaxed);
 }
 
+/// Switches this core's virtual CPU interface off (its vCPU is parked): no
+/// maintenance interrupt can fire; [`reset_cpu_interface`] turns it on again.
+pub fn disable_cpu_interface() {
+    write_hcr(0);
+}
+
 /// Puts this core's virtual CPU interface in its reset state before its
 /// vCPU (re)starts: empty list registers, the guest's ICC state (VMCR)
 /// zeroed, forwarded physical interrupts left active deactivated.
@@ -91,17 +86,6 @@ pub fn reset_cpu_interface() {
     unsafe { core::arch::asm!("msr ich_vmcr_el2, xzr") };
     write_hcr(HCR_EN);
     gicv3::deactivate_forwarded_ppis();
-}
-
-fn lr_value(d: &Deliverable) -> u64 {
-    let mut v = d.intid as u64
-        | (d.priority as u64) << lr::PRIORITY_SHIFT
-        | lr::GROUP1
-        | lr::STATE_PENDING;
-    if d.hw {
-        v |= lr::HW | (d.intid as u64) << lr::PINTID_SHIFT;
-    }
-    v
 }
 
 /// Moves `vcpu`'s deliverable interrupts into free list registers (this
@@ -116,27 +100,27 @@ pub fn deliver(vgic: &Vgic, vcpu: usize) {
         hw: false,
     }; 16];
     let (n, mut more) = vgic.take_deliverable(vcpu, &mut batch[..nr]);
-    let mut free = elrsr() & ((1u64 << nr) - 1);
+    if n == 0 && !more {
+        write_hcr(HCR_EN);
+        return;
+    }
+    let mut lrs = [0u64; 16];
+    for (i, v) in lrs[..nr].iter_mut().enumerate() {
+        *v = read_lr(i);
+    }
+    let mut free = elrsr();
     for d in &batch[..n] {
-        let occupied = (0..nr).find(|&i| {
-            free & 1 << i == 0 && read_lr(i) & lr::VINTID_MASK == d.intid as u64
-        });
-        if let Some(i) = occupied {
-            let v = read_lr(i);
-            if v & lr::STATE_MASK == lr::STATE_ACTIVE && !d.hw && v & lr::HW == 0 {
-                write_lr(i, v | lr::STATE_PENDING);
+        match list_regs::place(&lrs[..nr], &mut free, d) {
+            Placement::Write { index, value } => {
+                write_lr(index, value);
+                lrs[index] = value;
             }
-            // Already pending: the two merge, as on hardware.
-            continue;
+            Placement::Merged => {}
+            Placement::NoRoom => {
+                vgic.requeue(vcpu, d);
+                more = true;
+            }
         }
-        if free == 0 {
-            vgic.requeue(vcpu, d);
-            more = true;
-            continue;
-        }
-        let i = free.trailing_zeros() as usize;
-        free &= free - 1;
-        write_lr(i, lr_value(d));
     }
     write_hcr(if more { HCR_EN | HCR_UIE } else { HCR_EN });
 }
@@ -162,7 +146,7 @@ pub fn forward(local: &CpuLocal, intid: u32) {
                 priority: vgic.priority(vcpu, intid),
                 hw: true,
             };
-            write_lr(free.trailing_zeros() as usize, lr_value(&d));
+            write_lr(free.trailing_zeros() as usize, list_regs::value(&d));
             return;
         }
     }
