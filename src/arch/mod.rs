@@ -4,7 +4,7 @@
 //!
 //! - guest memory: `GuestPageTable` (stage 2 / EPT: `new`, `map`, `root`)
 //!   over `Table`s from a `TableAllocator`,
-//!   `MemKind`, `MapError`; `make_coherent_for_guest`;
+//!   `MemKind`, `MapError`; `scrub_guest_memory`, `make_coherent_for_guest`;
 //! - cores: `this_cpu`, `kick_cpu`, `wait_for_kick`, `drain_kicks`,
 //!   `enter_vcpu`, `counter_now`;
 //! - per-arch emulation: `add_arch_sysreg_devices`, `vgic_backend`,
@@ -63,6 +63,11 @@ pub trait Arch {
     fn vgic_backend() -> &'static dyn VgicHw;
     /// Adds the system registers of `vgic` the guest reaches by trapping.
     fn add_vgic_sysreg_devices(bus: &mut SysRegBus, vgic: &'static Vgic);
+    /// Zeroes `[hpa, hpa + size)` of a VM's RAM (page-aligned).
+    ///
+    /// # Safety
+    /// The range must be RAM of a VM none of whose vCPUs runs.
+    unsafe fn scrub_guest_memory(hpa: u64, size: u64);
     /// Makes `[hpa, hpa + size)` as written by the hypervisor visible to a
     /// guest.
     fn make_coherent_for_guest(hpa: u64, size: u64);

@@ -36,6 +36,10 @@ impl Arch for X86_64 {
     fn add_vgic_sysreg_devices(bus: &mut SysRegBus, vgic: &'static Vgic) {
         interface::add_vgic_sysreg_devices(bus, vgic)
     }
+    unsafe fn scrub_guest_memory(hpa: u64, size: u64) {
+        // SAFETY: the caller upholds the contract of the trait method.
+        unsafe { interface::scrub_guest_memory(hpa, size) }
+    }
     fn make_coherent_for_guest(hpa: u64, size: u64) {
         interface::make_coherent_for_guest(hpa, size)
     }

@@ -65,6 +65,15 @@ impl VgicHw for NoGic {
     fn quiesce_physical(&self, _intid: u32) {}
 }
 
+/// Zeroes `[hpa, hpa + size)` of a VM's RAM.
+///
+/// # Safety
+/// The range must be RAM of a VM none of whose vCPUs runs.
+pub unsafe fn scrub_guest_memory(hpa: u64, size: u64) {
+    // SAFETY: upheld by the caller; the hypervisor identity-maps all RAM.
+    unsafe { core::ptr::write_bytes(hpa as *mut u8, 0, size as usize) }
+}
+
 /// Nothing to do: x86 caches are coherent with instruction fetch and DMA.
 pub fn make_coherent_for_guest(_hpa: u64, _size: u64) {}
 
