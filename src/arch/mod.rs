@@ -81,6 +81,62 @@ pub trait Arch {
     fn fail_stop(status: u64) -> !;
 }
 
+/// Implements [`Arch`] for `$backend` by delegating every item to the free
+/// function of the same name in module `$iface`: the compiler then checks
+/// the free functions the neutral core calls against the contract.
+// Host builds (unit tests aside) compile no back-end, so no use of it.
+#[allow(unused_macros)]
+macro_rules! arch_contract {
+    ($backend:ty, $iface:ident) => {
+        impl $crate::arch::Arch for $backend {
+            type GuestPageTable = $iface::GuestPageTable;
+            fn this_cpu() -> usize {
+                $iface::this_cpu()
+            }
+            fn kick_cpu(cpu: usize) {
+                $iface::kick_cpu(cpu)
+            }
+            fn wait_for_kick() {
+                $iface::wait_for_kick()
+            }
+            fn drain_kicks() {
+                $iface::drain_kicks()
+            }
+            fn enter_vcpu(stack_top: u64, entry: u64, arg: u64, cntvoff: u64) -> ! {
+                $iface::enter_vcpu(stack_top, entry, arg, cntvoff)
+            }
+            fn counter_now() -> u64 {
+                $iface::counter_now()
+            }
+            fn vgic_backend() -> &'static dyn $crate::devices::vgic::VgicHw {
+                $iface::vgic_backend()
+            }
+            fn add_vgic_sysreg_devices(
+                bus: &mut $crate::devices::SysRegBus,
+                vgic: &'static $crate::devices::vgic::Vgic,
+            ) {
+                $iface::add_vgic_sysreg_devices(bus, vgic)
+            }
+            unsafe fn scrub_guest_memory(hpa: u64, size: u64) {
+                // SAFETY: the caller upholds the contract of the trait method.
+                unsafe { $iface::scrub_guest_memory(hpa, size) }
+            }
+            fn make_coherent_for_guest(hpa: u64, size: u64) {
+                $iface::make_coherent_for_guest(hpa, size)
+            }
+            fn add_arch_sysreg_devices(bus: &mut $crate::devices::SysRegBus) {
+                $iface::add_arch_sysreg_devices(bus)
+            }
+            fn system_off(success: bool) -> ! {
+                $iface::system_off(success)
+            }
+            fn fail_stop(status: u64) -> ! {
+                $iface::fail_stop(status)
+            }
+        }
+    };
+}
+
 #[cfg(any(target_arch = "aarch64", test))]
 pub mod aarch64;
 

@@ -3,10 +3,10 @@
 //! Transmitted bytes are collected into lines and handed to a [`LineSink`]
 //! (the hypervisor console, which tags them with the VM name).
 
+use super::line::LineBuffer;
 use super::{AccessError, Accessor, MmioDevice};
 use crate::exit::AccessWidth;
 use core::sync::atomic::{AtomicU32, Ordering};
-use spin::Mutex;
 
 /// Register offsets (PL011 TRM, table 3-1).
 mod reg {
@@ -40,19 +40,11 @@ const CR_RESET: u32 = 0x300;
 /// IFLS reset value.
 const IFLS_RESET: u32 = 0x12;
 
-/// Longest line buffered before it is flushed without a newline.
-pub const LINE_MAX: usize = 120;
-
-/// Where completed output lines go.
-pub trait LineSink: Send + Sync {
-    /// Emits one line (without its newline).
-    fn emit_line(&self, line: &[u8]);
-}
+pub use super::line::{LineSink, LINE_MAX};
 
 /// The virtual UART.
 pub struct VirtualPl011<S: LineSink> {
-    sink: S,
-    line: Mutex<heapless::Vec<u8, LINE_MAX>>,
+    out: LineBuffer<S>,
     ibrd: AtomicU32,
     fbrd: AtomicU32,
     lcr_h: AtomicU32,
@@ -66,8 +58,7 @@ impl<S: LineSink> VirtualPl011<S> {
     /// A UART in its reset state, writing lines to `sink`.
     pub fn new(sink: S) -> Self {
         Self {
-            sink,
-            line: Mutex::new(heapless::Vec::new()),
+            out: LineBuffer::new(sink),
             ibrd: AtomicU32::new(0),
             fbrd: AtomicU32::new(0),
             lcr_h: AtomicU32::new(0),
@@ -79,30 +70,12 @@ impl<S: LineSink> VirtualPl011<S> {
     }
 
     fn transmit(&self, byte: u8) {
-        let mut line = self.line.lock();
-        match byte {
-            b'\n' => {
-                self.sink.emit_line(&line);
-                line.clear();
-            }
-            b'\r' => {}
-            _ => {
-                if line.push(byte).is_err() {
-                    self.sink.emit_line(&line);
-                    line.clear();
-                    let _ = line.push(byte);
-                }
-            }
-        }
+        self.out.push(byte);
     }
 
     /// Emits whatever is buffered (used when the VM stops).
     pub fn flush(&self) {
-        let mut line = self.line.lock();
-        if !line.is_empty() {
-            self.sink.emit_line(&line);
-            line.clear();
-        }
+        self.out.flush();
     }
 
     fn reg32(&self, offset: u64) -> Option<&AtomicU32> {

@@ -3,12 +3,11 @@
 //! receive, no interrupts). Transmitted bytes are collected into lines for
 //! a [`LineSink`] (the hypervisor console, tagged with the VM name).
 
-use super::pl011::{LineSink, LINE_MAX};
+use super::line::{LineBuffer, LineSink};
 use super::port::PortDevice;
 use super::AccessError;
 use crate::exit::AccessWidth;
 use core::sync::atomic::{AtomicU8, Ordering};
-use spin::Mutex;
 
 /// Register offsets from the base port.
 mod reg {
@@ -41,8 +40,7 @@ const MSR_CTS_DSR_DCD: u8 = 1 << 4 | 1 << 5 | 1 << 7;
 
 /// The virtual UART.
 pub struct VirtualUart16550<S: LineSink> {
-    sink: S,
-    line: Mutex<heapless::Vec<u8, LINE_MAX>>,
+    out: LineBuffer<S>,
     ier: AtomicU8,
     lcr: AtomicU8,
     mcr: AtomicU8,
@@ -55,8 +53,7 @@ impl<S: LineSink> VirtualUart16550<S> {
     /// A UART in its reset state, writing lines to `sink`.
     pub fn new(sink: S) -> Self {
         Self {
-            sink,
-            line: Mutex::new(heapless::Vec::new()),
+            out: LineBuffer::new(sink),
             ier: AtomicU8::new(0),
             lcr: AtomicU8::new(0),
             mcr: AtomicU8::new(0),
@@ -70,31 +67,9 @@ impl<S: LineSink> VirtualUart16550<S> {
         self.lcr.load(Ordering::Relaxed) & LCR_DLAB != 0
     }
 
-    fn transmit(&self, byte: u8) {
-        let mut line = self.line.lock();
-        match byte {
-            b'\n' => {
-                self.sink.emit_line(&line);
-                line.clear();
-            }
-            b'\r' => {}
-            _ => {
-                if line.push(byte).is_err() {
-                    self.sink.emit_line(&line);
-                    line.clear();
-                    let _ = line.push(byte);
-                }
-            }
-        }
-    }
-
     /// Emits a partial line (the VM is going away).
     pub fn flush(&self) {
-        let mut line = self.line.lock();
-        if !line.is_empty() {
-            self.sink.emit_line(&line);
-            line.clear();
-        }
+        self.out.flush();
     }
 }
 
@@ -126,7 +101,7 @@ impl<S: LineSink> PortDevice for VirtualUart16550<S> {
         let v = value as u8;
         match offset {
             reg::DATA if self.dlab() => self.dll.store(v, Ordering::Relaxed),
-            reg::DATA => self.transmit(v),
+            reg::DATA => self.out.push(v),
             reg::IER if self.dlab() => self.dlm.store(v, Ordering::Relaxed),
             reg::IER => self.ier.store(v & 0x0f, Ordering::Relaxed),
             reg::IIR_FCR => {}
@@ -146,6 +121,7 @@ mod tests {
     use super::*;
     use alloc::string::String;
     use alloc::vec::Vec;
+    use spin::Mutex;
 
     #[derive(Default)]
     struct Lines(Mutex<Vec<String>>);
