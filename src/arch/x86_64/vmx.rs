@@ -26,6 +26,11 @@ const BASIC_TRUE_CTLS: u64 = 1 << 55;
 /// IA32_VMX_EPT_VPID_CAP: 4-level walks, write-back tables.
 const EPT_CAP_WALK_4: u64 = 1 << 6;
 const EPT_CAP_WB: u64 = 1 << 14;
+/// IA32_VMX_EPT_VPID_CAP: single-context INVEPT, single-context INVVPID.
+const CAP_INVEPT_SINGLE: u64 = 1 << 20 | 1 << 25;
+const CAP_INVVPID_SINGLE: u64 = 1 << 32 | 1 << 41;
+/// INVEPT / INVVPID type: single context.
+const INV_SINGLE_CONTEXT: u64 = 1;
 /// CR4.VMXE.
 const CR4_VMXE: u64 = 1 << 13;
 /// CR4.PAE.
@@ -298,9 +303,44 @@ fn write_guest_tables(vm: &Vm) -> u64 {
     r.gpa + offset
 }
 
+/// Drops cached translations of the VM (its EPT and its VPID-tagged
+/// guest-linear ones) before a vCPU starts afresh, as INIT would: after a
+/// VM reset the guest must not see its old TLB. Skipped where the CPU lacks
+/// the single-context forms.
+fn flush_vm_tlb(vm: &Vm) {
+    let caps = rd(IA32_VMX_EPT_VPID_CAP);
+    if caps & CAP_INVEPT_SINGLE == CAP_INVEPT_SINGLE {
+        let desc: [u64; 2] = [Ept::eptp_of(vm.stage2_root), 0];
+        // SAFETY: VMX root operation; the descriptor names this VM's EPT.
+        // INVEPT only drops cached translations.
+        unsafe {
+            core::arch::asm!(
+                "invept ({d}), {t}",
+                d = in(reg) desc.as_ptr(),
+                t = in(reg) INV_SINGLE_CONTEXT,
+                options(att_syntax, nostack, readonly)
+            )
+        };
+    }
+    if caps & CAP_INVVPID_SINGLE == CAP_INVVPID_SINGLE {
+        let desc: [u64; 2] = [u64::from(vm.vmid), 0];
+        // SAFETY: as above, for the VM's VPID (never 0).
+        unsafe {
+            core::arch::asm!(
+                "invvpid ({d}), {t}",
+                d = in(reg) desc.as_ptr(),
+                t = in(reg) INV_SINGLE_CONTEXT,
+                options(att_syntax, nostack, readonly)
+            )
+        };
+    }
+}
+
 /// Sets the VMCS guest state for vCPU `v` starting at `entry` in 64-bit
-/// mode (docs/X86.md, "Entry state").
+/// mode (docs/X86.md, "Entry state"), with the VM's cached translations
+/// dropped.
 pub fn reset_guest_state(vm: &Vm, v: &Vcpu, entry: u64) {
+    flush_vm_tlb(vm);
     let cr3 = if v.id == 0 {
         write_guest_tables(vm)
     } else {
