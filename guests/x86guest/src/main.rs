@@ -59,8 +59,19 @@ extern "C" fn guest_main() -> ! {
     install_gp_handler();
     rdmsr(0x1b); // IA32_APIC_BASE: not on the allow-list (nothing is yet)
     check("msr-disallowed-gp", gp_count() == 1);
+    // EFER is on the allow-list: LME | LMA read back, NXE may be set, LME
+    // may not be cleared (#GP).
+    let efer = rdmsr_value(0xc000_0080);
+    check("msr-efer-read", efer & 0x500 == 0x500);
+    wrmsr(0xc000_0080, efer | 1 << 11);
+    check(
+        "msr-efer-write-nxe",
+        rdmsr_value(0xc000_0080) == efer | 1 << 11 && gp_count() == 1,
+    );
+    wrmsr(0xc000_0080, efer & !(1 << 8));
+    check("msr-efer-lme-refused", gp_count() == 2);
     let v = load(0x0200_0000); // 32 MiB: past this VM's 16 MiB of RAM
-    check("outside-ram-gp", gp_count() == 2 && v == 0);
+    check("outside-ram-gp", gp_count() == 3 && v == 0);
 
     println!("x86guest: done, powering off");
     vmcall(psci::SYSTEM_OFF);

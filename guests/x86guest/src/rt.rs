@@ -172,6 +172,23 @@ pub fn rdmsr(msr: u32) {
     unsafe { asm!("rdmsr", in("ecx") msr, out("eax") _, out("edx") _, options(nostack)) };
 }
 
+/// RDMSR of `msr`: EDX:EAX.
+pub fn rdmsr_value(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDMSR exits to the hypervisor.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nostack)) };
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// WRMSR of `value` to `msr` (2 bytes: a #GP skips it).
+pub fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: WRMSR exits to the hypervisor, which allows or refuses it.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack))
+    };
+}
+
 /// A 4-byte load from guest-physical (= virtual) `addr` (2 bytes:
 /// `mov eax, [rdx]`).
 pub fn load(addr: u64) -> u32 {

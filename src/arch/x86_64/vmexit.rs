@@ -6,6 +6,7 @@
 
 use super::exit_reason::{self, reason, ExitInfo, ENTRY_FAILURE};
 use super::guest_cpuid::{guest_cpuid, Asker};
+use super::msr::MsrAccess;
 use super::string_io::Progress;
 use super::vmx::{read, write};
 use crate::config::UnhandledPolicy;
@@ -271,6 +272,33 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
             regs.rcx = c.into();
             regs.rdx = d.into();
             Then::Advance
+        }
+        Exit::MsrRead { msr } => {
+            local.vcpu.count(ExitKind::SysReg);
+            let value = match super::msr::read(msr) {
+                Some(MsrAccess::GuestEfer) => Some(read(guest::IA32_EFER_FULL)),
+                Some(MsrAccess::Tsc) => Some(super::interface::counter_now()),
+                None => None,
+            };
+            match value {
+                Some(v) => {
+                    regs.rax = v & 0xffff_ffff;
+                    regs.rdx = v >> 32;
+                    Then::Advance
+                }
+                None => Then::Unhandled,
+            }
+        }
+        Exit::MsrWrite { msr, value } => {
+            local.vcpu.count(ExitKind::SysReg);
+            let efer = read(guest::IA32_EFER_FULL);
+            match super::msr::write_efer(msr, efer, value) {
+                Some(new) => {
+                    write(guest::IA32_EFER_FULL, new);
+                    Then::Advance
+                }
+                None => Then::Unhandled,
+            }
         }
         Exit::Hypercall => {
             vmcall(local, regs);

@@ -23,6 +23,9 @@ const GUEST_CHECKS: &[&str] = &[
     "vmcall-vm-info",
     "vmcall-unknown",
     "msr-disallowed-gp",
+    "msr-efer-read",
+    "msr-efer-write-nxe",
+    "msr-efer-lme-refused",
     "outside-ram-gp",
 ];
 
@@ -52,9 +55,12 @@ fn expect_guest_checks(run: &Run, vm: &str) -> usize {
         last = at;
     }
     expect_no_failed_check(run, vm);
-    // The two deliberate faults are contained and logged, then #GP.
+    // The deliberate faults are contained and logged, then #GP.
     run.expect_prefix(&format!(
         "[tessera] WARN: vm {vm}: unhandled RDMSR 0x1b (exit reason 31)"
+    ));
+    run.expect_prefix(&format!(
+        "[tessera] WARN: vm {vm}: unhandled WRMSR 0xc0000080 <- 0x"
     ));
     run.expect_prefix(&format!(
         "[tessera] WARN: vm {vm}: unhandled EPT violation (read) at 0x2000000 (exit reason 48)"
@@ -65,7 +71,8 @@ fn expect_guest_checks(run: &Run, vm: &str) -> usize {
         "[tessera] summary vm {vm} (powered-off, resets=0):"
     ));
     let line = run.lines()[summary];
-    for counter in [" sysreg=3", " hypercall=3", " power=1", " unhandled=2"] {
+    // CPUID x3, RDMSR x3 (one refused), WRMSR x2 (one refused).
+    for counter in [" sysreg=8", " hypercall=3", " power=1", " unhandled=3"] {
         run.check(
             line.contains(counter),
             &format!("summary of {vm} has{counter}"),
