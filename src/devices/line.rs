@@ -1,7 +1,7 @@
 //! What a virtual UART does with transmitted bytes: collects them into
 //! lines and hands each whole line to a [`LineSink`] (the hypervisor
-//! console, which tags it with the VM name). Shared by the PL011 and 16550
-//! models.
+//! console, which tags it with the VM name). Used by the 16550 model and
+//! the x86 line console.
 
 use spin::Mutex;
 

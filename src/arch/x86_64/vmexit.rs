@@ -12,7 +12,7 @@ use super::vmx::{read, write};
 use crate::config::UnhandledPolicy;
 use crate::devices::port::PortBus;
 use crate::devices::uart16550::VirtualUart16550;
-use crate::console::VmConsole;
+use crate::console::VmLines;
 use crate::exit::{Exit, ExitKind};
 use crate::vcpu::{self, CpuLocal};
 use crate::vm::{self, Ending, Vm};
@@ -135,7 +135,7 @@ pub struct VmPorts {
     /// Emulated port devices.
     pub bus: PortBus,
     /// Its COM port, flushed when the VM ends.
-    pub uart: Option<&'static VirtualUart16550<VmConsole>>,
+    pub uart: Option<&'static VirtualUart16550<VmLines>>,
 }
 
 /// Port devices of every VM, built at boot.
@@ -451,8 +451,8 @@ pub fn build_ports(vm: &Vm) -> VmPorts {
     for d in vm.config.emu_ports {
         match d.kind {
             EmuPortKind::Uart16550 => {
-                let dev: &'static VirtualUart16550<VmConsole> = alloc::boxed::Box::leak(
-                    alloc::boxed::Box::new(VirtualUart16550::new(VmConsole {
+                let dev: &'static VirtualUart16550<VmLines> = alloc::boxed::Box::leak(
+                    alloc::boxed::Box::new(VirtualUart16550::new(VmLines {
                         name: vm.config.name,
                     })),
                 );

@@ -1,15 +1,20 @@
-//! The physical console, shared by the hypervisor's log and every VM's
-//! virtual UART. Each line is written whole under one lock and tagged with
-//! who wrote it: `[tessera]` or `[<vm name>]`.
+//! The x86 console (for now): whole lines, tagged with who wrote them
+//! (`[tessera]`, `[<vm>]`), written to the board's 16550 under one lock.
+//! Output only; the byte-stream multiplexer with input of the AArch64
+//! console (`physical.rs`) is not ported to x86 yet. The API is the same,
+//! so the neutral core does not know which one it has.
 
 use crate::config::SYSTEM;
-use crate::devices::pl011::LineSink;
-use crate::platform::ConsoleUart;
+use crate::devices::line::{LineBuffer, LineSink};
+use crate::devices::pl011::{SerialBackend, VirtualPl011};
+use crate::devices::InterruptLine;
+use crate::drivers::uart16550::Uart16550;
+use alloc::boxed::Box;
 use core::fmt::{self, Write};
 use spin::Mutex;
 
 struct Console {
-    uart: ConsoleUart,
+    uart: Uart16550,
 }
 
 impl Console {
@@ -31,7 +36,7 @@ impl Write for Console {
 }
 
 static CONSOLE: Mutex<Console> = Mutex::new(Console {
-    uart: ConsoleUart::new(SYSTEM.board.console.base),
+    uart: Uart16550::new(SYSTEM.board.console.base),
 });
 
 /// Writes one tagged line.
@@ -56,7 +61,7 @@ pub fn print_hyp(args: fmt::Arguments) {
 /// (it may have died holding it). Panic path only.
 pub fn print_emergency(args: fmt::Arguments) {
     let mut c = Console {
-        uart: ConsoleUart::new(SYSTEM.board.console.base),
+        uart: Uart16550::new(SYSTEM.board.console.base),
     };
     let _ = c.write_str("[tessera] ");
     let _ = c.write_fmt(args);
@@ -69,16 +74,52 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::console::print_hyp(format_args!($($arg)*)) };
 }
 
-/// Console output of one VM's virtual UART, tagged with the VM name.
-pub struct VmConsole {
+/// Nothing is buffered between lines.
+pub fn poll() {}
+
+/// Nothing is buffered between lines.
+pub fn flush() {}
+
+/// A VM's console lines, tagged with its name.
+pub struct VmLines {
     /// The VM name.
     pub name: &'static str,
 }
 
-impl LineSink for VmConsole {
+impl LineSink for VmLines {
     fn emit_line(&self, line: &[u8]) {
         write_line(self.name, line);
     }
+}
+
+/// The console side of a VM's virtual PL011 (x86 configs have none yet:
+/// their COM ports are 16550s on [`VmLines`]).
+pub struct VmConsole {
+    out: LineBuffer<VmLines>,
+}
+
+impl SerialBackend for VmConsole {
+    fn transmit(&self, byte: u8) -> bool {
+        self.out.push(byte);
+        true
+    }
+    fn tx_level(&self) -> (usize, usize) {
+        (0, usize::MAX)
+    }
+    fn flush(&self) {
+        self.out.flush();
+    }
+}
+
+/// A virtual PL011 whose output goes to the console as `name`'s lines.
+pub fn vm_uart(
+    name: &'static str,
+    irq: &'static dyn InterruptLine,
+) -> Result<&'static VirtualPl011<VmConsole>, &'static str> {
+    let backend = VmConsole {
+        out: LineBuffer::new(VmLines { name }),
+    };
+    Ok(Box::leak(Box::new(VirtualPl011::new(backend, irq))))
 }
 
 struct Logger;
