@@ -101,6 +101,9 @@ pub struct Board {
     /// The hypervisor's console UART: a PL011's MMIO window on Arm; on x86
     /// the 16550's I/O ports (`base` is the first port, `size` 8).
     pub console: MemRange,
+    /// The console UART's interrupt (GIC INTID), routed to the hypervisor
+    /// for console input; without it input is only polled.
+    pub console_irq: Option<u32>,
     /// Interrupt controller (all zero and unused on x86 boards).
     pub gic: GicDesc,
     /// Devices that VMs may be given.

@@ -47,6 +47,9 @@ pub fn wait_for_kick() {
 /// of its guest).
 pub fn drain_kicks() {
     while let Some(intid) = gicv3::acknowledge() {
+        if Some(intid) == SYSTEM.board.console_irq {
+            crate::console::on_uart_interrupt();
+        }
         gicv3::end_of_interrupt(intid);
     }
 }

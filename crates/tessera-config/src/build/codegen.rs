@@ -84,6 +84,7 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
     );
     let _ = writeln!(o, "        hypervisor: {},", range(&board.hypervisor));
     let _ = writeln!(o, "        console: {},", range(&board.console));
+    let _ = writeln!(o, "        console_irq: {:?},", board.console_irq);
     let version = match board.gic.version {
         GicVersion::V2 => "V2",
         GicVersion::V3 => "V3",

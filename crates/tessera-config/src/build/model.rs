@@ -22,6 +22,8 @@ pub struct BoardSpec {
     pub hypervisor: MemRange,
     /// The hypervisor's console: PL011 window on Arm, 16550 ports on x86.
     pub console: MemRange,
+    /// `console.irq`: the console UART's receive interrupt, if any.
+    pub console_irq: Option<u32>,
     /// Interrupt controller.
     pub gic: GicDesc,
     /// Devices VMs may be given.

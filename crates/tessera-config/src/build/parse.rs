@@ -297,6 +297,26 @@ impl Reader {
         })
     }
 
+    /// `[console]`: the UART's window and, optionally, its receive
+    /// interrupt (an SPI INTID) for console input.
+    fn console(&mut self, t: &Table) -> (Option<MemRange>, Option<Option<u32>>) {
+        self.keys(t, "console", &["base", "size", "irq"]);
+        let base = self.u64(t, "console", "base");
+        let size = self.u64(t, "console", "size");
+        let irq = match self.opt_u64(t, "console", "irq") {
+            Some(Some(i)) if !(32..1020).contains(&i) => {
+                self.err("console.irq", format!("{i} is not an SPI INTID (32..1019)"));
+                None
+            }
+            other => other.map(|o| o.map(|i| i as u32)),
+        };
+        let range = match (base, size) {
+            (Some(base), Some(size)) => Some(MemRange { base, size }),
+            _ => None,
+        };
+        (range, irq)
+    }
+
     fn board(&mut self, root: &Table) -> Option<BoardSpec> {
         match root.get("arch") {
             None => {}
@@ -336,9 +356,11 @@ impl Reader {
         let hypervisor = self
             .table(root, "", "hypervisor")
             .and_then(|t| self.range(t, "hypervisor"));
-        let console = self
-            .table(root, "", "console")
-            .and_then(|t| self.range(t, "console"));
+        let console_table = self.table(root, "", "console");
+        let (console, console_irq) = match console_table {
+            Some(t) => self.console(t),
+            None => (None, None),
+        };
         let gic = self.table(root, "", "gic").and_then(|t| self.gic(t));
         let devices = match root.get("devices") {
             None => Some(Vec::new()),
@@ -351,6 +373,7 @@ impl Reader {
             memory: memory?,
             hypervisor: hypervisor?,
             console: console?,
+            console_irq: console_irq?,
             gic: gic?,
             devices: devices?,
             semihosting_exit: semihosting_exit?,

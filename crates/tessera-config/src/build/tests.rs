@@ -234,6 +234,18 @@ fn pmu_grant_parses_defaults_off_and_is_generated() {
     assert!(errors.iter().any(|e| e.to_string().contains("vm.base.pmu")));
 }
 
+#[test]
+fn console_interrupt_is_optional_and_must_be_an_spi() {
+    let (_, board) = check(&demo(), BOARD).expect("valid");
+    assert_eq!(board.console_irq, None, "no interrupt: input is polled");
+    let with_irq = board_with("size = 0x1000\n\n[gic]", "size = 0x1000\nirq = 33\n\n[gic]");
+    let (_, board) = check(&demo(), &with_irq).expect("valid");
+    assert_eq!(board.console_irq, Some(33));
+    let ppi = board_with("size = 0x1000\n\n[gic]", "size = 0x1000\nirq = 27\n\n[gic]");
+    let errors = errors_with(&demo(), &ppi);
+    assert_error(&errors, "console.irq: 27 is not an SPI INTID (32..1019)");
+}
+
 // --- Rule 1: shape ------------------------------------------------------------
 
 #[test]

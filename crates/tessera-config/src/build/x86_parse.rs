@@ -57,6 +57,8 @@ impl Reader {
             memory: memory?,
             hypervisor: hypervisor?,
             console: console?,
+            // Console input by interrupt is not done on x86 yet.
+            console_irq: None,
             // x86 boards have no GIC; the field stays zero and unused.
             gic: GicDesc {
                 version: GicVersion::V3,
