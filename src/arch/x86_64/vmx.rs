@@ -16,8 +16,6 @@ use x86::vmx::vmcs::control::{
 };
 use x86::vmx::vmcs::{control, guest, host};
 
-/// CPUID.1:ECX.VMX.
-const CPUID_ECX_VMX: u32 = 1 << 5;
 /// IA32_FEATURE_CONTROL: lock, VMX outside SMX.
 const FC_LOCK: u64 = 1 << 0;
 const FC_VMX_OUTSIDE_SMX: u64 = 1 << 2;
@@ -102,8 +100,10 @@ fn missing_line(m: Missing) -> &'static str {
 /// Checks that this core can run Tessera's VMs (VMX, its firmware lock,
 /// every control we need, EPT). The error is one line for the user.
 pub fn check_cpu() -> Result<(), &'static str> {
-    let ecx = core::arch::x86_64::__cpuid(1).ecx;
-    if ecx & CPUID_ECX_VMX == 0 {
+    let vmx = raw_cpuid::CpuId::new()
+        .get_feature_info()
+        .is_some_and(|f| f.has_vmx());
+    if !vmx {
         return Err("this CPU has no VMX (Intel VT-x): Tessera needs it");
     }
     let fc = rd(IA32_FEATURE_CONTROL);
