@@ -1,17 +1,35 @@
 # Tessera: `make run ARCH=aarch64` boots the default config in QEMU,
-# `make test` runs every test. Missing tools are installed by scripts/setup.sh.
+# `make run ARCH=x86_64` the default x86 config in Bochs, `make test` runs
+# every test. Missing tools are installed by scripts/setup.sh (and
+# scripts/setup-x86.sh for the x86 targets).
 
 ARCH ?= aarch64
-CONFIG ?= configs/qemu-virt-linux.toml
 
-ifneq ($(ARCH),aarch64)
-$(error ARCH=$(ARCH) is not supported yet (aarch64 only))
-endif
-
+ifeq ($(ARCH),aarch64)
 TARGET := aarch64-unknown-none-softfloat
+DEFAULT_CONFIG := configs/qemu-virt-linux.toml
+# The Linux guests' kernel and initramfs (AArch64 configs only).
+BUILD_ASSETS := linux-assets
+else ifeq ($(ARCH),x86_64)
+TARGET := x86_64-unknown-none
+DEFAULT_CONFIG := configs/bochs-x86-demo.toml
+BUILD_ASSETS :=
+else
+$(error ARCH=$(ARCH) is not supported (aarch64 or x86_64))
+endif
+CONFIG ?= $(DEFAULT_CONFIG)
+
 # Debian's Rust builds core/alloc from source for bare-metal targets
-# (rustup here has neither the targets nor rust-src).
-HYP_CARGO := RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 /usr/bin/cargo
+# (rustup here has neither the targets nor rust-src). x86_64-unknown-none
+# defaults to position-independent code; GRUB loads the ELF where it is
+# linked and applies no relocations, so it is built static.
+HYP_CARGO := RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+	CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="-C relocation-model=static" /usr/bin/cargo
+AARCH64_TARGET := aarch64-unknown-none-softfloat
+X86_TARGET := x86_64-unknown-none
+X86_CHECK_CONFIG := configs/bochs-x86-demo.toml
+X86_GUEST_DIR := guests/x86guest
+X86_GUEST_ELF := $(X86_GUEST_DIR)/target/$(X86_TARGET)/release
 BUILD_STD := -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem
 OBJCOPY := /usr/lib/llvm-22/bin/llvm-objcopy
 
@@ -38,43 +56,80 @@ LINUX_IMAGE := $(LINUX_DIR)/Image
 LINUX_INITRAMFS := $(LINUX_DIR)/initramfs.cpio.gz
 LINUX_ASSETS := $(LINUX_IMAGE) $(LINUX_INITRAMFS)
 
-.PHONY: all setup guests build run test unit-test boot-test fuzz bench check fmt clean \
-	linux-assets linux-baseline
+.PHONY: all setup setup-x86 guests x86-guests build iso run test unit-test boot-test fuzz bench \
+	check fmt clean linux-assets linux-baseline
 
 all: build
 
 setup:
 	@bash scripts/setup.sh
 
-guests: setup
+setup-x86: setup
+	@bash scripts/setup-x86.sh
+
+guests: setup x86-guests
 	@$(MAKE) -s -C guests
 
+# The x86 test guests (their own workspace): build/guests/x86_64/*.bin.
+x86-guests: setup
+	@cd $(X86_GUEST_DIR) && $(HYP_CARGO) build -q --release --locked -Zbuild-std=core \
+		-Zbuild-std-features=compiler-builtins-mem --target $(X86_TARGET)
+	@mkdir -p build/guests/x86_64
+	@for g in x86guest x86fault x86bench; do \
+		$(OBJCOPY) -O binary $(X86_GUEST_ELF)/$$g build/guests/x86_64/$$g.bin; done
+
 # The image is always rebuilt through cargo (cheap when nothing changed):
-# the config path is an input make cannot see into.
-build: guests linux-assets
+# the config path is an input make cannot see into. AArch64 gets a raw
+# Image (tessera.bin); x86_64 boots the ELF through multiboot2.
+build: guests $(BUILD_ASSETS)
 	@mkdir -p $(IMAGE_DIR)
 	TESSERA_CONFIG=$(CONFIG) $(HYP_CARGO) build --release $(BUILD_STD) --target $(TARGET)
+ifeq ($(ARCH),aarch64)
 	@$(OBJCOPY) -O binary $(ELF) $(IMAGE)
-	@cp $(ELF) $(IMAGE_DIR)/tessera.elf
 	@echo "image: $(IMAGE)"
+endif
+	@cp $(ELF) $(IMAGE_DIR)/tessera.elf
+ifeq ($(ARCH),x86_64)
+	@echo "image: $(IMAGE_DIR)/tessera.elf"
+endif
 
+# A GRUB rescue image booting the hypervisor with multiboot2 on BIOS and
+# UEFI machines (x86_64): build/x86_64/<config>/tessera.iso, ready for dd.
+ISO := $(IMAGE_DIR)/tessera.iso
+iso: build setup-x86
+ifneq ($(ARCH),x86_64)
+	$(error make iso is for ARCH=x86_64)
+endif
+	@rm -rf $(IMAGE_DIR)/iso && mkdir -p $(IMAGE_DIR)/iso/boot/grub
+	@cp $(ELF) $(IMAGE_DIR)/iso/boot/tessera.elf
+	@cp boot/x86_64/grub.cfg $(IMAGE_DIR)/iso/boot/grub/grub.cfg
+	@grub-mkrescue -o $(ISO) $(IMAGE_DIR)/iso >$(IMAGE_DIR)/grub-mkrescue.log 2>&1 || \
+		{ cat $(IMAGE_DIR)/grub-mkrescue.log; exit 1; }
+	@echo "iso: $(ISO)"
+
+ifeq ($(ARCH),x86_64)
+run: iso
+	FOLLOW=1 BOCHS_TIMEOUT=300 bash scripts/run-bochs.sh $(ISO) $(IMAGE_DIR)/com1.log
+else
 run: build
 	@[ -f $(RUN_DISK) ] || { printf 'TESSERA-DISK-PATTERN\n' > $(RUN_DISK); truncate -s 4M $(RUN_DISK); }
 	timeout --foreground $(QEMU_TIMEOUT) $(QEMU) -m $$(cat $(IMAGE_DIR)/qemu-memory) \
 		-serial mon:stdio -serial file:$(RUN_UART1) \
 		-drive file=$(RUN_DISK),if=none,format=raw,id=d0 -device virtio-blk-device,drive=d0 \
 		-kernel $(IMAGE)
+endif
 
 # Host unit tests, then the boot tests (which build images with `make build`
-# and boot them in QEMU). Both are cargo tests, so results are counted.
-test: guests check
+# or `make iso` and boot them in QEMU or Bochs). All are cargo tests, so
+# results are counted.
+test: guests check setup-x86
 	cargo test --workspace --exclude tessera-boot-tests --features tessera-config/build
 	cargo test -p tessera-boot-tests --tests -- --test-threads=2
 
 unit-test:
 	cargo test --workspace --exclude tessera-boot-tests --features tessera-config/build
 
-boot-test: guests check
+boot-test: guests check setup-x86
 	cargo test -p tessera-boot-tests --tests -- --test-threads=2
 
 # The fuzz targets (docs/TESTING.md), long: FUZZ_CASES inputs each, one
@@ -95,20 +150,32 @@ linux-assets:
 linux-baseline: linux-assets
 	@bash scripts/linux-baseline.sh
 
+ifeq ($(ARCH),x86_64)
+bench: setup-x86
+	@bash scripts/bench-x86.sh
+else
 bench: setup
 	@bash scripts/bench.sh
+endif
 
-# Formatting and lints, host and bare-metal (Debian's clippy for the latter).
-check: setup
+# Formatting and lints, host and bare-metal (Debian's clippy for the
+# latter), for both architectures: the x86_64 hypervisor is linted with the
+# Bochs config, whose guest images `guests` builds.
+check: setup guests
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --features tessera-config/build -- -D warnings
-	PATH=/usr/bin:$$PATH $(HYP_CARGO) clippy --release $(BUILD_STD) --target $(TARGET) -- -D warnings
+	PATH=/usr/bin:$$PATH $(HYP_CARGO) clippy --release $(BUILD_STD) --target $(AARCH64_TARGET) -- -D warnings
+	TESSERA_CONFIG=$(X86_CHECK_CONFIG) PATH=/usr/bin:$$PATH $(HYP_CARGO) clippy --release \
+		$(BUILD_STD) --target $(X86_TARGET) -- -D warnings
 	cd guests && cargo fmt --all --check
 	cd guests && PATH=/usr/bin:$$PATH $(HYP_CARGO) clippy --release -Zbuild-std=core \
-		-Zbuild-std-features=compiler-builtins-mem --target $(TARGET) -- -D warnings
+		-Zbuild-std-features=compiler-builtins-mem --target $(AARCH64_TARGET) -- -D warnings
+	cd $(X86_GUEST_DIR) && cargo fmt --check
+	cd $(X86_GUEST_DIR) && PATH=/usr/bin:$$PATH $(HYP_CARGO) clippy --release -Zbuild-std=core \
+		-Zbuild-std-features=compiler-builtins-mem --target $(X86_TARGET) -- -D warnings
 
 fmt:
 	cargo fmt --all
 
 clean:
-	rm -rf build target guests/target
+	rm -rf build target guests/target $(X86_GUEST_DIR)/target

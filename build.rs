@@ -78,11 +78,14 @@ fn main() {
     }
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-env=TESSERA_CONFIG_NAME={}", config.name);
-    if bare_metal && target_arch == "aarch64" {
+    if bare_metal && (target_arch == "aarch64" || target_arch == "x86_64") {
         println!(
             "cargo:rustc-link-arg-bins=-T{}",
-            root.join("linker/aarch64.ld").display()
+            root.join(format!("linker/{target_arch}.ld")).display()
         );
+    }
+    if bare_metal && target_arch == "x86_64" {
+        println!("cargo:rerun-if-changed=boot/x86_64/entry.S");
     }
 }
 

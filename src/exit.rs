@@ -87,11 +87,13 @@ pub enum ExitKind {
     Irq,
     /// Exit nobody handled; the VM got the configured outcome.
     Unhandled,
+    /// Port I/O instruction (x86 IN/OUT).
+    PortIo,
 }
 
 impl ExitKind {
     /// Number of kinds.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     /// All kinds, in summary order.
     pub const ALL: [ExitKind; Self::COUNT] = [
         Self::MmioRead,
@@ -102,6 +104,7 @@ impl ExitKind {
         Self::Halt,
         Self::Irq,
         Self::Unhandled,
+        Self::PortIo,
     ];
 
     /// Short name used in the exit summary.
@@ -115,6 +118,7 @@ impl ExitKind {
             Self::Halt => "halt",
             Self::Irq => "irq",
             Self::Unhandled => "unhandled",
+            Self::PortIo => "port_io",
         }
     }
 }
@@ -180,6 +184,89 @@ pub enum Exit {
         /// Raw syndrome, for the log.
         syndrome: u64,
     },
+    /// x86 `IN`: read `width` bytes from I/O `port` into AL/AX/EAX (the
+    /// rest of RAX is kept for 1- and 2-byte reads, zeroed above 32 bits
+    /// for 4-byte reads, as the instruction does).
+    IoRead {
+        /// I/O port.
+        port: u16,
+        /// 1, 2 or 4 bytes.
+        width: AccessWidth,
+    },
+    /// x86 `OUT`: write the low `width` bytes of RAX to I/O `port`.
+    IoWrite {
+        /// I/O port.
+        port: u16,
+        /// 1, 2 or 4 bytes.
+        width: AccessWidth,
+    },
+    /// String or `REP` port I/O (`INS`/`OUTS`): has a defined path (it is
+    /// reported, and handled per the VM's policy), but no emulation yet.
+    IoString {
+        /// I/O port.
+        port: u16,
+        /// Element width.
+        width: AccessWidth,
+        /// `INS` (into memory) rather than `OUTS`.
+        input: bool,
+    },
+    /// x86 `CPUID` with leaf EAX and subleaf ECX; results go to EAX..EDX.
+    Cpuid {
+        /// EAX on entry.
+        leaf: u32,
+        /// ECX on entry.
+        subleaf: u32,
+    },
+    /// x86 `RDMSR` of MSR ECX into EDX:EAX.
+    MsrRead {
+        /// MSR index.
+        msr: u32,
+    },
+    /// x86 `WRMSR` of EDX:EAX into MSR ECX.
+    MsrWrite {
+        /// MSR index.
+        msr: u32,
+        /// EDX:EAX.
+        value: u64,
+    },
+    /// EPT violation: an access to a guest-physical address the VM has no
+    /// RAM at. Emulated MMIO must decode the instruction (it may be a
+    /// string move or read-modify-write with no single register), so the
+    /// exit carries only what the hardware told.
+    EptViolation {
+        /// Guest-physical address.
+        gpa: u64,
+        /// The access was a write.
+        write: bool,
+        /// The access was an instruction fetch.
+        fetch: bool,
+    },
+    /// EPT misconfiguration: the hypervisor's tables are wrong (never the
+    /// guest's doing).
+    EptMisconfig {
+        /// Guest-physical address.
+        gpa: u64,
+    },
+    /// A physical interrupt arrived while the guest ran.
+    ExternalInterrupt {
+        /// Vector, when the CPU acknowledged it on exit.
+        vector: Option<u8>,
+    },
+    /// The guest can take an interrupt now (interrupt-window exiting).
+    InterruptWindow,
+    /// The guest took an exception while delivering one while delivering
+    /// one: on real hardware the machine would reset.
+    TripleFault,
+    /// INIT signal to a vCPU.
+    Init,
+    /// Start-up IPI to a vCPU waiting for SIPI: start at `vector << 12`.
+    Sipi {
+        /// SIPI vector.
+        vector: u8,
+    },
+    /// x86 `VMCALL`: a hypercall with its number in RAX (the Tessera ids of
+    /// `tessera-abi`, as on Arm) and arguments in RBX, RCX, RDX, RSI.
+    Hypercall,
 }
 
 /// Register name for logs: `x5`, or `xzr` for register 31.
@@ -230,6 +317,40 @@ impl core::fmt::Display for Exit {
             Exit::WaitEvent => f.write_str("WFE"),
             Exit::GuestFault { addr } => write!(f, "stage-2 fault at {:#x}", addr),
             Exit::Unknown { syndrome } => write!(f, "unknown trap (syndrome {:#x})", syndrome),
+            Exit::IoRead { port, width } => {
+                write!(f, "{}-byte port read at {:#x}", width.bytes(), port)
+            }
+            Exit::IoWrite { port, width } => {
+                write!(f, "{}-byte port write at {:#x}", width.bytes(), port)
+            }
+            Exit::IoString { port, width, input } => write!(
+                f,
+                "{}-byte string port {} at {:#x}",
+                width.bytes(),
+                if input { "input" } else { "output" },
+                port
+            ),
+            Exit::Cpuid { leaf, subleaf } => write!(f, "CPUID {:#x}.{:#x}", leaf, subleaf),
+            Exit::MsrRead { msr } => write!(f, "RDMSR {:#x}", msr),
+            Exit::MsrWrite { msr, value } => write!(f, "WRMSR {:#x} <- {:#x}", msr, value),
+            Exit::EptViolation { gpa, write, fetch } => {
+                let what = match (fetch, write) {
+                    (true, _) => "fetch",
+                    (false, true) => "write",
+                    (false, false) => "read",
+                };
+                write!(f, "EPT violation ({what}) at {:#x}", gpa)
+            }
+            Exit::EptMisconfig { gpa } => write!(f, "EPT misconfiguration at {:#x}", gpa),
+            Exit::ExternalInterrupt { vector: Some(v) } => {
+                write!(f, "external interrupt (vector {v})")
+            }
+            Exit::ExternalInterrupt { vector: None } => f.write_str("external interrupt"),
+            Exit::InterruptWindow => f.write_str("interrupt window"),
+            Exit::TripleFault => f.write_str("triple fault"),
+            Exit::Init => f.write_str("INIT"),
+            Exit::Sipi { vector } => write!(f, "SIPI (vector {:#x})", vector),
+            Exit::Hypercall => f.write_str("VMCALL"),
         }
     }
 }
@@ -272,5 +393,46 @@ mod tests {
             format!("{write}"),
             "1-byte MMIO write at 0x9000000 from xzr"
         );
+    }
+
+    #[test]
+    fn x86_exits_read_well_in_logs() {
+        let cases = [
+            (
+                Exit::IoRead {
+                    port: 0x3fd,
+                    width: AccessWidth::Byte,
+                },
+                "1-byte port read at 0x3fd",
+            ),
+            (
+                Exit::IoString {
+                    port: 0x3f8,
+                    width: AccessWidth::Byte,
+                    input: false,
+                },
+                "1-byte string port output at 0x3f8",
+            ),
+            (
+                Exit::Cpuid {
+                    leaf: 0x4000_0000,
+                    subleaf: 0,
+                },
+                "CPUID 0x40000000.0x0",
+            ),
+            (
+                Exit::EptViolation {
+                    gpa: 0xfee0_0000,
+                    write: true,
+                    fetch: false,
+                },
+                "EPT violation (write) at 0xfee00000",
+            ),
+            (Exit::TripleFault, "triple fault"),
+            (Exit::Hypercall, "VMCALL"),
+        ];
+        for (exit, text) in cases {
+            assert_eq!(format!("{exit}"), text);
+        }
     }
 }

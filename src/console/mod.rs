@@ -16,7 +16,13 @@
 pub mod input;
 pub mod mux;
 
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod physical;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 pub use physical::*;
+
+// x86: a line-tagged console with the same API (no input yet).
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+mod lines;
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+pub use lines::*;

@@ -5,7 +5,10 @@
 //! short, fixed list of `{range, device}` searched linearly — VMs have a
 //! handful of devices, and a linear scan of a few entries beats any map.
 
+pub mod line;
 pub mod pl011;
+pub mod port;
+pub mod uart16550;
 pub mod vgic;
 
 use crate::exit::AccessWidth;

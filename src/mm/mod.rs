@@ -3,3 +3,4 @@
 
 #[cfg(target_os = "none")]
 pub mod heap;
+pub mod table;

@@ -7,7 +7,7 @@ use super::power::PowerStates;
 use super::progress::Progress;
 use crate::arch;
 use crate::arch::{GuestPageTable, MemKind};
-use crate::config::{EmuDeviceKind, GuestImage, VmConfig, SYSTEM};
+use crate::config::{Arch, EmuDeviceKind, GuestImage, VmConfig, SYSTEM};
 use crate::console::VmConsole;
 use crate::devices::pl011::VirtualPl011;
 use crate::devices::vgic::gicv3::{Distributor, Redistributors, GICD_SIZE};
@@ -145,16 +145,19 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         }
     }
     let gic = config.vgic;
-    mmio.add(
-        gic.gicd_gpa,
-        GICD_SIZE,
-        Box::leak(Box::new(Distributor::new(vgic))),
-    );
-    mmio.add(
-        gic.gicr_gpa,
-        Redistributors::window_size(vgic),
-        Box::leak(Box::new(Redistributors::new(vgic))),
-    );
+    // x86 boards have no GIC: their VMs get no GIC windows.
+    if SYSTEM.board.arch == Arch::Aarch64 {
+        mmio.add(
+            gic.gicd_gpa,
+            GICD_SIZE,
+            Box::leak(Box::new(Distributor::new(vgic))),
+        );
+        mmio.add(
+            gic.gicr_gpa,
+            Redistributors::window_size(vgic),
+            Box::leak(Box::new(Redistributors::new(vgic))),
+        );
+    }
     let mut sysregs = SysRegBus::default();
     arch::add_arch_sysreg_devices(&mut sysregs);
     arch::add_vgic_sysreg_devices(&mut sysregs, vgic);

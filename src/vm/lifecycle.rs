@@ -21,6 +21,8 @@ pub enum Given {
     InstructionAbort,
     /// An undefined-instruction exception was injected.
     Undefined,
+    /// A general-protection fault was injected (x86).
+    GeneralProtection,
     /// The VM was stopped.
     Stopped,
     /// The VM was reset.
@@ -33,6 +35,7 @@ impl Given {
             Given::DataAbort => "data abort injected",
             Given::InstructionAbort => "instruction abort injected",
             Given::Undefined => "undefined instruction injected",
+            Given::GeneralProtection => "#GP injected",
             Given::Stopped => "stopping VM",
             Given::Restarted => "restarting VM",
         }

@@ -9,6 +9,9 @@
 
 #[cfg(feature = "build")]
 pub mod build;
+mod x86;
+
+pub use x86::{Arch, EmuPort, EmuPortKind, PortRange};
 
 /// Largest number of physical CPUs a board description may list.
 pub const MAX_CPUS: usize = 8;
@@ -85,19 +88,23 @@ pub struct BoardDevice {
 pub struct Board {
     /// Board name, e.g. `qemu-virt`.
     pub name: &'static str,
+    /// Instruction-set architecture.
+    pub arch: Arch,
     /// RAM banks.
     pub memory: &'static [MemRange],
-    /// MPIDR affinity value of each physical CPU; the index is the CPU id
-    /// used by VM configs (`phys_cpu_ids`).
+    /// Hardware id of each physical CPU — the MPIDR affinity value on Arm,
+    /// the local APIC id on x86 (`apic_ids` in an x86 board file); the index
+    /// is the CPU id used by VM configs (`phys_cpu_ids`).
     pub cpu_mpidrs: &'static [u64],
     /// RAM the hypervisor keeps for itself (image, stacks, heap, page tables).
     pub hypervisor: MemRange,
-    /// The hypervisor's console UART (a PL011).
+    /// The hypervisor's console UART: a PL011's MMIO window on Arm; on x86
+    /// the 16550's I/O ports (`base` is the first port, `size` 8).
     pub console: MemRange,
     /// The console UART's interrupt (GIC INTID), routed to the hypervisor
     /// for console input; without it input is only polled.
     pub console_irq: Option<u32>,
-    /// Interrupt controller.
+    /// Interrupt controller (all zero and unused on x86 boards).
     pub gic: GicDesc,
     /// Devices that VMs may be given.
     pub devices: &'static [BoardDevice],
@@ -259,6 +266,10 @@ pub struct VmConfig {
     pub on_unhandled: UnhandledPolicy,
     /// Outcome of a fault the guest cannot take (`base.on_fault`).
     pub on_fault: FaultPolicy,
+    /// Emulated port-I/O devices (x86 only).
+    pub emu_ports: &'static [EmuPort],
+    /// I/O ports the VM reaches directly (x86 only); every other port traps.
+    pub passthrough_ports: &'static [PortRange],
     /// The VM owns its cores' PMU (`base.pmu`); otherwise PMU registers trap
     /// and the PMU is hidden from it.
     pub pmu: bool,

@@ -25,6 +25,7 @@ macro_rules! bare_metal {
 bare_metal! {
     mod boot;
     pub mod cache;
+    pub mod contract;
     pub mod cpu;
     pub mod gicv3;
     mod guest_psci;

@@ -42,43 +42,7 @@ pub const IPA_BITS: u32 = 39;
 /// programmed for 40 bits (`cpu.rs`); a larger PA would fault in the guest
 /// or, past 48 bits, silently alias a low address in the descriptor.
 pub const PA_BITS: u32 = 40;
-/// Entries per table.
-pub const ENTRIES: usize = 512;
-/// Page size.
-pub const PAGE_SIZE: u64 = 4096;
-
-/// What a mapping is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemKind {
-    /// Normal write-back RAM, executable.
-    Normal,
-    /// Device-nGnRE, never executable.
-    Device,
-}
-
-/// One translation table.
-pub type Table = [u64; ENTRIES];
-
-/// Supplies zeroed, page-aligned tables and tells their physical address.
-pub trait TableAllocator {
-    /// A new zeroed table and its physical address.
-    fn alloc_table(&mut self) -> Option<(u64, &'static mut Table)>;
-    /// The table at physical address `pa` (one this allocator returned).
-    fn table_at(&mut self, pa: u64) -> &'static mut Table;
-}
-
-/// Errors while mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MapError {
-    /// Addresses or size not 4 KiB aligned.
-    Misaligned,
-    /// Range beyond the IPA space or the physical-address space.
-    OutOfRange,
-    /// An IPA in the range is mapped already.
-    AlreadyMapped,
-    /// No memory for a table.
-    NoMemory,
-}
+pub use crate::mm::table::{MapError, MemKind, Table, TableAllocator, ENTRIES, PAGE_SIZE};
 
 /// Level-1 index shift; level 2 is 21, level 3 is 12.
 const fn level_shift(level: u32) -> u32 {

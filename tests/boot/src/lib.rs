@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod bochs;
+
 /// Builds share one cargo target directory and one output slot per config;
 /// one at a time keeps them from trampling each other.
 static BUILD_LOCK: Mutex<()> = Mutex::new(());

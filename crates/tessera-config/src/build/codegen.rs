@@ -77,6 +77,7 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
     let _ = writeln!(o, "    tessera_config::SystemConfig {{");
     let _ = writeln!(o, "    board: tessera_config::Board {{");
     let _ = writeln!(o, "        name: {:?},", board.name);
+    let _ = writeln!(o, "        arch: tessera_config::Arch::{:?},", board.arch);
     let _ = writeln!(o, "        memory: {},", list(&board.memory, range));
     let _ = writeln!(
         o,
@@ -222,6 +223,24 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
         let _ = writeln!(
             o,
             "            on_fault: tessera_config::FaultPolicy::{on_fault},"
+        );
+        let _ = writeln!(
+            o,
+            "            emu_ports: {},",
+            list(&vm.emu_ports, |d| format!(
+                "tessera_config::EmuPort {{ kind: tessera_config::EmuPortKind::{:?}, port: {} }}",
+                d.kind,
+                hex(u64::from(d.port))
+            ))
+        );
+        let _ = writeln!(
+            o,
+            "            passthrough_ports: {},",
+            list(&vm.passthrough_ports, |r| format!(
+                "tessera_config::PortRange {{ base: {}, size: {} }}",
+                hex(u64::from(r.base)),
+                hex(u64::from(r.size))
+            ))
         );
         let _ = writeln!(o, "            pmu: {},", vm.pmu);
         let _ = writeln!(o, "        }},");

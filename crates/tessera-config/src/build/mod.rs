@@ -17,6 +17,8 @@ mod validate;
 mod tests;
 #[cfg(test)]
 mod tests_linux;
+#[cfg(test)]
+mod x86_tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,20 +1,26 @@
 //! Owned, parsed forms of the two TOML files. They mirror the `'static`
 //! types of the crate root, with `String`/`Vec` instead of `&'static`.
 
-use crate::{EmuDevice, FaultPolicy, GicDesc, MemRange, MemoryRegion, UnhandledPolicy, VgicLayout};
+use crate::{
+    Arch, EmuDevice, EmuPort, FaultPolicy, GicDesc, MemRange, MemoryRegion, PortRange,
+    UnhandledPolicy, VgicLayout,
+};
 
 /// A parsed board file (`configs/boards/*.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoardSpec {
     /// Board name.
     pub name: String,
-    /// MPIDR affinity value of each physical CPU.
+    /// `arch` (`"aarch64"` when absent).
+    pub arch: Arch,
+    /// Hardware id of each physical CPU: MPIDR (`cpu_mpidrs`) on Arm, local
+    /// APIC id (`apic_ids`) on x86.
     pub cpu_mpidrs: Vec<u64>,
     /// RAM banks.
     pub memory: Vec<MemRange>,
     /// RAM the hypervisor keeps.
     pub hypervisor: MemRange,
-    /// The hypervisor's PL011.
+    /// The hypervisor's console: PL011 window on Arm, 16550 ports on x86.
     pub console: MemRange,
     /// `console.irq`: the console UART's receive interrupt, if any.
     pub console_irq: Option<u32>,
@@ -93,6 +99,10 @@ pub struct VmSpec {
     pub emu_devices: Vec<EmuDevice>,
     /// `devices.passthrough_devices`.
     pub passthrough_devices: Vec<PassthroughSpec>,
+    /// `devices.emu_ports` (x86).
+    pub emu_ports: Vec<EmuPort>,
+    /// `devices.passthrough_ports` (x86).
+    pub passthrough_ports: Vec<PortRange>,
 }
 
 /// `[vm.kernel]`: what the VM boots, by kind.

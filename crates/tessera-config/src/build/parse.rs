@@ -8,9 +8,12 @@ use super::model::{
 };
 use super::ConfigError;
 use crate::{
-    EmuDevice, EmuDeviceKind, FaultPolicy, GicDesc, GicVersion, MemRange, MemoryRegion, RegionKind,
-    UnhandledPolicy, VgicLayout,
+    Arch, EmuDevice, EmuDeviceKind, FaultPolicy, GicDesc, GicVersion, MemRange, MemoryRegion,
+    RegionKind, UnhandledPolicy, VgicLayout,
 };
+
+#[path = "x86_parse.rs"]
+mod x86;
 
 /// Parses a board file. `file` is only used in messages.
 pub fn parse_board(file: &str, src: &str) -> Result<BoardSpec, Vec<ConfigError>> {
@@ -315,11 +318,24 @@ impl Reader {
     }
 
     fn board(&mut self, root: &Table) -> Option<BoardSpec> {
+        match root.get("arch") {
+            None => {}
+            Some(Value::String(s)) if s == Arch::Aarch64.name() => {}
+            Some(Value::String(s)) if s == Arch::X86_64.name() => return self.x86_board(root),
+            Some(other) => {
+                self.err(
+                    "arch",
+                    format!("expected \"aarch64\" or \"x86_64\", found {other}"),
+                );
+                return None;
+            }
+        }
         self.keys(
             root,
             "",
             &[
                 "name",
+                "arch",
                 "cpu_mpidrs",
                 "semihosting_exit",
                 "memory",
@@ -352,6 +368,7 @@ impl Reader {
         };
         Some(BoardSpec {
             name: name?,
+            arch: Arch::Aarch64,
             cpu_mpidrs: cpu_mpidrs?,
             memory: memory?,
             hypervisor: hypervisor?,
@@ -582,7 +599,13 @@ impl Reader {
             Some(v) => self.as_table(v, "vm.devices").and_then(|d| self.devices(d)),
         };
 
+        let ports = match t.get("devices").and_then(Value::as_table) {
+            None => Some(Default::default()),
+            Some(d) => self.x86_ports(d),
+        };
+
         let (emu_devices, passthrough_devices, vgic) = devices?;
+        let (emu_ports, passthrough_ports) = ports?;
         Some(VmSpec {
             // Bounded to u16::MAX above.
             id: id? as u16,
@@ -596,6 +619,8 @@ impl Reader {
             memory_regions: regions?,
             emu_devices,
             passthrough_devices,
+            emu_ports,
+            passthrough_ports,
         })
     }
 
@@ -735,7 +760,13 @@ impl Reader {
         self.keys(
             d,
             "vm.devices",
-            &["emu_devices", "passthrough_devices", "vgic"],
+            &[
+                "emu_devices",
+                "passthrough_devices",
+                "vgic",
+                "emu_ports",
+                "passthrough_ports",
+            ],
         );
         let vgic = match d.get("vgic") {
             None => Some(None),

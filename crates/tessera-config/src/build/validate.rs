@@ -5,9 +5,12 @@ use super::layout::{parse_image_header, place_linux, DTB_MAX};
 use super::model::{BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, SystemSpec, VmSpec};
 use super::ConfigError;
 use crate::{
-    EmuDeviceKind, GicVersion, MemRange, EL2_BLOCK, EL2_MAP_LIMIT, GICD_SIZE, GICR_STRIDE,
+    Arch, EmuDeviceKind, GicVersion, MemRange, EL2_BLOCK, EL2_MAP_LIMIT, GICD_SIZE, GICR_STRIDE,
     MAX_CPUS, MAX_VMS,
 };
+
+#[path = "x86_validate.rs"]
+mod x86;
 
 /// MPIDR_EL1 affinity fields: Aff0 [7:0], Aff1 [15:8], Aff2 [23:16],
 /// Aff3 [39:32].
@@ -116,17 +119,26 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         e.push(s, "name", "must not be empty");
     }
 
+    // x86 boards: CPUs are APIC ids, the console is I/O ports, no GIC.
+    let arm = b.arch == Arch::Aarch64;
+    let (cpu_field, cpu_id) = if arm {
+        ("cpu_mpidrs", "MPIDR")
+    } else {
+        ("apic_ids", "APIC id")
+    };
     let cpus = b.cpu_mpidrs.len();
     let beyond = format!("ends above {EL2_MAP_LIMIT:#x}, the end of the hypervisor's EL2 map");
     if cpus == 0 || cpus > MAX_CPUS {
         e.push(
             s,
-            "cpu_mpidrs",
+            cpu_field,
             format!("{cpus} CPUs listed, expected 1 to {MAX_CPUS} (MAX_CPUS)"),
         );
     }
     for (i, m) in b.cpu_mpidrs.iter().enumerate() {
-        if m & !MPIDR_AFF_MASK != 0 {
+        if !arm {
+            // APIC ids: any 32-bit value (bounded when parsed).
+        } else if m & !MPIDR_AFF_MASK != 0 {
             e.push(
                 s,
                 format!("cpu_mpidrs[{i}]"),
@@ -149,8 +161,8 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         if b.cpu_mpidrs[..i].contains(m) {
             e.push(
                 s,
-                format!("cpu_mpidrs[{i}]"),
-                format!("MPIDR {m:#x} is listed twice"),
+                format!("{cpu_field}[{i}]"),
+                format!("{cpu_id} {m:#x} is listed twice"),
             );
         }
     }
@@ -222,8 +234,10 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         );
     }
 
-    e.window(s, "console", ("base", b.console.base), b.console.size);
-    if in_ram(Span::of(&b.console)) {
+    if arm {
+        e.window(s, "console", ("base", b.console.base), b.console.size);
+    }
+    if arm && in_ram(Span::of(&b.console)) {
         e.push(
             s,
             "console",
@@ -235,6 +249,7 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
     let gic = b.gic;
     let mut frames: Vec<(&str, Span)> = Vec::new();
     match gic.version {
+        _ if !arm => {}
         GicVersion::V2 => e.push(
             s,
             "gic.version",
@@ -297,7 +312,7 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         if in_ram(span) {
             e.push(s, &f, format!("{:?} {span} overlaps RAM", d.name));
         }
-        if span.overlaps(Span::of(&b.console)) {
+        if arm && span.overlaps(Span::of(&b.console)) {
             e.push(
                 s,
                 &f,
@@ -428,10 +443,12 @@ pub fn validate_system(
     }
     for vm in &sys.vms {
         check_vm(&mut e, vm, board, files);
+        x86::check_vm_ports(&mut e, vm, board);
     }
     for (j, b) in sys.vms.iter().enumerate() {
         for a in &sys.vms[..j] {
             check_pair(&mut e, a, b, board);
+            x86::check_pair_ports(&mut e, a, b);
         }
     }
     e.list
@@ -582,10 +599,15 @@ fn check_vm(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec, files: Files<'_>
     } else {
         ""
     };
-    for (field, base, size) in [
+    // x86 VMs have no virtual GIC.
+    let vgic_windows = [
         ("gicd_gpa", vgic.gicd_gpa, GICD_SIZE),
         ("gicr_gpa", vgic.gicr_gpa, nvcpus * GICR_STRIDE),
-    ] {
+    ];
+    for (field, base, size) in vgic_windows
+        .into_iter()
+        .filter(|_| board.arch == Arch::Aarch64)
+    {
         let f = format!("devices.vgic.{field}");
         if !base.is_multiple_of(GIC_FRAME_ALIGN) {
             e.push(s, &f, format!("{base:#x}{defaulted} is not 64 KiB aligned"));

@@ -1,0 +1,278 @@
+//! Host tests of the x86_64 additions: x86 board files, port devices and
+//! the port rules.
+
+use super::*;
+use std::path::Path;
+
+const SYS: &str = "configs/x86.toml";
+const BRD: &str = "configs/boards/x86.toml";
+
+const BOARD: &str = r#"
+name = "pc"
+arch = "x86_64"
+apic_ids = [0, 2]
+
+[[memory]]
+base = 0x0020_0000
+size = 0x0fc0_0000
+
+[hypervisor]
+base = 0x0100_0000
+size = 0x0100_0000
+
+[console]
+port = 0x3f8
+"#;
+
+fn vm(id: u16, name: &str, cpu: usize, hpa: u64, devices: &str) -> String {
+    format!(
+        r#"
+[[vm]]
+[vm.base]
+id = {id}
+name = "{name}"
+phys_cpu_ids = [{cpu}]
+
+[vm.kernel]
+kernel_path = "build/guests/x86_64/x86guest.bin"
+kernel_load_addr = 0x20_0000
+entry_point = 0x20_0000
+
+[[vm.memory_regions]]
+gpa = 0
+hpa = {hpa:#x}
+size = 0x0100_0000
+
+[vm.devices]
+{devices}
+"#
+    )
+}
+
+fn system(vms: &[String]) -> String {
+    format!("board = \"boards/x86.toml\"\n{}", vms.concat())
+}
+
+fn check(sys: &str, board: &str) -> Result<(SystemSpec, BoardSpec), Vec<String>> {
+    check_strs(SYS, sys, BRD, board, &super::tests::small_images)
+        .map_err(|e| e.iter().map(ToString::to_string).collect())
+}
+
+#[track_caller]
+fn assert_error(sys: &str, board: &str, needle: &str) {
+    let errors = check(sys, board).expect_err("must be refused");
+    assert!(
+        errors.iter().any(|e| e.contains(needle)),
+        "no error contains {needle:?}; got:\n{}",
+        errors.join("\n")
+    );
+}
+
+const COM1: &str = r#"emu_ports = [{ kind = "uart16550", port = 0x3f8 }]"#;
+
+#[test]
+fn x86_board_and_port_devices_parse() {
+    let sys = system(&[
+        vm(
+            0,
+            "a",
+            0,
+            0x0200_0000,
+            &format!("{COM1}\npassthrough_ports = [{{ base = 0x80, size = 1 }}]"),
+        ),
+        vm(1, "b", 1, 0x0300_0000, COM1),
+    ]);
+    let (sys, board) = check(&sys, BOARD).expect("valid");
+    assert_eq!(board.arch, crate::Arch::X86_64);
+    assert_eq!(board.cpu_mpidrs, vec![0, 2], "APIC ids are the CPU ids");
+    assert_eq!(
+        board.console,
+        crate::MemRange {
+            base: 0x3f8,
+            size: 8
+        }
+    );
+    assert_eq!(
+        sys.vms[0].emu_ports[0].range(),
+        crate::PortRange {
+            base: 0x3f8,
+            size: 8
+        }
+    );
+    assert_eq!(
+        sys.vms[0].passthrough_ports,
+        vec![crate::PortRange {
+            base: 0x80,
+            size: 1
+        }]
+    );
+    assert!(sys.vms[1].passthrough_ports.is_empty());
+}
+
+#[test]
+fn arm_boards_keep_their_default_arch() {
+    let arm = r#"
+name = "arm"
+arch = "aarch64"
+cpu_mpidrs = [0]
+[[memory]]
+base = 0x4000_0000
+size = 0x4000_0000
+[hypervisor]
+base = 0x4000_0000
+size = 0x0400_0000
+[console]
+base = 0x0900_0000
+size = 0x1000
+[gic]
+version = 3
+gicd_base = 0x0800_0000
+gicr_base = 0x080A_0000
+"#;
+    let b = parse_board(BRD, arm).expect("valid");
+    assert_eq!(b.arch, crate::Arch::Aarch64);
+    let b = parse_board(BRD, &arm.replace("arch = \"aarch64\"\n", "")).expect("valid");
+    assert_eq!(b.arch, crate::Arch::Aarch64);
+    let e = parse_board(BRD, &arm.replace("\"aarch64\"", "\"riscv64\"")).expect_err("bad arch");
+    assert!(
+        e[0].to_string()
+            .contains("arch: expected \"aarch64\" or \"x86_64\""),
+        "{}",
+        e[0]
+    );
+    // Ports on an Arm board are refused, naming the field.
+    let sys = format!(
+        "board = \"b.toml\"\n{}",
+        vm(0, "a", 0, 0x4400_0000, COM1).replace("gpa = 0\n", "gpa = 0x4000_0000\n")
+    );
+    let errors = check(&sys, arm).expect_err("ports on arm");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("devices.emu_ports[0]: I/O ports exist only on x86_64 boards")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn x86_board_shape_errors() {
+    let e = parse_board(BRD, &BOARD.replace("port = 0x3f8", "port = 0x1_0000")).unwrap_err();
+    assert!(
+        e[0].to_string()
+            .contains("console.port: 65536 does not fit an I/O port"),
+        "{}",
+        e[0]
+    );
+    let e = parse_board(BRD, &BOARD.replace("apic_ids", "cpu_mpidrs")).unwrap_err();
+    assert!(e
+        .iter()
+        .any(|e| e.to_string().contains("unknown field `cpu_mpidrs`")));
+    let e = parse_board(BRD, &format!("{BOARD}\n[gic]\nversion = 3\n")).unwrap_err();
+    assert!(e
+        .iter()
+        .any(|e| e.to_string().contains("unknown field `gic`")));
+}
+
+#[test]
+fn passthrough_port_given_to_two_vms_is_refused() {
+    let pt = "passthrough_ports = [{ base = 0x60, size = 5 }]";
+    let sys = system(&[
+        vm(0, "a", 0, 0x0200_0000, pt),
+        vm(
+            1,
+            "b",
+            1,
+            0x0300_0000,
+            "passthrough_ports = [{ base = 0x64, size = 1 }]",
+        ),
+    ]);
+    assert_error(
+        &sys,
+        BOARD,
+        "vm \"a\" and vm \"b\": devices.passthrough_ports[0]: ports 0x60..0x65 and ports 0x64..0x65 are given to both",
+    );
+    // The same emulated COM1 in two VMs is fine: each VM has its own.
+    let sys = system(&[
+        vm(0, "a", 0, 0x0200_0000, COM1),
+        vm(1, "b", 1, 0x0300_0000, COM1),
+    ]);
+    check(&sys, BOARD).expect("per-VM emulated ports may repeat");
+}
+
+#[test]
+fn ports_overlapping_the_console_or_each_other_are_refused() {
+    let sys = system(&[vm(
+        0,
+        "a",
+        0,
+        0x0200_0000,
+        "passthrough_ports = [{ base = 0x3f8, size = 8 }]",
+    )]);
+    assert_error(
+        &sys,
+        BOARD,
+        "devices.passthrough_ports[0]: ports 0x3f8..0x400 overlap the hypervisor console",
+    );
+    let both = format!("{COM1}\npassthrough_ports = [{{ base = 0x3fc, size = 2 }}]");
+    let sys = system(&[vm(0, "a", 0, 0x0200_0000, &both)]);
+    // The emulated COM1 is per VM, so only the passthrough overlap matters
+    // against the console; the two claims overlap each other too.
+    assert_error(&sys, BOARD, "devices.passthrough_ports[0]: ports 0x3fc..0x3fe overlap devices.emu_ports[0] ports 0x3f8..0x400");
+    let sys = system(&[vm(
+        0,
+        "a",
+        0,
+        0x0200_0000,
+        "passthrough_ports = [{ base = 0xfff0, size = 0x20 }]",
+    )]);
+    assert_error(&sys, BOARD, "are not a range inside 0x0..=0xffff");
+    let sys = system(&[vm(
+        0,
+        "a",
+        0,
+        0x0200_0000,
+        "emu_ports = [{ kind = \"ne2000\", port = 0x300 }]",
+    )]);
+    assert_error(&sys, BOARD, "unknown emulated port device \"ne2000\"");
+}
+
+#[test]
+fn x86_generated_source_names_the_arch_and_ports() {
+    let sys = system(&[vm(
+        0,
+        "a",
+        0,
+        0x0200_0000,
+        &format!("{COM1}\npassthrough_ports = [{{ base = 0x80, size = 1 }}]"),
+    )]);
+    let (sys, board) = check(&sys, BOARD).expect("valid");
+    let src = system_rs(
+        &board,
+        &sys,
+        &super::tests::plan_all(&sys, &board, None),
+        "test",
+    );
+    assert!(src.contains("arch: tessera_config::Arch::X86_64,"), "{src}");
+    assert!(
+        src.contains(
+            "tessera_config::EmuPort { kind: tessera_config::EmuPortKind::Uart16550, port: 0x3f8 }"
+        ),
+        "{src}"
+    );
+    assert!(
+        src.contains("tessera_config::PortRange { base: 0x80, size: 0x1 }"),
+        "{src}"
+    );
+}
+
+#[test]
+fn the_bochs_configs_validate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let loaded = load(
+        Path::new("configs/bochs-x86-demo.toml"),
+        &root,
+        Images::AllowMissing,
+    );
+    let config = loaded.result.expect("configs/bochs-x86-demo.toml is valid");
+    assert_eq!(config.board.arch, crate::Arch::X86_64);
+}

@@ -1,0 +1,211 @@
+//! Runtime of the x86 test guests: entry, COM1 console, CPUID, VMCALL,
+//! and a minimal GDT/IDT whose #GP handler counts the fault and skips the
+//! 2-byte instruction that raised it (every probe the guests make with it
+//! is 2 bytes long: `rdmsr`, `mov eax, [rdx]`).
+
+// Each guest binary uses part of the runtime.
+#![allow(dead_code)]
+
+use core::arch::{asm, global_asm};
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+global_asm!(
+    r#"
+.section .text.boot, "ax"
+.global _start
+_start:
+    leaq __stack_top(%rip), %rsp
+    call guest_main
+1:  hlt
+    jmp 1b
+
+.section .text
+.global guest_gp_handler
+guest_gp_handler:
+    addq $8, %rsp
+    addq $2, (%rsp)
+    incl GP_COUNT(%rip)
+    iretq
+"#,
+    options(att_syntax)
+);
+
+/// COM1.
+pub const COM1: u16 = 0x3f8;
+/// COM1 line status register: transmit holding register empty, transmitter
+/// empty.
+pub const LSR: u16 = COM1 + 5;
+pub const LSR_THRE_TEMT: u8 = 0x60;
+/// COM1 scratch register.
+pub const SCR: u16 = COM1 + 7;
+/// COM2: no device there in this VM.
+pub const COM2_LSR: u16 = 0x2f8 + 5;
+
+pub fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: port I/O; the hypervisor decides what it does.
+    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack)) };
+    v
+}
+
+pub fn outb(port: u16, v: u8) {
+    // SAFETY: port I/O; the hypervisor decides what it does.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack)) };
+}
+
+/// The guest console.
+pub struct Com1;
+
+impl fmt::Write for Com1 {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            while inb(LSR) & 0x20 == 0 {}
+            outb(COM1, b);
+        }
+        Ok(())
+    }
+}
+
+/// Prints a line on COM1.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {{ let _ = core::fmt::Write::write_fmt(&mut $crate::rt::Com1, format_args!("{}\n", format_args!($($arg)*))); }};
+}
+
+pub fn check(name: &str, ok: bool) {
+    crate::println!("TEST {}: {}", name, if ok { "PASS" } else { "FAIL" });
+}
+
+pub fn cpuid(leaf: u32) -> [u32; 4] {
+    // CPUID exits to the hypervisor, which answers it.
+    let r = core::arch::x86_64::__cpuid_count(leaf, 0);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+/// VMCALL with RAX = `id`: RAX, RBX, RCX, RDX, RSI after it.
+pub fn vmcall(id: u32) -> [u64; 5] {
+    let (a, b, c, d, s): (u64, u64, u64, u64, u64);
+    // SAFETY: VMCALL exits to the hypervisor; RBX is saved by hand since
+    // LLVM reserves it.
+    unsafe {
+        asm!(
+            "mov {tmp}, rbx",
+            "vmcall",
+            "xchg {tmp}, rbx",
+            tmp = out(reg) b,
+            inout("rax") u64::from(id) => a,
+            out("rcx") c,
+            out("rdx") d,
+            out("rsi") s,
+        )
+    };
+    [a, b, c, d, s]
+}
+
+/// Writes `bytes` to COM1 with one `rep outsb` (a string port instruction
+/// the hypervisor emulates); returns RSI and RCX after it.
+pub fn rep_outsb(bytes: &[u8]) -> (u64, u64) {
+    let (rsi, rcx): (u64, u64);
+    // SAFETY: reads `bytes` only; the port output exits to the hypervisor.
+    unsafe {
+        asm!(
+            "rep outsb",
+            inout("rsi") bytes.as_ptr() as u64 => rsi,
+            inout("rcx") bytes.len() as u64 => rcx,
+            in("dx") COM1,
+            options(nostack, readonly)
+        )
+    };
+    (rsi, rcx)
+}
+
+/// #GP faults taken (the handler's counter).
+#[no_mangle]
+static GP_COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// #GP faults taken so far.
+pub fn gp_count() -> u32 {
+    GP_COUNT.load(Ordering::SeqCst)
+}
+
+#[repr(C, packed)]
+struct TablePointer {
+    limit: u16,
+    base: u64,
+}
+
+/// Null, 64-bit code (0x08), data (0x10): the selectors the hypervisor
+/// entered us with, so nothing needs reloading.
+static GDT: [u64; 3] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
+static mut IDT: [[u64; 2]; 14] = [[0; 2]; 14];
+
+/// Installs the GDT and an IDT with the #GP handler, so `iretq` works.
+pub fn install_gp_handler() {
+    extern "C" {
+        fn guest_gp_handler();
+    }
+    let h = guest_gp_handler as *const () as u64;
+    let gate = [
+        (h & 0xffff) | 0x08 << 16 | 0x8e << 40 | ((h >> 16) & 0xffff) << 48,
+        h >> 32,
+    ];
+    // SAFETY: single vCPU, before any interrupt can use the table.
+    unsafe {
+        let idt = &raw mut IDT;
+        (*idt)[13] = gate;
+        let gdtr = TablePointer {
+            limit: (core::mem::size_of_val(&GDT) - 1) as u16,
+            base: GDT.as_ptr() as u64,
+        };
+        let idtr = TablePointer {
+            limit: (core::mem::size_of::<[[u64; 2]; 14]>() - 1) as u16,
+            base: idt as u64,
+        };
+        asm!("lgdt [{}]", "lidt [{}]", in(reg) &gdtr, in(reg) &idtr, options(nostack));
+    }
+}
+
+/// RDMSR of `msr` (2 bytes: a #GP skips it).
+pub fn rdmsr(msr: u32) {
+    // SAFETY: RDMSR exits to the hypervisor; a #GP is handled above.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") _, out("edx") _, options(nostack)) };
+}
+
+/// RDMSR of `msr`: EDX:EAX.
+pub fn rdmsr_value(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDMSR exits to the hypervisor.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nostack)) };
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// WRMSR of `value` to `msr` (2 bytes: a #GP skips it).
+pub fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: WRMSR exits to the hypervisor, which allows or refuses it.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack))
+    };
+}
+
+/// A 4-byte load from guest-physical (= virtual) `addr` (2 bytes:
+/// `mov eax, [rdx]`).
+pub fn load(addr: u64) -> u32 {
+    let v: u32;
+    // SAFETY: the identity map covers `addr`; outside RAM the hypervisor
+    // injects #GP, which the handler skips (EAX then stays 0).
+    unsafe {
+        asm!("mov eax, [rdx]", in("rdx") addr, inout("eax") 0u32 => v, options(nostack, readonly))
+    };
+    v
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    crate::println!("x86guest: panic");
+    vmcall(tessera_abi::psci::SYSTEM_OFF);
+    loop {
+        core::hint::spin_loop();
+    }
+}

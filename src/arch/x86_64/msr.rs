@@ -1,0 +1,63 @@
+//! The MSRs a guest may touch (every RDMSR/WRMSR exits: there is no MSR
+//! bitmap). Anything not listed gets the VM's `on_unhandled` policy (#GP).
+//! What each allowed MSR maps to is decided here, purely; the exit handler
+//! reads or writes the VMCS field named.
+
+/// IA32_EFER.
+pub const IA32_EFER: u32 = 0xc000_0080;
+/// IA32_TIME_STAMP_COUNTER.
+pub const IA32_TSC: u32 = 0x10;
+
+/// EFER bits a guest may change at will: SCE (SYSCALL) and NXE. LME/LMA
+/// follow the guest's mode, which the entry state fixes to 64-bit.
+const EFER_GUEST_WRITABLE: u64 = 1 << 0 | 1 << 11;
+
+/// Where an allowed MSR access goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsrAccess {
+    /// The guest EFER field of the VMCS.
+    GuestEfer,
+    /// The time stamp counter (read only; RDTSC is not trapped either).
+    Tsc,
+}
+
+/// The access a RDMSR of `msr` becomes, or `None` if it is not allowed.
+pub const fn read(msr: u32) -> Option<MsrAccess> {
+    match msr {
+        IA32_EFER => Some(MsrAccess::GuestEfer),
+        IA32_TSC => Some(MsrAccess::Tsc),
+        _ => None,
+    }
+}
+
+/// Whether a WRMSR of `value` to `msr` is allowed, given the current guest
+/// EFER (`efer`); the new EFER when it is.
+pub const fn write_efer(msr: u32, efer: u64, value: u64) -> Option<u64> {
+    if msr != IA32_EFER || (value ^ efer) & !EFER_GUEST_WRITABLE != 0 {
+        return None;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listed_msrs_are_readable() {
+        assert_eq!(read(IA32_EFER), Some(MsrAccess::GuestEfer));
+        assert_eq!(read(IA32_TSC), Some(MsrAccess::Tsc));
+        assert_eq!(read(0x1b), None); // IA32_APIC_BASE
+        assert_eq!(read(0x3a), None); // IA32_FEATURE_CONTROL
+        assert_eq!(read(0x480), None); // IA32_VMX_BASIC
+    }
+
+    #[test]
+    fn efer_writes_change_sce_and_nxe_only() {
+        let efer = 0x500; // LME | LMA
+        assert_eq!(write_efer(IA32_EFER, efer, 0xd01), Some(0xd01));
+        assert_eq!(write_efer(IA32_EFER, efer, 0x100), None, "LMA cleared");
+        assert_eq!(write_efer(IA32_EFER, efer, 0x500 | 1 << 12), None, "SVME");
+        assert_eq!(write_efer(IA32_TSC, efer, 0x500), None);
+    }
+}

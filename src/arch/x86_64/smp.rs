@@ -1,0 +1,97 @@
+//! Starting the application processors: INIT-SIPI-SIPI through the boot
+//! CPU's local APIC (xAPIC, memory-mapped), one AP at a time, each handed
+//! its CPU index and stack through two words the trampoline reads.
+
+use super::boot;
+use crate::config::SYSTEM;
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86::msr::{rdmsr, IA32_APIC_BASE};
+
+/// Stack top for the AP being started (read by `ap_long` in entry.S).
+#[no_mangle]
+static TESSERA_AP_STACK: AtomicU64 = AtomicU64::new(0);
+/// CPU index of the AP being started (its first argument).
+#[no_mangle]
+static TESSERA_AP_CPU: AtomicU64 = AtomicU64::new(0);
+/// The index of the last AP that reached Rust.
+static AP_ARRIVED: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Interrupt command register, low and high words (xAPIC offsets).
+const ICR_LOW: u64 = 0x300;
+const ICR_HIGH: u64 = 0x310;
+/// ICR: delivery status (send pending).
+const ICR_PENDING: u32 = 1 << 12;
+/// ICR: INIT, level assert.
+const ICR_INIT: u32 = 0b101 << 8 | 1 << 14;
+/// ICR: start-up IPI.
+const ICR_SIPI: u32 = 0b110 << 8 | 1 << 14;
+
+fn apic_base() -> u64 {
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU.
+    unsafe { rdmsr(IA32_APIC_BASE) & 0xf_ffff_f000 }
+}
+
+fn spin(iterations: u32) {
+    for _ in 0..iterations {
+        core::hint::spin_loop();
+    }
+}
+
+fn send_ipi(apic_id: u32, command: u32) {
+    let base = apic_base();
+    // SAFETY: the local APIC's registers, identity-mapped by the boot page
+    // tables (first 4 GiB); ICR writes only send the IPI.
+    unsafe {
+        core::ptr::write_volatile((base + ICR_HIGH) as *mut u32, apic_id << 24);
+        core::ptr::write_volatile((base + ICR_LOW) as *mut u32, command);
+        while core::ptr::read_volatile((base + ICR_LOW) as *const u32) & ICR_PENDING != 0 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Called first by every AP in Rust: tells the boot CPU it has arrived.
+pub fn arrived(cpu: usize) {
+    AP_ARRIVED.store(cpu as u64, Ordering::Release);
+}
+
+/// Starts every CPU of the board but the boot CPU `me`; returns how many
+/// reached Rust.
+pub fn start_aps(me: usize) -> usize {
+    let tramp = boot::ap_trampoline();
+    // SAFETY: low memory below 1 MiB is conventional RAM no one uses after
+    // boot (the multiboot2 information was read already); the trampoline is
+    // a few hundred bytes.
+    unsafe {
+        core::ptr::copy_nonoverlapping(tramp.as_ptr(), boot::AP_ENTRY as *mut u8, tramp.len())
+    };
+    let mut started = 0;
+    for (cpu, &apic_id) in SYSTEM.board.cpu_mpidrs.iter().enumerate() {
+        if cpu == me {
+            continue;
+        }
+        TESSERA_AP_STACK.store(
+            boot::stack_top(cpu) - super::vmexit::REGS_SIZE,
+            Ordering::Release,
+        );
+        TESSERA_AP_CPU.store(cpu as u64, Ordering::Release);
+        let apic_id = apic_id as u32;
+        send_ipi(apic_id, ICR_INIT);
+        spin(100_000);
+        for _ in 0..2 {
+            send_ipi(apic_id, ICR_SIPI | (boot::AP_ENTRY >> 12) as u32);
+            spin(10_000);
+        }
+        let mut waited = 0u32;
+        while AP_ARRIVED.load(Ordering::Acquire) != cpu as u64 && waited < 50_000_000 {
+            core::hint::spin_loop();
+            waited += 1;
+        }
+        if AP_ARRIVED.load(Ordering::Acquire) == cpu as u64 {
+            started += 1;
+        } else {
+            log::warn!("CPU {} (APIC id {}) did not start", cpu, apic_id);
+        }
+    }
+    started
+}

@@ -1,0 +1,204 @@
+//! x86_64 boot tests: each builds a GRUB ISO for a config, boots it in
+//! Bochs (a CPU model with VMX and EPT) or QEMU, and checks the console.
+//! Failures print the whole console. A Bochs boot takes about 7 s here.
+
+use std::time::Duration;
+use tessera_boot_tests::bochs::{boot_bochs, boot_qemu_x86, iso_ok};
+use tessera_boot_tests::Run;
+
+/// Generous for Bochs on a loaded 2-core machine.
+const DEADLINE: Duration = Duration::from_secs(240);
+
+/// Every check of the x86 test guest, in order.
+const GUEST_CHECKS: &[&str] = &[
+    "cpuid-hypervisor-bit",
+    "cpuid-vmx-hidden",
+    "cpuid-apic-id",
+    "cpuid-tessera-leaf",
+    "port-io-uart-lsr",
+    "port-io-uart-scratch",
+    "port-io-absent-reads-ones",
+    "port-io-rep-outsb",
+    "vmcall-null",
+    "vmcall-vm-info",
+    "vmcall-unknown",
+    "msr-disallowed-gp",
+    "msr-efer-read",
+    "msr-efer-write-nxe",
+    "msr-efer-lme-refused",
+    "outside-ram-gp",
+];
+
+#[track_caller]
+fn expect_no_failed_check(run: &Run, vm: &str) {
+    let failed: Vec<&str> = run
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with(&format!("[{vm}] TEST ")) && !l.ends_with(": PASS"))
+        .collect();
+    run.check(
+        failed.is_empty(),
+        &format!("failed checks in {vm}: {failed:?}"),
+    );
+}
+
+/// The checks of VM `vm`, in order; returns the index of its last check.
+#[track_caller]
+fn expect_guest_checks(run: &Run, vm: &str) -> usize {
+    let mut last = run.expect_line(&format!("[{vm}] x86guest: hello from 64-bit mode"));
+    run.expect_line(&format!(
+        "[{vm}] x86guest: this line went out through rep outsb"
+    ));
+    for c in GUEST_CHECKS {
+        let at = run.expect_line(&format!("[{vm}] TEST {c}: PASS"));
+        run.check(at > last, &format!("check {c} of {vm} out of order"));
+        last = at;
+    }
+    expect_no_failed_check(run, vm);
+    // The deliberate faults are contained and logged, then #GP.
+    run.expect_prefix(&format!(
+        "[tessera] WARN: vm {vm}: unhandled RDMSR 0x1b (exit reason 31)"
+    ));
+    run.expect_prefix(&format!(
+        "[tessera] WARN: vm {vm}: unhandled WRMSR 0xc0000080 <- 0x"
+    ));
+    run.expect_prefix(&format!(
+        "[tessera] WARN: vm {vm}: unhandled EPT violation (read) at 0x2000000 (exit reason 48)"
+    ));
+    let off = run.expect_line(&format!("[tessera] vm {vm}: powered off"));
+    run.check(off > last, "powered off after the checks");
+    let summary = run.expect_prefix(&format!(
+        "[tessera] summary vm {vm} (powered-off, resets=0):"
+    ));
+    let line = run.lines()[summary];
+    // CPUID x3, RDMSR x3 (one refused), WRMSR x2 (one refused).
+    for counter in [" sysreg=8", " hypercall=3", " power=1", " unhandled=3"] {
+        run.check(
+            line.contains(counter),
+            &format!("summary of {vm} has{counter}"),
+        );
+    }
+    run.check(
+        line.split(" port_io=")
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 100),
+        "every COM1 byte and LSR poll is a port exit",
+    );
+    last
+}
+
+#[test]
+fn two_x86_vms_run_every_check_on_their_own_cpus_and_power_off() {
+    let iso = iso_ok("configs/bochs-x86-demo.toml");
+    let (run, took) = boot_bochs(&iso, DEADLINE);
+    eprintln!("bochs boot of bochs-x86-demo took {took:?}");
+    run.expect_line("[tessera] Tessera 0.1.0 on bochs-pc (2 CPUs, 2 VMs)");
+    run.expect_line("[tessera] VMX root operation on CPU 0");
+    run.expect_line("[tessera] VMX root operation on CPU 1");
+    run.expect_line("[tessera] 1 of 1 other CPUs started");
+    run.expect_line("[tessera] vm x86a: vCPU 0 starting on CPU 0 at 0x200000");
+    run.expect_line("[tessera] vm x86b: vCPU 0 starting on CPU 1 at 0x200000");
+    let a_done = expect_guest_checks(&run, "x86a");
+    let b_done = expect_guest_checks(&run, "x86b");
+    // Concurrency: each VM printed a check before the other finished.
+    let a_first = run.expect_prefix("[x86a] TEST ");
+    let b_first = run.expect_prefix("[x86b] TEST ");
+    run.check(
+        a_first < b_done && b_first < a_done,
+        "the two VMs run at the same time",
+    );
+    run.expect_absent("still running after SYSTEM_OFF");
+    run.expect_line("[tessera] all VMs powered off; system off");
+    run.check(
+        run.status == Some(0),
+        "the run ends with every VM powered off",
+    );
+}
+
+#[test]
+fn x86_triple_fault_restarts_the_vm_alone() {
+    let iso = iso_ok("tests/configs/x86-triple-fault-restart.toml");
+    let (run, _) = boot_bochs(&iso, DEADLINE);
+    let first = run.expect_line("[x86f] x86fault: first boot, triple-faulting");
+    let warn = run
+        .expect_prefix("[tessera] WARN: vm x86f: unhandled triple fault (exit reason 2) at rip 0x");
+    run.check(
+        run.lines()[warn].ends_with(": restarting VM"),
+        "the policy is applied",
+    );
+    let reset = run.expect_line("[tessera] vm x86f: reset #1");
+    let again = run.expect_line("[x86f] x86fault: boot after reset 1");
+    run.expect_line("[x86f] TEST triple-fault-contained: PASS");
+    run.check(
+        first < warn && warn < reset && reset < again,
+        "fault, reset, boot again",
+    );
+    run.expect_prefix("[tessera] summary vm x86f (powered-off, resets=1):");
+    run.check(run.status == Some(0), "the VM powered off after its reset");
+}
+
+#[test]
+fn x86_triple_fault_stops_the_vm_and_the_other_runs_on() {
+    let iso = iso_ok("tests/configs/x86-triple-fault-stop.toml");
+    let (run, _) = boot_bochs(&iso, DEADLINE);
+    run.expect_line("[x86f] x86fault: first boot, triple-faulting");
+    run.expect_prefix("[tessera] WARN: vm x86f: unhandled triple fault (exit reason 2)");
+    run.expect_line("[tessera] vm x86f: stopped");
+    run.expect_absent("boot after reset");
+    // The VM on the other CPU is not disturbed.
+    expect_guest_checks(&run, "bystander");
+    run.expect_prefix("[tessera] summary vm x86f (stopped, resets=0):");
+    run.expect_line("[tessera] all VMs ended, not all by powering off; exiting with failure");
+    run.check(run.status == Some(1), "a stopped VM makes the run fail");
+}
+
+/// QEMU's TCG has no VMX: booted from the ISO by GRUB (BIOS or UEFI), the
+/// hypervisor must say so in one line and halt.
+#[track_caller]
+fn expect_missing_vmx_reported(firmware: &[&str]) {
+    let iso = iso_ok("configs/bochs-x86-demo.toml");
+    let marker = "[tessera] boot error: this CPU has no VMX";
+    let run = boot_qemu_x86(&iso, firmware, DEADLINE, marker);
+    run.expect_line("[tessera] Tessera 0.1.0 on bochs-pc (2 CPUs, 2 VMs)");
+    run.expect_line("[tessera] boot error: this CPU has no VMX (Intel VT-x): Tessera needs it");
+    run.expect_absent("PANIC");
+}
+
+#[test]
+fn x86_iso_boots_with_grub_on_seabios_and_reports_missing_vmx() {
+    expect_missing_vmx_reported(&[]);
+}
+
+#[test]
+fn x86_iso_boots_with_grub_on_uefi_and_reports_missing_vmx() {
+    expect_missing_vmx_reported(&["-bios", "/usr/share/ovmf/OVMF.fd"]);
+}
+
+/// Bochs's TSC counts instructions, so the x86 bench guest's numbers are
+/// exact: two runs print the same, and a VMCALL round trip stays cheap.
+#[test]
+fn x86_bench_is_deterministic() {
+    let iso = iso_ok("configs/bochs-x86-bench.toml");
+    let numbers = |run: &Run| -> Vec<(String, u64)> {
+        run.lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("[bench] BENCH "))
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let (first, _) = boot_bochs(&iso, DEADLINE);
+    let (second, _) = boot_bochs(&iso, DEADLINE);
+    let (a, b) = (numbers(&first), numbers(&second));
+    first.check(a.len() == 3, "three BENCH lines");
+    first.check(a == b, &format!("runs differ: {a:?} vs {b:?}"));
+    let vmcall = a.iter().find(|(op, _)| op == "vmcall-null").map(|p| p.1);
+    first.check(
+        vmcall.is_some_and(|n| (50..=200).contains(&n)),
+        "a VMCALL round trip costs 50-200 instructions",
+    );
+    first.check(first.status == Some(0), "the bench VM powers off");
+}
