@@ -21,7 +21,7 @@ use tessera_config::build::{
     board_layout_ld, check_strs, parse_image_header, plan, system_rs, BoardSpec, KernelSpec, Plan,
     SystemSpec,
 };
-use tessera_config::{MemRange, GICD_SIZE, GICR_STRIDE};
+use tessera_config::{Arch, MemRange, GICD_SIZE, GICR_STRIDE};
 use tessera_fuzz::proptest::prelude::*;
 use tessera_fuzz::{check, run_classified};
 use toml::{Table, Value};
@@ -69,10 +69,19 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
 
     ensure(in_one_bank(hyp), format!("hypervisor {hyp:?} outside RAM"))?;
     ensure(!touches_ram(console), "console in RAM".into())?;
-    // The physical GIC: distributor and one redistributor per CPU.
-    let gicd = Range::new(board.gic.gicd_base, GICD_SIZE);
+    // The physical GIC: distributor and one redistributor per CPU (x86
+    // boards have none: empty ranges meet nothing).
+    let has_gic = board.arch == Arch::Aarch64;
+    let gic_range = |base: u64, size: u64| {
+        if has_gic {
+            Range::new(base, size)
+        } else {
+            Range::new(0, 0)
+        }
+    };
+    let gicd = gic_range(board.gic.gicd_base, GICD_SIZE);
     let cpus_total = board.cpu_mpidrs.len() as u64;
-    let gicr = Range::new(board.gic.gicr_or_gicc_base, cpus_total * GICR_STRIDE);
+    let gicr = gic_range(board.gic.gicr_or_gicc_base, cpus_total * GICR_STRIDE);
     for f in [gicd, gicr] {
         ensure(
             !touches_ram(f) && !f.meets(console),
@@ -172,10 +181,14 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
         // off RAM, off each other. Interrupts: each owned once in the VM
         // (emulated or passthrough), passthrough ones by one VM only.
         let vgic = vm.vgic_layout(board);
-        let mut windows = vec![
-            Range::new(vgic.gicd_gpa, GICD_SIZE),
-            Range::new(vgic.gicr_gpa, vm.phys_cpu_ids.len() as u64 * GICR_STRIDE),
-        ];
+        let mut windows = Vec::new();
+        if has_gic {
+            windows.push(Range::new(vgic.gicd_gpa, GICD_SIZE));
+            windows.push(Range::new(
+                vgic.gicr_gpa,
+                vm.phys_cpu_ids.len() as u64 * GICR_STRIDE,
+            ));
+        }
         windows.extend(vm.emu_devices.iter().map(|d| Range::new(d.gpa, d.size)));
         let mut own_irqs: Vec<u32> = vm.emu_devices.iter().filter_map(|d| d.irq).collect();
         for p in &vm.passthrough_devices {
