@@ -11,6 +11,7 @@ pub mod exception;
 pub mod id_fields;
 pub mod insn;
 pub mod list_regs;
+pub mod list_regs_v2;
 pub mod smccc;
 pub mod stage2;
 pub mod sysreg;
