@@ -21,8 +21,7 @@
 //!   does not support is refused (the VM's unhandled-access outcome).
 
 use super::gicv3::{
-    bit_register, byte_or_word, read_bits, read_priorities, word_only, write_bits,
-    write_priorities,
+    bit_register, byte_or_word, read_bits, read_priorities, word_only, write_bits, write_priorities,
 };
 use super::{Vgic, PRIVATE_INTIDS, SGIS};
 use crate::devices::{AccessError, Accessor, MmioDevice};
@@ -193,9 +192,8 @@ impl MmioDevice for Distributor {
             reg::ISENABLER..reg::IPRIORITYR => {
                 word_only(width)?;
                 // Word 0 is banked: the reading vCPU's SGIs and PPIs.
-                bit_register(offset).map_or(0, |(kind, first)| {
-                    read_bits(vgic, vcpu, kind, first) as u64
-                })
+                bit_register(offset)
+                    .map_or(0, |(kind, first)| read_bits(vgic, vcpu, kind, first) as u64)
             }
             reg::IPRIORITYR..reg::IPRIORITYR_END => {
                 byte_or_word(width)?;
@@ -261,13 +259,7 @@ impl MmioDevice for Distributor {
             }
             reg::IPRIORITYR..reg::IPRIORITYR_END => {
                 byte_or_word(width)?;
-                write_priorities(
-                    vgic,
-                    vcpu,
-                    (offset - reg::IPRIORITYR) as u32,
-                    width,
-                    value,
-                );
+                write_priorities(vgic, vcpu, (offset - reg::IPRIORITYR) as u32, width, value);
             }
             reg::ITARGETSR..reg::ITARGETSR_END => {
                 byte_or_word(width)?;

@@ -135,7 +135,13 @@ pub(super) fn read_priorities(vgic: &Vgic, vcpu: usize, first: u32, width: Acces
     })
 }
 
-pub(super) fn write_priorities(vgic: &Vgic, vcpu: usize, first: u32, width: AccessWidth, value: u64) {
+pub(super) fn write_priorities(
+    vgic: &Vgic,
+    vcpu: usize,
+    first: u32,
+    width: AccessWidth,
+    value: u64,
+) {
     for i in 0..width.bytes() as u32 {
         vgic.set_priority(vcpu, first + i, (value >> (8 * i)) as u8);
     }
