@@ -4,9 +4,10 @@
 
 use crate::arch;
 use crate::arch::{GuestPageTable, MemKind};
-use crate::config::{EmuDeviceKind, UnhandledPolicy, VmConfig, SYSTEM};
+use crate::config::{EmuDeviceKind, GicVersion, UnhandledPolicy, VmConfig, SYSTEM};
 use crate::console::VmConsole;
 use crate::devices::pl011::VirtualPl011;
+use crate::devices::vgic::gicv2;
 use crate::devices::vgic::gicv3::{Distributor, Redistributors, GICD_SIZE};
 use crate::devices::vgic::{OwnedSpi, Vgic};
 use crate::devices::{MmioBus, SysRegBus};
@@ -198,16 +199,34 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
         }
     }
     let gic = config.vgic;
-    mmio.add(
-        gic.gicd_gpa,
-        GICD_SIZE,
-        Box::leak(Box::new(Distributor::new(vgic))),
-    );
-    mmio.add(
-        gic.gicr_gpa,
-        Redistributors::window_size(vgic),
-        Box::leak(Box::new(Redistributors::new(vgic))),
-    );
+    if SYSTEM.board.gic.version == GicVersion::V2 {
+        // GICv2: an emulated distributor; the guest's CPU interface is the
+        // physical virtual CPU interface (GICV), mapped in stage 2.
+        mmio.add(
+            gic.gicd_gpa,
+            gicv2::GICD_SIZE,
+            Box::leak(Box::new(gicv2::Distributor::new(vgic))),
+        );
+        s2.map(
+            &mut tables,
+            gic.gicr_gpa,
+            SYSTEM.board.gic.gicv_base,
+            gicv2::GICC_SIZE,
+            MemKind::Device,
+        )
+        .map_err(|_| "cannot map the virtual CPU interface")?;
+    } else {
+        mmio.add(
+            gic.gicd_gpa,
+            GICD_SIZE,
+            Box::leak(Box::new(Distributor::new(vgic))),
+        );
+        mmio.add(
+            gic.gicr_gpa,
+            Redistributors::window_size(vgic),
+            Box::leak(Box::new(Redistributors::new(vgic))),
+        );
+    }
     let mut sysregs = SysRegBus::default();
     arch::add_arch_sysreg_devices(&mut sysregs);
     arch::add_vgic_sysreg_devices(&mut sysregs, vgic);

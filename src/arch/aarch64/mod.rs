@@ -26,6 +26,8 @@ bare_metal! {
     mod boot;
     pub mod cache;
     pub mod cpu;
+    pub mod gic;
+    pub mod gicv2;
     pub mod gicv3;
     pub mod guest_sysregs;
     pub mod id_regs;
