@@ -8,8 +8,8 @@ use std::path::Path;
 use sha2::Digest as _;
 
 use super::tests::{
-    assert_error, board_errors, board_with, check, demo, demo_with, errors, fake_image, linux_vm,
-    repo_root, BOARD, BRD, SYS,
+    assert_error, board_errors, board_with, check, demo, demo_with, errors, errors_with,
+    fake_image, linux_vm, repo_root, BOARD, BRD, SYS,
 };
 use super::*;
 use crate::{MemoryRegion, RegionKind};
@@ -284,10 +284,22 @@ fn dma_master_needs_identity_mapped_ram() {
 // --- Board rules the boot relies on --------------------------------------------------------
 
 #[test]
-fn gicv2_is_refused_until_implemented() {
-    assert_error(
-        &board_errors(&super::tests::gicv2_board()),
-        "board: gic.version: 2 is not supported yet: the physical GICv2 driver is missing",
+fn gicv2_vm_windows_are_4k_frames_and_at_most_8_vcpus() {
+    let v2 = super::tests::gicv2_board();
+    let sys = demo_with(
+        "[vm.devices]",
+        "[vm.devices]\nvgic = { gicd_gpa = 0x0800_0800, gicr_gpa = 0x0801_0000 }",
+    );
+    let e = errors_with(&sys, &v2);
+    assert_error(&e, "devices.vgic.gicd_gpa: 0x8000800 is not 4 KiB aligned");
+    let ok = demo_with(
+        "[vm.devices]",
+        "[vm.devices]\nvgic = { gicd_gpa = 0x0800_1000, gicr_gpa = 0x0801_0000 }",
+    );
+    assert!(
+        errors_with(&ok, &v2).is_empty(),
+        "{:?}",
+        errors_with(&ok, &v2)
     );
 }
 
@@ -832,7 +844,7 @@ fn missing_linux_files_name_the_file_and_the_script() {
 #[test]
 fn generated_tree_describes_a_gicv2_vm() {
     // The Linux VM of the fixture system on the GICv2 board, generated
-    // directly (the validator still refuses GICv2 boards).
+    // directly.
     let board = crate::build::parse::parse_board(BRD, &super::tests::gicv2_board())
         .expect("GICv2 board parses");
     let sys = crate::build::parse::parse_system(SYS, &linux_system("")).expect("system parses");

@@ -242,14 +242,6 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
     };
     match gic.version {
         GicVersion::V2 => {
-            // The virtual-GIC front-end and list-register format exist; the
-            // physical GICv2 driver (GICC, GICH, GICV in stage 2) does not
-            // yet, so an image for this board could not take an interrupt.
-            e.push(
-                s,
-                "gic.version",
-                "2 is not supported yet: the physical GICv2 driver is missing (only version 3 boots)",
-            );
             frames.push(("gic.gicd_base", Span::new(gic.gicd_base, GICV2_GICD_SIZE)));
             frames.push(("gic.gicc_base", Span::new(gic.gicr_or_gicc_base, GICC_SIZE)));
             frames.push(("gic.gich_base", Span::new(gic.gich_base, GICH_SIZE)));
