@@ -160,8 +160,25 @@ pub fn boot_cpu_until_all(
     deadline: Duration,
     markers: &[&str],
 ) -> Run {
+    boot_machine_until_all(image, DEFAULT_MACHINE, cpu, extra, deadline, markers)
+}
+
+/// The QEMU machine unless a test asks for another: virt with EL2, GICv3.
+pub const DEFAULT_MACHINE: &str = "virt,virtualization=on,gic-version=3";
+/// QEMU virt with EL2 and a GICv2 with its virtualization extensions.
+pub const GICV2_MACHINE: &str = "virt,virtualization=on,gic-version=2";
+
+/// Like [`boot_cpu_until_all`], on QEMU machine `machine` (`-M`).
+pub fn boot_machine_until_all(
+    image: &Path,
+    machine: &str,
+    cpu: &str,
+    extra: &[&str],
+    deadline: Duration,
+    markers: &[&str],
+) -> Run {
     let mut child = Command::new("qemu-system-aarch64")
-        .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", cpu])
+        .args(["-M", machine, "-cpu", cpu])
         .args(["-smp", "4", "-m", "1G"])
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .args(["-semihosting-config", "enable=on,target=native"])
