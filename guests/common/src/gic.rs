@@ -1,7 +1,8 @@
 //! The guest's view of its GIC (QEMU `virt` addresses, as Tessera presents
 //! them): a GICv3 (distributor and redistributor MMIO, ICC system
 //! registers), or on a GICv2 board a GICv2 (distributor and CPU interface
-//! MMIO), told apart at run time by ID_AA64PFR0_EL1.GIC.
+//! MMIO), told apart at run time by the distributor's ICPIDR2 at 0xfe8
+//! (GICv2: ArchRev 2; a GICv3 distributor has nothing there and reads 0).
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -57,6 +58,10 @@ pub const GICC_BASE: u64 = 0x0801_0000;
 pub mod v2 {
     /// GICD_SGIR: software-generated interrupts.
     pub const GICD_SGIR: u64 = 0x0f00;
+    /// GICD_ITARGETSR: CPU targets, one byte per INTID.
+    pub const GICD_ITARGETSR: u64 = 0x0800;
+    /// GICD_ICPIDR2 (architecture revision).
+    pub const GICD_PIDR2: u64 = 0x0fe8;
     /// GICC_CTLR.
     pub const CTLR: u64 = 0x0000;
     /// GICC_PMR.
@@ -74,11 +79,10 @@ static VERSION: AtomicU8 = AtomicU8::new(0);
 pub fn is_gicv2() -> bool {
     let mut v = VERSION.load(Ordering::Relaxed);
     if v == 0 {
-        v = if crate::cpu::id_aa64pfr0() >> 24 & 0xf == 0 {
-            2
-        } else {
-            3
-        };
+        // SAFETY: an aligned register (GICv2) or reserved offset (GICv3) of
+        // the VM's own distributor.
+        let pidr2 = unsafe { read32(GICD_BASE + v2::GICD_PIDR2) };
+        v = if pidr2 >> 4 & 0xf == 2 { 2 } else { 3 };
         VERSION.store(v, Ordering::Relaxed);
     }
     v == 2
