@@ -19,10 +19,12 @@ pub mod console;
 pub mod devices;
 pub mod exit;
 pub mod mm;
+pub mod vm;
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(target_os = "none")]
 pub mod drivers;
 #[cfg(target_os = "none")]
 pub mod vcpu;
-#[cfg(target_os = "none")]
-pub mod vm;
