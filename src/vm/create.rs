@@ -7,9 +7,10 @@ use super::power::PowerStates;
 use super::progress::Progress;
 use crate::arch;
 use crate::arch::{GuestPageTable, MemKind};
-use crate::config::{Arch, EmuDeviceKind, GuestImage, VmConfig, SYSTEM};
+use crate::config::{Arch, EmuDeviceKind, GicVersion, GuestImage, VmConfig, SYSTEM};
 use crate::console::VmConsole;
 use crate::devices::pl011::VirtualPl011;
+use crate::devices::vgic::gicv2;
 use crate::devices::vgic::gicv3::{Distributor, Redistributors, GICD_SIZE};
 use crate::devices::vgic::{OwnedSpi, Vgic, VgicLine};
 use crate::devices::{InterruptLine, MmioBus, SysRegBus, Unconnected};
@@ -146,7 +147,24 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
     }
     let gic = config.vgic;
     // x86 boards have no GIC: their VMs get no GIC windows.
-    if SYSTEM.board.arch == Arch::Aarch64 {
+    let arm = SYSTEM.board.arch == Arch::Aarch64;
+    if arm && SYSTEM.board.gic.version == GicVersion::V2 {
+        // GICv2: an emulated distributor; the guest's CPU interface is the
+        // physical virtual CPU interface (GICV), mapped in stage 2.
+        mmio.add(
+            gic.gicd_gpa,
+            gicv2::GICD_SIZE,
+            Box::leak(Box::new(gicv2::Distributor::new(vgic))),
+        );
+        s2.map(
+            &mut tables,
+            gic.gicr_gpa,
+            SYSTEM.board.gic.gicv_base,
+            gicv2::GICC_SIZE,
+            MemKind::Device,
+        )
+        .map_err(|_| "cannot map the virtual CPU interface")?;
+    } else if arm {
         mmio.add(
             gic.gicd_gpa,
             GICD_SIZE,

@@ -63,6 +63,11 @@ pub struct GicDesc {
     pub gicd_base: u64,
     /// GICv3: redistributor region base; GICv2: CPU interface base.
     pub gicr_or_gicc_base: u64,
+    /// GICv2: virtual interface control (GICH) base; 0 on GICv3.
+    pub gich_base: u64,
+    /// GICv2: virtual CPU interface (GICV) base, mapped at a VM's GICC
+    /// address; 0 on GICv3.
+    pub gicv_base: u64,
 }
 
 /// A physical device of the board that can be passed through to a VM.
@@ -220,7 +225,8 @@ pub enum GuestKind {
     Linux,
 }
 
-/// Where a VM's virtual GICv3 appears in its guest-physical space.
+/// Where a VM's virtual GIC appears in its guest-physical space. On a GICv2
+/// board `gicr_gpa` is the guest's CPU interface (GICC, backed by GICV).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VgicLayout {
     /// Distributor base (a 64 KiB frame).
@@ -234,6 +240,13 @@ pub struct VgicLayout {
 pub const GICD_SIZE: u64 = 0x1_0000;
 /// Size of one GICv3 redistributor (RD_base + SGI_base frames).
 pub const GICR_STRIDE: u64 = 0x2_0000;
+/// Size of a GICv2 distributor frame.
+pub const GICV2_GICD_SIZE: u64 = 0x1000;
+/// Size of a GICv2 CPU interface (GICC) and of the virtual CPU interface
+/// (GICV) that backs a VM's GICC: two 4 KiB pages, GICC_DIR in the second.
+pub const GICC_SIZE: u64 = 0x2000;
+/// Size of the GICv2 virtual interface control frame (GICH).
+pub const GICH_SIZE: u64 = 0x1000;
 
 /// One VM of the system config.
 #[derive(Debug, Clone, Copy)]

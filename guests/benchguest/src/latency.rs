@@ -71,11 +71,42 @@ __bench_vectors:
     .balign 0x80
     b       .
     .endr
+
+    // The same for a GICv2: acknowledge and end through the memory-mapped
+    // CPU interface (GICC at 0x0801_0000).
+    .balign 0x800
+    .global __bench_vectors_v2
+__bench_vectors_v2:
+    .rept 5
+    .balign 0x80
+    b       .
+    .endr
+    .balign 0x80
+    mrs     x9, pmccntr_el0
+    adrp    x10, BENCH_IRQ_CYCLES
+    add     x10, x10, :lo12:BENCH_IRQ_CYCLES
+    str     x9, [x10]
+    mrs     x9, cntvct_el0
+    adrp    x10, BENCH_IRQ_STAMP
+    add     x10, x10, :lo12:BENCH_IRQ_STAMP
+    str     x9, [x10]
+    msr     cntv_ctl_el0, xzr
+    isb
+    movz    x9, #0x0801, lsl #16
+    ldr     w10, [x9, #0xc]
+    str     w10, [x9, #0x10]
+    mov     x11, #1
+    eret
+    .rept 10
+    .balign 0x80
+    b       .
+    .endr
 "#
 );
 
 extern "C" {
     fn __bench_vectors();
+    fn __bench_vectors_v2();
 }
 
 /// Installs the bench vector table, returning the previous VBAR_EL1.
@@ -85,7 +116,12 @@ fn install_vectors() -> u64 {
     // other exception parks the vCPU (never expected while installed).
     unsafe {
         asm!("mrs {}, vbar_el1", out(reg) old);
-        asm!("msr vbar_el1, {}", "isb", in(reg) __bench_vectors as *const () as u64);
+        let table = if gic::is_gicv2() {
+            __bench_vectors_v2 as *const () as u64
+        } else {
+            __bench_vectors as *const () as u64
+        };
+        asm!("msr vbar_el1, {}", "isb", in(reg) table);
     }
     old
 }

@@ -113,7 +113,46 @@ fn wr32(addr: u64, v: u32) {
     unsafe { gic::write32(addr, v) }
 }
 
+/// GICv2 identity: ArchRev 2, CPUNumber 1, and the banked ITARGETSR0
+/// naming the reading vCPU's own CPU interface.
+fn check_gicv2_identity() -> Outcome {
+    let pidr2 = rd32(GICD_BASE + gic::v2::GICD_PIDR2);
+    ensure!(
+        pidr2 >> 4 & 0xf == 2,
+        "GICD_ICPIDR2={:#x}, ArchRev != 2",
+        pidr2
+    );
+    let typer = rd32(GICD_BASE + gicd::TYPER);
+    ensure!(
+        typer >> 5 & 7 == 1,
+        "GICD_TYPER={:#x}: CPUNumber != 1",
+        typer
+    );
+    let own = 1u32 << cpu::cpu_id();
+    let targets = rd32(GICD_BASE + gic::v2::GICD_ITARGETSR);
+    ensure!(
+        targets == own * 0x0101_0101,
+        "ITARGETSR0={:#x}, expected this vCPU's interface {:#x}",
+        targets,
+        own
+    );
+    Ok(())
+}
+
+/// This vCPU's SGI/PPI registers: its redistributor's SGI frame (GICv3) or
+/// the distributor's banked first words (GICv2); same offsets.
+fn private_frame() -> u64 {
+    if gic::is_gicv2() {
+        GICD_BASE
+    } else {
+        gic::my_sgi_frame()
+    }
+}
+
 fn check_gicd_identity() -> Outcome {
+    if gic::is_gicv2() {
+        return check_gicv2_identity();
+    }
     let pidr2 = rd32(GICD_BASE + gicd::PIDR2);
     ensure!(
         pidr2 >> 4 & 0xf == 3,
@@ -260,16 +299,21 @@ fn check_unowned_interrupts_ignored() -> Outcome {
     let prio = GICD_BASE + gicd::IPRIORITYR + (UNOWNED_SPI & !3) as u64;
     wr32(prio, 0x8080_8080);
     ensure!(rd32(prio) == 0, "IPRIORITYR reads {:#x}", rd32(prio));
-    let route = GICD_BASE + gicd::IROUTER + 8 * UNOWNED_SPI as u64;
+    let route = if gic::is_gicv2() {
+        // ITARGETSR: the word holding the SPI's byte.
+        GICD_BASE + gic::v2::GICD_ITARGETSR + (UNOWNED_SPI & !3) as u64
+    } else {
+        GICD_BASE + gicd::IROUTER + 8 * UNOWNED_SPI as u64
+    };
     wr32(route, 1);
     ensure!(
         rd32(route) == 0,
-        "IROUTER{} reads {:#x}",
+        "routing of {} reads {:#x}",
         UNOWNED_SPI,
         rd32(route)
     );
     // PPIs 25 (maintenance) and 26 (hypervisor timer) are not the VM's.
-    let en0 = gic::my_sgi_frame() + gicr::ISENABLER0;
+    let en0 = private_frame() + gicr::ISENABLER0;
     wr32(en0, 1 << 25 | 1 << 26);
     ensure!(
         rd32(en0) & (3 << 25) == 0,
@@ -299,7 +343,7 @@ fn check_gicd_odd_widths() -> Outcome {
     });
     ensure!(is_abort(f), "halfword write of GICD_CTLR did not abort");
     // Byte access to a priority register is architectural: allowed.
-    let prio = gic::my_sgi_frame() + gicr::IPRIORITYR + VTIMER as u64;
+    let prio = private_frame() + gicr::IPRIORITYR + VTIMER as u64;
     let (v, f) = guarded(|| {
         let v: u32;
         // SAFETY: a byte read of this vCPU's own priority register.

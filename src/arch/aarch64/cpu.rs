@@ -140,7 +140,11 @@ pub fn configure_for_vm(stage2_root: u64, vmid: u16, vcpu_id: usize, pmu: bool) 
             | 1 << 31,
     );
     VTTBR_EL2.set((vmid as u64) << 48 | stage2_root);
-    write_traps(&trap_config::traps(&hw_ids(), VmFeatures { pmu }));
+    let features = VmFeatures {
+        pmu,
+        gicv3: !super::gic::is_v2(),
+    };
+    write_traps(&trap_config::traps(&hw_ids(), features));
     let vmpidr = MPIDR_RES1 | vcpu_id as u64;
     // SAFETY: the virtual MIDR/MPIDR only change what EL1 reads.
     unsafe {

@@ -17,6 +17,10 @@ use super::sysreg::*;
 pub struct VmFeatures {
     /// The VM owns its core's PMU (config `pmu = true`): PMU fields pass.
     pub pmu: bool,
+    /// The VM's interrupt controller is a virtual GICv3 (system-register
+    /// CPU interface: GIC fields read 1); on a GICv2 board it is a GICv2
+    /// with a memory-mapped CPU interface (GIC fields read 0).
+    pub gicv3: bool,
 }
 
 /// What a VM sees of one field.
@@ -27,6 +31,8 @@ enum Policy {
     Pass,
     /// The hardware value, capped at this level (unsigned fields).
     Cap(u8),
+    /// 1 for a VM with a virtual GICv3, 0 for a GICv2 one.
+    GicV3,
     /// Always this value.
     Fixed(u8),
     /// Passed through when the VM owns its PMU, else 0.
@@ -58,6 +64,15 @@ macro_rules! cap {
         }
     };
 }
+macro_rules! gic {
+    ($shift:expr) => {
+        Field {
+            shift: $shift,
+            policy: Policy::GicV3,
+        }
+    };
+}
+
 macro_rules! fixed {
     ($shift:expr, $value:expr) => {
         Field {
@@ -110,7 +125,7 @@ fn fields(sysreg: u32) -> &'static [Field] {
         // ID_PFR1_EL1: ProgMod, MProgMod, GenTimer; GIC = 1 (the virtual
         // GICv3's system-register interface). Security and Virtualization
         // (EL3/EL2 of AArch32) hidden.
-        x if x == encode(3, 0, 0, 1, 1) => &[pass!(0), pass!(8), pass!(16), fixed!(28, 1)],
+        x if x == encode(3, 0, 0, 1, 1) => &[pass!(0), pass!(8), pass!(16), gic!(28)],
         // ID_DFR0_EL1: v8.0 coprocessor debug; PerfMon only with the PMU;
         // memory-mapped debug, trace and M-profile debug hidden.
         x if x == encode(3, 0, 0, 1, 2) => &[cap!(0, DEBUG_V8), pmu!(24)],
@@ -158,7 +173,7 @@ fn fields(sysreg: u32) -> &'static [Field] {
             cap!(4, 1),
             pass!(16),
             pass!(20),
-            fixed!(24, 1),
+            gic!(24),
             pass!(48),
             cap!(56, 1),
             pass!(60),
@@ -318,6 +333,7 @@ pub fn virtual_id_value(sysreg: u32, hw: u64, vm: VmFeatures) -> u64 {
             Policy::Pass => hw_field,
             Policy::Cap(max) => hw_field.min(max),
             Policy::Fixed(v) => v,
+            Policy::GicV3 => vm.gicv3 as u8,
             Policy::Pmu if vm.pmu => hw_field,
             Policy::Pmu => 0,
         };
@@ -334,7 +350,10 @@ pub const fn field(value: u64, shift: u32) -> u64 {
 mod tests {
     use super::*;
 
-    const NO_PMU: VmFeatures = VmFeatures { pmu: false };
+    const NO_PMU: VmFeatures = VmFeatures {
+        pmu: false,
+        gicv3: true,
+    };
 
     /// Checks `(shift, value, what)` fields of an ID register value.
     fn expect_fields(v: u64, fields: &[(u32, u64, &str)]) {
@@ -343,7 +362,10 @@ mod tests {
         }
     }
 
-    const WITH_PMU: VmFeatures = VmFeatures { pmu: true };
+    const WITH_PMU: VmFeatures = VmFeatures {
+        pmu: true,
+        gicv3: true,
+    };
 
     /// Values QEMU 10.0 shows at EL2 for `-cpu max` (virt, virtualization=on).
     mod max {
@@ -403,6 +425,20 @@ mod tests {
         assert_eq!(
             field(virtual_id_value(ID_AA64PFR0_EL1, 0x222, NO_PMU), 24),
             1
+        );
+        // A VM on a GICv2 board has no GIC system registers (Linux would
+        // probe them), in either view.
+        let v2 = VmFeatures {
+            pmu: false,
+            gicv3: false,
+        };
+        assert_eq!(
+            field(virtual_id_value(ID_AA64PFR0_EL1, a72::PFR0, v2), 24),
+            0
+        );
+        assert_eq!(
+            field(virtual_id_value(encode(3, 0, 0, 1, 1), 1 << 28, v2), 28),
+            0
         );
     }
 

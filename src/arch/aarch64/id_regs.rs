@@ -36,7 +36,10 @@ struct IdRegisters {
 /// Every virtual value of the group for the trapping VM.
 fn compute_all() -> [u64; GROUP_SIZE] {
     let vm = guest_sysregs::trapping_vm();
-    let features = VmFeatures { pmu: vm.config.pmu };
+    let features = VmFeatures {
+        pmu: vm.config.pmu,
+        gicv3: !super::gic::is_v2(),
+    };
     core::array::from_fn(|i| {
         let sysreg = sysreg::ID_GROUP3_FIRST + i as u32;
         let hw = read_id_reg!(sysreg;

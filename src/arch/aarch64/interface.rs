@@ -1,7 +1,7 @@
 //! What the arch-neutral core calls on this back-end (see `arch/mod.rs` for
 //! the list every back-end provides).
 
-use super::{cache, cpu, gicv3, psci, semihosting, sysreg, vgic_hw};
+use super::{cache, cpu, gic, psci, semihosting, sysreg, vgic_hw};
 use crate::config::SYSTEM;
 use crate::devices::vgic::gicv3::SgiRegisters;
 use crate::devices::vgic::{Vgic, VgicHw};
@@ -27,9 +27,7 @@ pub fn this_cpu() -> usize {
 /// Makes physical CPU `cpu` look at its vCPU's state (wakes it from WFI,
 /// or takes it out of its guest).
 pub fn kick_cpu(cpu: usize) {
-    if let Some(&mpidr) = SYSTEM.board.cpu_mpidrs.get(cpu) {
-        gicv3::kick(mpidr);
-    }
+    gic::kick(cpu);
 }
 
 /// Waits until this core is kicked, and consumes the kick. The core's vCPU
@@ -46,11 +44,11 @@ pub fn wait_for_kick() {
 /// Consumes pending kicks without waiting (after a kick took the core out
 /// of its guest).
 pub fn drain_kicks() {
-    while let Some(intid) = gicv3::acknowledge() {
+    while let Some((intid, ack)) = gic::acknowledge() {
         if Some(intid) == SYSTEM.board.console_irq {
             crate::console::on_uart_interrupt();
         }
-        gicv3::end_of_interrupt(intid);
+        gic::end_of_interrupt(ack);
     }
 }
 

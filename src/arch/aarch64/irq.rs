@@ -3,7 +3,8 @@
 //! registers; the kick and the maintenance interrupt make this core deliver
 //! its vCPU's pending interrupts (and look at its VM's state).
 
-use super::gicv3::{self, KICK_SGI, MAINTENANCE_PPI};
+use super::gic;
+use super::gicv3::{KICK_SGI, MAINTENANCE_PPI};
 use super::trap::GuestRegs;
 use super::vgic_hw;
 use crate::devices::vgic::{PTIMER_PPI, VTIMER_PPI};
@@ -22,28 +23,28 @@ fn local() -> &'static CpuLocal {
 /// IRQ or FIQ from the guest. The forwarded timer is the hot case.
 #[no_mangle]
 extern "C" fn tessera_guest_irq(_regs: &mut GuestRegs) {
-    let Some(intid) = gicv3::acknowledge() else {
+    let Some((intid, ack)) = gic::acknowledge() else {
         return;
     };
     let local = local();
     local.vcpu.count(ExitKind::Irq);
     if intid == VTIMER_PPI || intid == PTIMER_PPI {
-        gicv3::drop_priority(intid);
+        gic::drop_priority(ack);
         vgic_hw::forward(local, intid);
         return;
     }
-    other_irq(local, intid);
+    other_irq(local, intid, ack);
 }
 
 #[inline(never)]
-fn other_irq(local: &'static CpuLocal, intid: u32) {
+fn other_irq(local: &'static CpuLocal, intid: u32, ack: u32) {
     match intid {
         _ if Some(intid) == SYSTEM.board.console_irq => {
             crate::console::on_uart_interrupt();
-            gicv3::end_of_interrupt(intid);
+            gic::end_of_interrupt(ack);
         }
         KICK_SGI | MAINTENANCE_PPI => {
-            gicv3::end_of_interrupt(intid);
+            gic::end_of_interrupt(ack);
             // Output another core left held for an open line goes out now.
             crate::console::poll();
             if !local.vm.is_running() {
@@ -52,12 +53,12 @@ fn other_irq(local: &'static CpuLocal, intid: u32) {
             vgic_hw::deliver(local.vm.vgic, local.vcpu.id);
         }
         _ if local.vm.vgic.is_hw(intid) => {
-            gicv3::drop_priority(intid);
+            gic::drop_priority(ack);
             vgic_hw::forward(local, intid);
         }
         _ => {
             // Nothing else is enabled for this core; end it whatever it is.
-            gicv3::end_of_interrupt(intid);
+            gic::end_of_interrupt(ack);
         }
     }
 }

@@ -52,19 +52,54 @@ pub enum Placement {
     NoRoom,
 }
 
+/// The bits of a list-register format that placement looks at (GICv3
+/// here, GICv2 in `list_regs_v2`), so that both formats share one
+/// placement rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Format {
+    /// Both state bits.
+    pub state_mask: u64,
+    /// State: pending.
+    pub pending: u64,
+    /// State: active.
+    pub active: u64,
+    /// HW (linked to a physical interrupt).
+    pub hw: u64,
+    /// The virtual INTID field.
+    pub vintid_mask: u64,
+    /// The value presenting an interrupt as pending.
+    pub value: fn(&Deliverable) -> u64,
+}
+
+/// The GICv3 format (ICH_LR<n>_EL2).
+pub const GICV3: Format = Format {
+    state_mask: lr::STATE_MASK,
+    pending: lr::STATE_PENDING,
+    active: lr::STATE_ACTIVE,
+    hw: lr::HW,
+    vintid_mask: lr::VINTID_MASK,
+    value,
+};
+
 /// Places `d` given the current list-register values `lrs` and the mask of
 /// empty ones `free` (ICH_ELRSR_EL2), updating `free`: an interrupt already
 /// in a list register as active (and not HW) becomes active and pending in
 /// place; otherwise it takes the lowest free register.
 pub fn place(lrs: &[u64], free: &mut u64, d: &Deliverable) -> Placement {
+    place_in(&GICV3, lrs, free, d)
+}
+
+/// [`place`] for list registers of format `f`.
+#[inline]
+pub fn place_in(f: &Format, lrs: &[u64], free: &mut u64, d: &Deliverable) -> Placement {
     let occupied = lrs.iter().enumerate().find(|&(i, &v)| {
-        *free & 1 << i == 0 && v & lr::STATE_MASK != 0 && v & lr::VINTID_MASK == d.intid as u64
+        *free & 1 << i == 0 && v & f.state_mask != 0 && v & f.vintid_mask == d.intid as u64
     });
     if let Some((index, &v)) = occupied {
-        if v & lr::STATE_MASK == lr::STATE_ACTIVE && !d.hw && v & lr::HW == 0 {
+        if v & f.state_mask == f.active && !d.hw && v & f.hw == 0 {
             return Placement::Write {
                 index,
-                value: v | lr::STATE_PENDING,
+                value: v | f.pending,
             };
         }
         return Placement::Merged;
@@ -77,7 +112,7 @@ pub fn place(lrs: &[u64], free: &mut u64, d: &Deliverable) -> Placement {
     *free &= !(1 << index);
     Placement::Write {
         index,
-        value: value(d),
+        value: (f.value)(d),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod exception;
 pub mod id_fields;
 pub mod insn;
 pub mod list_regs;
+pub mod list_regs_v2;
 pub mod serror;
 pub mod smccc;
 pub mod stage2;
@@ -27,6 +28,8 @@ bare_metal! {
     pub mod cache;
     pub mod contract;
     pub mod cpu;
+    pub mod gic;
+    pub mod gicv2;
     pub mod gicv3;
     mod guest_psci;
     pub mod guest_sysregs;

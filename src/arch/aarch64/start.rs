@@ -1,7 +1,7 @@
 //! Bring-up: the boot core sets up the machine and the VMs, then starts the
 //! other cores with PSCI; every core then runs its vCPU or idles.
 
-use super::{boot, cpu, gicv3, mmu, psci, vgic_hw};
+use super::{boot, cpu, gic, mmu, psci, vgic_hw};
 use crate::config::SYSTEM;
 use crate::vcpu::CpuLocal;
 use crate::{mm, println, vm};
@@ -89,7 +89,7 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     }
     check_firmware_tree(dtb);
     mm::heap::init(boot::image_end(), SYSTEM.board.hypervisor.end());
-    gicv3::init_distributor(SYSTEM.board.gic.gicd_base);
+    gic::init_distributor();
     let me = super::interface::this_cpu();
     if me == usize::MAX {
         boot_error!(
@@ -97,7 +97,7 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
             cpu::mpidr()
         );
     }
-    if !gicv3::init_this_cpu(SYSTEM.board.gic.gicr_or_gicc_base, cpu::mpidr()) {
+    if !gic::init_this_cpu(me, cpu::mpidr()) {
         boot_error!("no GIC redistributor for the boot CPU");
     }
     vgic_hw::init_this_cpu();
@@ -107,10 +107,10 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     if let Some(irq) = SYSTEM.board.console_irq {
         // Console input interrupts the boot core (parked or not, it takes
         // them: see `interface::drain_kicks`).
-        gicv3::quiesce_spi(irq);
-        gicv3::set_spi_edge(irq, false);
-        gicv3::route_spi(irq, cpu::mpidr());
-        gicv3::set_spi_enabled(irq, true);
+        gic::quiesce_spi(irq);
+        gic::set_spi_edge(irq, false);
+        gic::route_spi(irq, me);
+        gic::set_spi_enabled(irq, true);
         crate::console::enable_rx_interrupt();
     }
     let (used, free) = mm::heap::usage();
@@ -146,7 +146,7 @@ extern "C" fn tessera_secondary_main(cpu_index: usize) -> ! {
     cpu::clear_local();
     // Timers firmware may have left armed would assert forwarded PPIs.
     cpu::stop_guest_timers();
-    if !gicv3::init_this_cpu(SYSTEM.board.gic.gicr_or_gicc_base, cpu::mpidr()) {
+    if !gic::init_this_cpu(cpu_index, cpu::mpidr()) {
         boot_error!("no GIC redistributor for CPU {}", cpu_index);
     }
     vgic_hw::init_this_cpu();

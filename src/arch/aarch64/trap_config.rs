@@ -275,8 +275,14 @@ mod tests {
         mmfr1: 0,
         pmu_counters: 6,
     };
-    const NO_PMU: VmFeatures = VmFeatures { pmu: false };
-    const PMU: VmFeatures = VmFeatures { pmu: true };
+    const NO_PMU: VmFeatures = VmFeatures {
+        pmu: false,
+        gicv3: true,
+    };
+    const PMU: VmFeatures = VmFeatures {
+        pmu: true,
+        gicv3: true,
+    };
 
     fn bit(v: u64, n: u32) -> bool {
         v >> n & 1 != 0

@@ -1,11 +1,12 @@
-//! The GICv3 virtual CPU interface (ICH_*_EL2): the list registers through
-//! which this core's vCPU receives virtual interrupts, and the physical-GIC
-//! side of the virtual GIC ([`VgicHw`]). Only the owning core touches its
-//! list registers; other cores leave interrupts in the vCPU's pending set
-//! and kick.
+//! The virtual CPU interface: the list registers through which this core's
+//! vCPU receives virtual interrupts (GICv3: ICH_*_EL2 system registers;
+//! GICv2: the memory-mapped GICH frame, see [`ListRegs`]), and the
+//! physical-GIC side of the virtual GIC ([`VgicHw`]). Only the owning core
+//! touches its list registers; other cores leave interrupts in the vCPU's
+//! pending set and kick.
 
 use super::list_regs::{self, lr, Placement};
-use super::{cpu, gicv3};
+use super::{cpu, gic, gicv2, list_regs_v2};
 use crate::devices::vgic::{Deliverable, Vgic, VgicHw};
 use crate::vcpu::CpuLocal;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +16,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 const HCR_EN: u64 = 1;
 const HCR_UIE: u64 = 1 << 1;
 
-/// Number of list registers (ICH_VTR_EL2.ListRegs + 1), read at boot.
+/// Number of list registers (ICH_VTR_EL2.ListRegs + 1, or GICH_VTR's),
+/// read at boot.
 static LIST_REGS: AtomicUsize = AtomicUsize::new(0);
 
 macro_rules! lr_access {
@@ -61,31 +63,129 @@ fn list_regs() -> usize {
     LIST_REGS.load(Ordering::Relaxed)
 }
 
+/// The list registers of one GIC generation, with everything delivery
+/// needs from them. Monomorphised per generation: the GICv3 path compiles
+/// to the system-register accesses it always had.
+trait ListRegs {
+    /// Reads list register `n`.
+    fn read(n: usize) -> u64;
+    /// Writes list register `n`.
+    fn write(n: usize, v: u64);
+    /// Mask of empty list registers.
+    fn elrsr() -> u64;
+    /// Virtual interface control: on, with the underflow maintenance
+    /// interrupt when `refill`.
+    fn enable(refill: bool);
+    /// The value presenting `d` as pending.
+    fn value(d: &Deliverable) -> u64;
+    /// Where `d` goes among `lrs`.
+    fn place(lrs: &[u64], free: &mut u64, d: &Deliverable) -> Placement;
+    /// The pending state bit.
+    const PENDING: u64;
+}
+
+/// GICv3: ICH_LR<n>_EL2.
+struct V3;
+
+impl ListRegs for V3 {
+    #[inline(always)]
+    fn read(n: usize) -> u64 {
+        read_lr(n)
+    }
+    #[inline(always)]
+    fn write(n: usize, v: u64) {
+        write_lr(n, v)
+    }
+    #[inline(always)]
+    fn elrsr() -> u64 {
+        elrsr()
+    }
+    fn enable(refill: bool) {
+        write_hcr(if refill { HCR_EN | HCR_UIE } else { HCR_EN });
+    }
+    #[inline(always)]
+    fn value(d: &Deliverable) -> u64 {
+        list_regs::value(d)
+    }
+    fn place(lrs: &[u64], free: &mut u64, d: &Deliverable) -> Placement {
+        list_regs::place(lrs, free, d)
+    }
+    const PENDING: u64 = lr::STATE_PENDING;
+}
+
+/// GICv2: GICH_LR<n> in this core's GICH frame.
+struct V2;
+
+impl ListRegs for V2 {
+    fn read(n: usize) -> u64 {
+        gicv2::read_lr(n)
+    }
+    fn write(n: usize, v: u64) {
+        gicv2::write_lr(n, v)
+    }
+    fn elrsr() -> u64 {
+        gicv2::elrsr()
+    }
+    fn enable(refill: bool) {
+        let v = if refill {
+            list_regs_v2::HCR_EN | list_regs_v2::HCR_UIE
+        } else {
+            list_regs_v2::HCR_EN
+        };
+        gicv2::write_hcr(v);
+    }
+    fn value(d: &Deliverable) -> u64 {
+        list_regs_v2::value(d)
+    }
+    fn place(lrs: &[u64], free: &mut u64, d: &Deliverable) -> Placement {
+        list_regs_v2::place(lrs, free, d)
+    }
+    const PENDING: u64 = list_regs_v2::lr::STATE_PENDING;
+}
+
 /// Reads how many list registers this CPU has. Every core, at boot.
 pub fn init_this_cpu() {
-    let vtr: u64;
-    // SAFETY: ICH_VTR_EL2 is a read-only ID register.
-    unsafe { core::arch::asm!("mrs {}, ich_vtr_el2", out(reg) vtr) };
-    LIST_REGS.store(((vtr & 0x1f) as usize + 1).min(16), Ordering::Relaxed);
+    let count = if gic::is_v2() {
+        list_regs_v2::list_regs_from_vtr(gicv2::vtr())
+    } else {
+        let vtr: u64;
+        // SAFETY: ICH_VTR_EL2 is a read-only ID register.
+        unsafe { core::arch::asm!("mrs {}, ich_vtr_el2", out(reg) vtr) };
+        (vtr & 0x1f) as usize + 1
+    };
+    LIST_REGS.store(count.min(16), Ordering::Relaxed);
 }
 
 /// Switches this core's virtual CPU interface off (its vCPU is parked): no
 /// maintenance interrupt can fire; [`reset_cpu_interface`] turns it on again.
 pub fn disable_cpu_interface() {
-    write_hcr(0);
+    if gic::is_v2() {
+        gicv2::write_hcr(0);
+    } else {
+        write_hcr(0);
+    }
 }
 
 /// Puts this core's virtual CPU interface in its reset state before its
-/// vCPU (re)starts: empty list registers, the guest's ICC state (VMCR)
-/// zeroed, forwarded physical interrupts left active deactivated.
+/// vCPU (re)starts: empty list registers, the guest's CPU-interface state
+/// (VMCR, and on GICv2 the active priorities) zeroed, forwarded physical
+/// interrupts left active deactivated.
 pub fn reset_cpu_interface() {
-    for n in 0..list_regs() {
-        write_lr(n, 0);
+    if gic::is_v2() {
+        for n in 0..list_regs() {
+            V2::write(n, 0);
+        }
+        gicv2::reset_vcpu_interface_state();
+        V2::enable(false);
+    } else {
+        for n in 0..list_regs() {
+            write_lr(n, 0);
+        }
+        // SAFETY: the guest's virtual ICC state; the vCPU is not running.
+        unsafe { core::arch::asm!("msr ich_vmcr_el2, xzr") };
+        write_hcr(HCR_EN);
     }
-    // SAFETY: the guest's virtual ICC state; the vCPU is not running.
-    unsafe { core::arch::asm!("msr ich_vmcr_el2, xzr") };
-    write_hcr(HCR_EN);
-    gicv3::deactivate_forwarded_ppis();
+    gic::deactivate_forwarded_ppis();
 }
 
 /// Moves `vcpu`'s deliverable interrupts into free list registers (this
@@ -93,6 +193,14 @@ pub fn reset_cpu_interface() {
 /// active and pending; what does not fit waits, with the underflow
 /// maintenance interrupt armed to refill.
 pub fn deliver(vgic: &Vgic, vcpu: usize) {
+    if gic::is_v2() {
+        deliver_in::<V2>(vgic, vcpu);
+    } else {
+        deliver_in::<V3>(vgic, vcpu);
+    }
+}
+
+fn deliver_in<L: ListRegs>(vgic: &Vgic, vcpu: usize) {
     let nr = list_regs();
     let mut batch = [Deliverable {
         intid: 0,
@@ -101,18 +209,18 @@ pub fn deliver(vgic: &Vgic, vcpu: usize) {
     }; 16];
     let (n, mut more) = vgic.take_deliverable(vcpu, &mut batch[..nr]);
     if n == 0 && !more {
-        write_hcr(HCR_EN);
+        L::enable(false);
         return;
     }
     let mut lrs = [0u64; 16];
     for (i, v) in lrs[..nr].iter_mut().enumerate() {
-        *v = read_lr(i);
+        *v = L::read(i);
     }
-    let mut free = elrsr();
+    let mut free = L::elrsr();
     for d in &batch[..n] {
-        match list_regs::place(&lrs[..nr], &mut free, d) {
+        match L::place(&lrs[..nr], &mut free, d) {
             Placement::Write { index, value } => {
-                write_lr(index, value);
+                L::write(index, value);
                 lrs[index] = value;
             }
             Placement::Merged => {}
@@ -122,7 +230,7 @@ pub fn deliver(vgic: &Vgic, vcpu: usize) {
             }
         }
     }
-    write_hcr(if more { HCR_EN | HCR_UIE } else { HCR_EN });
+    L::enable(more);
 }
 
 /// A physical interrupt of this core's VM arrived (priority already
@@ -130,6 +238,15 @@ pub fn deliver(vgic: &Vgic, vcpu: usize) {
 /// deactivation deactivates the physical one.
 #[inline(always)]
 pub fn forward(local: &CpuLocal, intid: u32) {
+    if gic::is_v2() {
+        forward_in::<V2>(local, intid);
+    } else {
+        forward_in::<V3>(local, intid);
+    }
+}
+
+#[inline(always)]
+fn forward_in<L: ListRegs>(local: &CpuLocal, intid: u32) {
     let vgic = local.vm.vgic;
     let vcpu = local.vcpu.id;
     let target = if intid < 32 {
@@ -139,14 +256,14 @@ pub fn forward(local: &CpuLocal, intid: u32) {
     };
     if target == vcpu && vgic.is_enabled(vcpu, intid) && vgic.group1_enabled() {
         // Fast path: straight into a free list register.
-        let free = elrsr() & ((1u64 << list_regs()) - 1);
+        let free = L::elrsr() & ((1u64 << list_regs()) - 1);
         if free != 0 {
             let d = Deliverable {
                 intid,
                 priority: vgic.priority(vcpu, intid),
                 hw: true,
             };
-            write_lr(free.trailing_zeros() as usize, list_regs::value(&d));
+            L::write(free.trailing_zeros() as usize, L::value(&d));
             return;
         }
     }
@@ -160,7 +277,11 @@ pub fn forward(local: &CpuLocal, intid: u32) {
 pub fn wait_for_interrupt(local: &CpuLocal) {
     deliver(local.vm.vgic, local.vcpu.id);
     let nr = list_regs();
-    let pending = (0..nr).any(|i| read_lr(i) & lr::STATE_PENDING != 0);
+    let pending = if gic::is_v2() {
+        (0..nr).any(|i| V2::read(i) & V2::PENDING != 0)
+    } else {
+        (0..nr).any(|i| V3::read(i) & V3::PENDING != 0)
+    };
     if !pending {
         cpu::wait_for_interrupt();
     }
@@ -189,17 +310,15 @@ impl VgicHw for PhysicalGic {
         super::interface::kick_cpu(phys_cpu);
     }
     fn set_physical_enabled(&self, intid: u32, enabled: bool) {
-        gicv3::set_spi_enabled(intid, enabled);
+        gic::set_spi_enabled(intid, enabled);
     }
     fn route_physical(&self, intid: u32, phys_cpu: usize) {
-        if let Some(&mpidr) = crate::config::SYSTEM.board.cpu_mpidrs.get(phys_cpu) {
-            gicv3::route_spi(intid, mpidr);
-        }
+        gic::route_spi(intid, phys_cpu);
     }
     fn set_physical_edge(&self, intid: u32, edge: bool) {
-        gicv3::set_spi_edge(intid, edge);
+        gic::set_spi_edge(intid, edge);
     }
     fn quiesce_physical(&self, intid: u32) {
-        gicv3::quiesce_spi(intid);
+        gic::quiesce_spi(intid);
     }
 }

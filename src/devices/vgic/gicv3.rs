@@ -66,17 +66,23 @@ const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 /// SGIs are edge-triggered (GICR_ICFGR0, read-only).
 const ICFGR0_SGIS_EDGE: u32 = 0xaaaa_aaaa;
 
-/// Which set-or-clear bitmap register an offset names.
+/// Which set-or-clear bitmap register an offset names (the same offsets in
+/// the GICv2 distributor, which shares these helpers).
 #[derive(Clone, Copy)]
-enum BitReg {
+pub(super) enum BitReg {
+    /// ISENABLER.
     SetEnable,
+    /// ICENABLER.
     ClearEnable,
+    /// ISPENDR.
     SetPending,
+    /// ICPENDR.
     ClearPending,
+    /// ISACTIVER / ICACTIVER.
     Active,
 }
 
-fn bit_register(offset: u64) -> Option<(BitReg, u32)> {
+pub(super) fn bit_register(offset: u64) -> Option<(BitReg, u32)> {
     let (kind, base) = match offset {
         reg::ISENABLER..reg::ICENABLER => (BitReg::SetEnable, reg::ISENABLER),
         reg::ICENABLER..reg::ISPENDR => (BitReg::ClearEnable, reg::ICENABLER),
@@ -89,7 +95,7 @@ fn bit_register(offset: u64) -> Option<(BitReg, u32)> {
 }
 
 /// Reads a 32-INTID bitmap register for `vcpu` starting at `first`.
-fn read_bits(vgic: &Vgic, vcpu: usize, kind: BitReg, first: u32) -> u32 {
+pub(super) fn read_bits(vgic: &Vgic, vcpu: usize, kind: BitReg, first: u32) -> u32 {
     let mut value = 0;
     for bit in 0..32 {
         let intid = first + bit;
@@ -107,7 +113,7 @@ fn read_bits(vgic: &Vgic, vcpu: usize, kind: BitReg, first: u32) -> u32 {
 }
 
 /// Applies a write of `value` to a 32-INTID bitmap register.
-fn write_bits(vgic: &Vgic, vcpu: usize, kind: BitReg, first: u32, value: u32) {
+pub(super) fn write_bits(vgic: &Vgic, vcpu: usize, kind: BitReg, first: u32, value: u32) {
     let mut bits = value;
     while bits != 0 {
         let intid = first + bits.trailing_zeros();
@@ -123,20 +129,26 @@ fn write_bits(vgic: &Vgic, vcpu: usize, kind: BitReg, first: u32, value: u32) {
 }
 
 /// Reads `width` bytes of priorities starting at INTID `first`.
-fn read_priorities(vgic: &Vgic, vcpu: usize, first: u32, width: AccessWidth) -> u64 {
+pub(super) fn read_priorities(vgic: &Vgic, vcpu: usize, first: u32, width: AccessWidth) -> u64 {
     (0..width.bytes() as u32).fold(0, |acc, i| {
         acc | (vgic.priority(vcpu, first + i) as u64) << (8 * i)
     })
 }
 
-fn write_priorities(vgic: &Vgic, vcpu: usize, first: u32, width: AccessWidth, value: u64) {
+pub(super) fn write_priorities(
+    vgic: &Vgic,
+    vcpu: usize,
+    first: u32,
+    width: AccessWidth,
+    value: u64,
+) {
     for i in 0..width.bytes() as u32 {
         vgic.set_priority(vcpu, first + i, (value >> (8 * i)) as u8);
     }
 }
 
 /// A register that is word-sized only.
-fn word_only(width: AccessWidth) -> Result<(), AccessError> {
+pub(super) fn word_only(width: AccessWidth) -> Result<(), AccessError> {
     if width == AccessWidth::Word {
         Ok(())
     } else {
@@ -145,7 +157,7 @@ fn word_only(width: AccessWidth) -> Result<(), AccessError> {
 }
 
 /// A priority register: bytes or words.
-fn byte_or_word(width: AccessWidth) -> Result<(), AccessError> {
+pub(super) fn byte_or_word(width: AccessWidth) -> Result<(), AccessError> {
     match width {
         AccessWidth::Byte | AccessWidth::Word => Ok(()),
         _ => Err(AccessError::Invalid),

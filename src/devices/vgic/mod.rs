@@ -1,7 +1,7 @@
 //! The virtual interrupt controller of one VM, independent of how its
 //! registers look: which interrupts the VM owns, their enable, priority,
 //! trigger and routing state, and the per-vCPU set of interrupts waiting to
-//! be delivered. The register front-ends ([`gicv3`]; GICv2 later) translate
+//! be delivered. The register front-ends ([`gicv3`], [`gicv2`]) translate
 //! guest accesses into calls here; the arch back-end ([`VgicHw`]) moves
 //! pending interrupts into the hardware list registers and forwards
 //! physical interrupts.
@@ -11,6 +11,7 @@
 //! config gives it (passthrough and emulated devices). Everything else reads
 //! as zero and ignores writes. Routing names only the VM's own vCPUs.
 
+pub mod gicv2;
 pub mod gicv3;
 
 use alloc::vec::Vec;

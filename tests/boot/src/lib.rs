@@ -162,7 +162,34 @@ pub fn boot_cpu_until_all(
     deadline: Duration,
     markers: &[&str],
 ) -> Run {
-    run_qemu(image, cpu, extra, deadline, markers, &[], None).0
+    run_qemu(
+        image,
+        DEFAULT_MACHINE,
+        cpu,
+        extra,
+        deadline,
+        markers,
+        &[],
+        None,
+    )
+    .0
+}
+
+/// The QEMU machine unless a test asks for another: virt with EL2, GICv3.
+pub const DEFAULT_MACHINE: &str = "virt,virtualization=on,gic-version=3";
+/// QEMU virt with EL2 and a GICv2 with its virtualization extensions.
+pub const GICV2_MACHINE: &str = "virt,virtualization=on,gic-version=2";
+
+/// Like [`boot_cpu_until_all`], on QEMU machine `machine` (`-M`).
+pub fn boot_machine_until_all(
+    image: &Path,
+    machine: &str,
+    cpu: &str,
+    extra: &[&str],
+    deadline: Duration,
+    markers: &[&str],
+) -> Run {
+    run_qemu(image, machine, cpu, extra, deadline, markers, &[], None).0
 }
 
 /// One step of typing on the hypervisor console (QEMU's stdin): once the
@@ -184,7 +211,17 @@ pub fn boot_typing(
     markers: &[&str],
     script: &[Typing],
 ) -> Run {
-    run_qemu(image, DEFAULT_CPU, extra, deadline, markers, script, None).0
+    run_qemu(
+        image,
+        DEFAULT_MACHINE,
+        DEFAULT_CPU,
+        extra,
+        deadline,
+        markers,
+        script,
+        None,
+    )
+    .0
 }
 
 /// What to ask QEMU's monitor once every marker was seen (the guests still
@@ -210,6 +247,7 @@ pub fn boot_until_all_then_monitor(
 ) -> (Run, String) {
     run_qemu(
         image,
+        DEFAULT_MACHINE,
         DEFAULT_CPU,
         extra,
         deadline,
@@ -251,8 +289,12 @@ fn run_monitor(socket: &Path, commands: &[String]) -> String {
 /// Boots QEMU with `image`, types `script` as its lines appear, and stops
 /// when every marker was seen (after `monitor`'s commands, if any), QEMU
 /// exits, or `deadline` passes.
+/// Boots `image` on QEMU machine `machine` with CPU `cpu` (the one place
+/// QEMU is started).
+#[allow(clippy::too_many_arguments)]
 fn run_qemu(
     image: &Path,
+    machine: &str,
     cpu: &str,
     extra: &[&str],
     deadline: Duration,
@@ -272,7 +314,7 @@ fn run_qemu(
     };
     let mut monitor_out = String::new();
     let mut child = Command::new("qemu-system-aarch64")
-        .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", cpu])
+        .args(["-M", machine, "-cpu", cpu])
         .args(["-smp", "4", "-m", "1G"])
         .args([
             "-display",

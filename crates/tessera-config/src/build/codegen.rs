@@ -94,9 +94,11 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
     let _ = writeln!(
         o,
         "        gic: tessera_config::GicDesc {{ version: tessera_config::GicVersion::{version}, \
-         gicd_base: {}, gicr_or_gicc_base: {} }},",
+         gicd_base: {}, gicr_or_gicc_base: {}, gich_base: {}, gicv_base: {} }},",
         hex(board.gic.gicd_base),
-        hex(board.gic.gicr_or_gicc_base)
+        hex(board.gic.gicr_or_gicc_base),
+        hex(board.gic.gich_base),
+        hex(board.gic.gicv_base)
     );
     let _ = writeln!(
         o,

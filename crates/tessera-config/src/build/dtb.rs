@@ -1,12 +1,16 @@
 //! The device tree a Linux VM boots with, generated at build time from the
 //! same config the hypervisor enforces (so the guest is told exactly what
 //! it owns). Interrupt specifiers and node shapes follow what QEMU writes
-//! for its `virt` machine with `gic-version=3`.
+//! for its `virt` machine with `gic-version=3` (`gic-version=2` on a GICv2
+//! board: a GIC-400 node with the distributor and CPU interface, and the
+//! timer PPIs carrying the CPU mask GICv2 bindings use).
 
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
 use super::model::{BoardSpec, DeviceSpec, Trigger, VmSpec};
-use crate::{EmuDeviceKind, VgicLayout, GICD_SIZE, GICR_STRIDE};
+use crate::{
+    EmuDeviceKind, GicVersion, VgicLayout, GICC_SIZE, GICD_SIZE, GICR_STRIDE, GICV2_GICD_SIZE,
+};
 
 /// GIC interrupt specifier, first cell: shared peripheral interrupt.
 const GIC_SPI: u32 = 0;
@@ -33,6 +37,12 @@ pub struct Chosen {
     pub bootargs: Option<String>,
     /// `linux,initrd-start` and `linux,initrd-end`.
     pub initrd: Option<(u64, u64)>,
+}
+
+/// GICv2 PPI specifiers name the CPU interfaces the PPI is wired to in bits
+/// 15:8 of the flags cell: every vCPU of the VM (at most 8).
+fn gicv2_ppi_cpu_mask(vcpus: usize) -> u32 {
+    ((1u32 << vcpus.min(8)) - 1) << 8
 }
 
 fn spi(irq: u32, trigger: Trigger) -> [u32; 3] {
@@ -95,19 +105,38 @@ fn build(
     fdt.end_node(psci)?;
 
     let gic = fdt.begin_node(&format!("intc@{:x}", vgic.gicd_gpa))?;
-    fdt.property_string("compatible", "arm,gic-v3")?;
-    fdt.property_null("interrupt-controller")?;
-    fdt.property_u32("#interrupt-cells", 3)?;
-    fdt.property_u32("#redistributor-regions", 1)?;
-    fdt.property_array_u64(
-        "reg",
-        &[
-            vgic.gicd_gpa,
-            GICD_SIZE,
-            vgic.gicr_gpa,
-            vm.phys_cpu_ids.len() as u64 * GICR_STRIDE,
-        ],
-    )?;
+    let ppi_flags = match board.gic.version {
+        GicVersion::V3 => {
+            fdt.property_string("compatible", "arm,gic-v3")?;
+            fdt.property_null("interrupt-controller")?;
+            fdt.property_u32("#interrupt-cells", 3)?;
+            fdt.property_u32("#redistributor-regions", 1)?;
+            fdt.property_array_u64(
+                "reg",
+                &[
+                    vgic.gicd_gpa,
+                    GICD_SIZE,
+                    vgic.gicr_gpa,
+                    vm.phys_cpu_ids.len() as u64 * GICR_STRIDE,
+                ],
+            )?;
+            IRQ_LEVEL_HIGH
+        }
+        GicVersion::V2 => {
+            fdt.property_string_list(
+                "compatible",
+                vec!["arm,gic-400".into(), "arm,cortex-a15-gic".into()],
+            )?;
+            fdt.property_null("interrupt-controller")?;
+            fdt.property_u32("#interrupt-cells", 3)?;
+            // Distributor, then the CPU interface (the GICV frame).
+            fdt.property_array_u64(
+                "reg",
+                &[vgic.gicd_gpa, GICV2_GICD_SIZE, vgic.gicr_gpa, GICC_SIZE],
+            )?;
+            gicv2_ppi_cpu_mask(vm.phys_cpu_ids.len()) | IRQ_LEVEL_HIGH
+        }
+    };
     fdt.property_phandle(PHANDLE_GIC)?;
     fdt.end_node(gic)?;
 
@@ -118,7 +147,7 @@ fn build(
     )?;
     let cells: Vec<u32> = TIMER_PPIS
         .iter()
-        .flat_map(|&ppi| [GIC_PPI, ppi, IRQ_LEVEL_HIGH])
+        .flat_map(|&ppi| [GIC_PPI, ppi, ppi_flags])
         .collect();
     fdt.property_array_u32("interrupts", &cells)?;
     fdt.property_null("always-on")?;

@@ -384,7 +384,14 @@ impl Reader {
         self.keys(
             t,
             "gic",
-            &["version", "gicd_base", "gicr_base", "gicc_base"],
+            &[
+                "version",
+                "gicd_base",
+                "gicr_base",
+                "gicc_base",
+                "gich_base",
+                "gicv_base",
+            ],
         );
         let version = match self.u64(t, "gic", "version")? {
             2 => GicVersion::V2,
@@ -412,10 +419,27 @@ impl Reader {
             );
         }
         let second = self.u64(t, "gic", want);
+        // The GICv2 virtualization frames; a GICv3 board has none.
+        let (gich_base, gicv_base) = match version {
+            GicVersion::V2 => (
+                self.u64(t, "gic", "gich_base"),
+                self.u64(t, "gic", "gicv_base"),
+            ),
+            GicVersion::V3 => {
+                for key in ["gich_base", "gicv_base"] {
+                    if t.contains_key(key) {
+                        self.err(&join("gic", key), "not used by a version 3 GIC");
+                    }
+                }
+                (Some(0), Some(0))
+            }
+        };
         Some(GicDesc {
             version,
             gicd_base: gicd_base?,
             gicr_or_gicc_base: second?,
+            gich_base: gich_base?,
+            gicv_base: gicv_base?,
         })
     }
 

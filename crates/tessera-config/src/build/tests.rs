@@ -823,17 +823,40 @@ fn board_gic() {
         "board: gic.gicr_base: not used by a version 2 GIC (give `gicc_base`)",
     );
     assert_error(&e, "board: gic.gicc_base: missing required field");
-    // A well-formed GICv2 board parses, and is refused until GICv2 exists.
-    let v2 = board_with("version = 3", "version = 2").replace("gicr_base", "gicc_base");
+    assert_error(&e, "board: gic.gich_base: missing required field");
+    assert_error(&e, "board: gic.gicv_base: missing required field");
+    // A well-formed GICv2 board (QEMU virt's GICv2 addresses) is valid.
+    let v2 = gicv2_board();
     let b = parse_board(BRD, &v2).expect("GICv2 board parses");
     assert_eq!(b.gic.version, crate::GicVersion::V2);
     assert_eq!(
-        board_errors(&v2),
-        vec![
-            "error: configs/boards/test.toml: board: gic.version: 2 is not supported: \
-              no GICv2 implementation yet (only version 3)"
-        ]
+        (b.gic.gicr_or_gicc_base, b.gic.gich_base, b.gic.gicv_base),
+        (0x0801_0000, 0x0803_0000, 0x0804_0000)
     );
+    assert_eq!(board_errors(&v2), Vec::<String>::new());
+    // The GICv2 frames are 4 KiB pages that must not overlap; a GICv3
+    // board has no GICH/GICV.
+    let bad = v2.replace("gicv_base = 0x0804_0000", "gicv_base = 0x0801_0800");
+    let e = board_errors(&bad);
+    assert_error(&e, "board: gic.gicv_base: 0x8010800 is not 4 KiB aligned");
+    assert_error(
+        &e,
+        "board: gic.gicv_base: [0x8010800, 0x8012800) overlaps gic.gicc_base",
+    );
+    let e = board_errors(&board_with(
+        "gicr_base = 0x080A_0000",
+        "gicr_base = 0x080A_0000\ngich_base = 0x0803_0000",
+    ));
+    assert_error(&e, "board: gic.gich_base: not used by a version 3 GIC");
+}
+
+/// The test board with QEMU virt's GICv2 (`gic-version=2`).
+pub(super) fn gicv2_board() -> String {
+    board_with(
+        "version = 3",
+        "version = 2\ngicc_base = 0x0801_0000\ngich_base = 0x0803_0000\ngicv_base = 0x0804_0000",
+    )
+    .replace("gicr_base = 0x080A_0000\n", "")
 }
 
 // --- All errors at once -------------------------------------------------------

@@ -8,8 +8,8 @@ use std::path::Path;
 use sha2::Digest as _;
 
 use super::tests::{
-    assert_error, board_errors, board_with, check, demo, demo_with, errors, fake_image, linux_vm,
-    repo_root, BOARD, BRD, SYS,
+    assert_error, board_errors, board_with, check, demo, demo_with, errors, errors_with,
+    fake_image, linux_vm, repo_root, BOARD, BRD, SYS,
 };
 use super::*;
 use crate::{MemoryRegion, RegionKind};
@@ -284,11 +284,22 @@ fn dma_master_needs_identity_mapped_ram() {
 // --- Board rules the boot relies on --------------------------------------------------------
 
 #[test]
-fn gicv2_is_refused_until_implemented() {
-    let v2 = board_with("version = 3", "version = 2").replace("gicr_base", "gicc_base");
-    assert_error(
-        &board_errors(&v2),
-        "board: gic.version: 2 is not supported: no GICv2 implementation yet",
+fn gicv2_vm_windows_are_4k_frames_and_at_most_8_vcpus() {
+    let v2 = super::tests::gicv2_board();
+    let sys = demo_with(
+        "[vm.devices]",
+        "[vm.devices]\nvgic = { gicd_gpa = 0x0800_0800, gicr_gpa = 0x0801_0000 }",
+    );
+    let e = errors_with(&sys, &v2);
+    assert_error(&e, "devices.vgic.gicd_gpa: 0x8000800 is not 4 KiB aligned");
+    let ok = demo_with(
+        "[vm.devices]",
+        "[vm.devices]\nvgic = { gicd_gpa = 0x0800_1000, gicr_gpa = 0x0801_0000 }",
+    );
+    assert!(
+        errors_with(&ok, &v2).is_empty(),
+        "{:?}",
+        errors_with(&ok, &v2)
     );
 }
 
@@ -827,5 +838,36 @@ fn missing_linux_files_name_the_file_and_the_script() {
     assert!(
         e[1].contains("kernel.initramfs_path: cannot read \"build/linux/initramfs.cpio.gz\""),
         "{e:?}"
+    );
+}
+
+#[test]
+fn generated_tree_describes_a_gicv2_vm() {
+    // The Linux VM of the fixture system on the GICv2 board, generated
+    // directly.
+    let board = crate::build::parse::parse_board(BRD, &super::tests::gicv2_board())
+        .expect("GICv2 board parses");
+    let sys = crate::build::parse::parse_system(SYS, &linux_system("")).expect("system parses");
+    let vm = &sys.vms[0];
+    let bytes = crate::build::dtb::generate(&board, vm, &Default::default()).unwrap();
+    let fdt = fdt::Fdt::new(&bytes).expect("valid FDT");
+    let gic = fdt.find_node("/intc@8000000").unwrap();
+    let compat: Vec<_> = gic.compatible().unwrap().all().collect();
+    assert_eq!(compat, ["arm,gic-400", "arm,cortex-a15-gic"]);
+    assert!(gic.property("#redistributor-regions").is_none());
+    let reg: Vec<_> = gic
+        .reg()
+        .unwrap()
+        .map(|r| (r.starting_address as u64, r.size))
+        .collect();
+    assert_eq!(
+        reg,
+        [(0x0800_0000, Some(0x1000)), (0x0801_0000, Some(0x2000))]
+    );
+    // Two vCPUs: CPU mask 0b11 in bits 15:8 of each timer PPI's flags.
+    let timer = fdt.find_node("/timer").unwrap();
+    assert_eq!(
+        be32s(timer.property("interrupts").unwrap().value),
+        [1, 13, 0x304, 1, 14, 0x304, 1, 11, 0x304, 1, 10, 0x304]
     );
 }

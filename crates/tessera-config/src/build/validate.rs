@@ -5,8 +5,8 @@ use super::layout::{parse_image_header, place_linux, DTB_MAX};
 use super::model::{BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, SystemSpec, VmSpec};
 use super::ConfigError;
 use crate::{
-    Arch, EmuDeviceKind, GicVersion, MemRange, EL2_BLOCK, EL2_MAP_LIMIT, GICD_SIZE, GICR_STRIDE,
-    MAX_CPUS, MAX_VMS,
+    Arch, EmuDeviceKind, GicVersion, MemRange, EL2_BLOCK, EL2_MAP_LIMIT, GICC_SIZE, GICD_SIZE,
+    GICH_SIZE, GICR_STRIDE, GICV2_GICD_SIZE, MAX_CPUS, MAX_VMS,
 };
 
 #[path = "x86_validate.rs"]
@@ -19,6 +19,8 @@ const MPIDR_AFF_MASK: u64 = 0xff_00ff_ffff;
 const PAGE: u64 = 0x1000;
 /// GIC distributor and redistributor frames are 64 KiB.
 const GIC_FRAME_ALIGN: u64 = 0x1_0000;
+/// GICv2 frames are 4 KiB pages (the GIC-400 packs them 4 KiB apart).
+const GICV2_FRAME_ALIGN: u64 = 0x1000;
 /// The hypervisor maps itself with 2 MiB blocks.
 const HYP_ALIGN: u64 = 0x20_0000;
 /// Image at base + 2 MiB, so at least 2 MiB for the image and heap.
@@ -248,13 +250,18 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
     // The GIC: distributor frame, and one redistributor per CPU.
     let gic = b.gic;
     let mut frames: Vec<(&str, Span)> = Vec::new();
+    let align = match gic.version {
+        GicVersion::V2 => GICV2_FRAME_ALIGN,
+        GicVersion::V3 => GIC_FRAME_ALIGN,
+    };
     match gic.version {
         _ if !arm => {}
-        GicVersion::V2 => e.push(
-            s,
-            "gic.version",
-            "2 is not supported: no GICv2 implementation yet (only version 3)",
-        ),
+        GicVersion::V2 => {
+            frames.push(("gic.gicd_base", Span::new(gic.gicd_base, GICV2_GICD_SIZE)));
+            frames.push(("gic.gicc_base", Span::new(gic.gicr_or_gicc_base, GICC_SIZE)));
+            frames.push(("gic.gich_base", Span::new(gic.gich_base, GICH_SIZE)));
+            frames.push(("gic.gicv_base", Span::new(gic.gicv_base, GICC_SIZE)));
+        }
         GicVersion::V3 => {
             frames.push(("gic.gicd_base", Span::new(gic.gicd_base, GICD_SIZE)));
             frames.push((
@@ -265,8 +272,12 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
     }
     for (field, span) in &frames {
         let base = span.start;
-        if base % u128::from(GIC_FRAME_ALIGN) != 0 {
-            e.push(s, *field, format!("{base:#x} is not 64 KiB aligned"));
+        if base % u128::from(align) != 0 {
+            e.push(
+                s,
+                *field,
+                format!("{base:#x} is not {} KiB aligned", align / 1024),
+            );
         }
         if in_ram(*span) {
             e.push(s, *field, format!("GIC frames {span} overlap RAM"));
@@ -283,6 +294,13 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
                     Span::of(&b.console)
                 ),
             );
+        }
+    }
+    for (i, (f1, a)) in frames.iter().enumerate() {
+        for (f2, b2) in frames.iter().skip(i + 1) {
+            if frames.len() > 2 && a.overlaps(*b2) {
+                e.push(s, *f2, format!("{b2} overlaps {f1} {a}"));
+            }
         }
     }
     if let [(_, d), (_, r)] = frames[..] {
@@ -599,18 +617,41 @@ fn check_vm(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec, files: Files<'_>
     } else {
         ""
     };
-    // x86 VMs have no virtual GIC.
-    let vgic_windows = [
-        ("gicd_gpa", vgic.gicd_gpa, GICD_SIZE),
-        ("gicr_gpa", vgic.gicr_gpa, nvcpus * GICR_STRIDE),
-    ];
-    for (field, base, size) in vgic_windows
-        .into_iter()
-        .filter(|_| board.arch == Arch::Aarch64)
-    {
+    // GICv2: a 4 KiB distributor and the 8 KiB CPU interface (GICV), 4 KiB
+    // aligned; at most 8 vCPUs (ITARGETSR has 8 target bits).
+    let (frames, align) = match board.gic.version {
+        GicVersion::V2 => {
+            if nvcpus > 8 {
+                e.push(
+                    s,
+                    "phys_cpu_ids",
+                    format!("{nvcpus} vCPUs: a GICv2 VM has at most 8"),
+                );
+            }
+            (
+                [
+                    ("gicd_gpa", vgic.gicd_gpa, GICV2_GICD_SIZE),
+                    ("gicr_gpa", vgic.gicr_gpa, GICC_SIZE),
+                ],
+                GICV2_FRAME_ALIGN,
+            )
+        }
+        GicVersion::V3 => (
+            [
+                ("gicd_gpa", vgic.gicd_gpa, GICD_SIZE),
+                ("gicr_gpa", vgic.gicr_gpa, nvcpus * GICR_STRIDE),
+            ],
+            GIC_FRAME_ALIGN,
+        ),
+    };
+    for (field, base, size) in frames.into_iter().filter(|_| board.arch == Arch::Aarch64) {
         let f = format!("devices.vgic.{field}");
-        if !base.is_multiple_of(GIC_FRAME_ALIGN) {
-            e.push(s, &f, format!("{base:#x}{defaulted} is not 64 KiB aligned"));
+        if !base.is_multiple_of(align) {
+            e.push(
+                s,
+                &f,
+                format!("{base:#x}{defaulted} is not {} KiB aligned", align / 1024),
+            );
         }
         windows.push((f, Span::new(base, size)));
     }

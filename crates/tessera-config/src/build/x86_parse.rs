@@ -64,6 +64,8 @@ impl Reader {
                 version: GicVersion::V3,
                 gicd_base: 0,
                 gicr_or_gicc_base: 0,
+                gich_base: 0,
+                gicv_base: 0,
             },
             devices: devices?,
             semihosting_exit: false,
