@@ -1,6 +1,7 @@
 //! Owned, parsed forms of the two TOML files. They mirror the `'static`
 //! types of the crate root, with `String`/`Vec` instead of `&'static`.
 
+use super::channel::ChannelSpec;
 use crate::{EmuDevice, GicDesc, MemRange, MemoryRegion, UnhandledPolicy, VgicLayout};
 
 /// A parsed board file (`configs/boards/*.toml`).
@@ -64,6 +65,8 @@ pub struct SystemSpec {
     pub board: String,
     /// The VMs, in file order.
     pub vms: Vec<VmSpec>,
+    /// `[[channel]]`: static inter-VM channels, in file order.
+    pub channels: Vec<ChannelSpec>,
 }
 
 /// One `[[vm]]` table.
