@@ -17,6 +17,7 @@ pub mod arch;
 pub mod config;
 pub mod devices;
 pub mod exit;
+pub mod ivc;
 pub mod mm;
 
 #[cfg(target_os = "none")]

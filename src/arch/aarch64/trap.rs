@@ -83,7 +83,11 @@ fn finish(outcome: Outcome, esr: u64) {
 #[inline(always)]
 fn data_abort(regs: &mut GuestRegs, esr: u64) {
     let ipa = esr::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
-    if esr::dabt_has_syndrome(esr) {
+    if esr::abort_is_permission_fault(esr) {
+        // A mapped page the access is not allowed on (a write to a `ro`
+        // inter-VM channel): never an MMIO access.
+        unhandled(local(), esr);
+    } else if esr::dabt_has_syndrome(esr) {
         finish(vcpu::handle(local(), esr::decode(esr, ipa), regs), esr);
     } else if esr::dabt_needs_decode(esr) {
         finish(emulate_decoded(local(), regs, esr, ipa), esr);
@@ -124,11 +128,25 @@ fn unhandled(local: &CpuLocal, esr: u64) {
     } else {
         0
     };
-    let exit = esr::decode(esr, ipa);
-    let policy = local.vm.report_unhandled(format_args!(
-        "unhandled {} (esr {:#x}) at pc {:#x}",
-        exit, esr, elr
-    ));
+    let policy = if class == ec::DABT_LOW && esr::abort_is_permission_fault(esr) {
+        local.vm.report_unhandled(format_args!(
+            "stage-2 permission fault: {} at ipa {:#x} (esr {:#x}) at pc {:#x}",
+            if esr::dabt_is_write(esr) {
+                "write"
+            } else {
+                "read"
+            },
+            ipa,
+            esr,
+            elr
+        ))
+    } else {
+        let exit = esr::decode(esr, ipa);
+        local.vm.report_unhandled(format_args!(
+            "unhandled {} (esr {:#x}) at pc {:#x}",
+            exit, esr, elr
+        ))
+    };
     match policy {
         UnhandledPolicy::InjectAbort => {
             let fault = if class == ec::DABT_LOW {

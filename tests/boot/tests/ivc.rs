@@ -1,0 +1,63 @@
+//! Boot tests of inter-VM channels (docs/IVC.md): two bare-metal VMs play
+//! ping-pong over a static channel with doorbells, and a `ro` member's
+//! write aborts in that VM alone while its peer carries on.
+
+use std::time::Duration;
+use tessera_boot_tests::*;
+
+/// Generous for TCG on a loaded 2-core machine; a healthy run takes seconds.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+#[test]
+fn two_vms_play_ping_pong_and_a_read_only_write_aborts() {
+    let image = build_ok("tests/configs/ivc.toml");
+    let run = boot(&image, &[], DEADLINE);
+    for check in [
+        "doorbell-identity",
+        "channel-scrubbed",
+        "peer-ready",
+        "ping-1000-rounds",
+        "view-unchanged-by-ro-peer",
+        "no-stray-interrupts",
+    ] {
+        run.expect_line(&format!("[ping] TEST {check}: PASS"));
+    }
+    run.expect_line("[ping] RESULT: pass=6 fail=0");
+    for check in [
+        "doorbell-identity",
+        "far-end-of-4mib-channel",
+        "ro-view-write-aborts",
+        "pong-1000-rounds",
+        "no-stray-interrupts",
+    ] {
+        run.expect_line(&format!("[pong] TEST {check}: PASS"));
+    }
+    run.expect_line("[pong] RESULT: pass=5 fail=0");
+    // The write was reported as what it is (not as an MMIO access), and
+    // got pong's outcome: an abort, pong alone.
+    run.check(
+        run.console.contains(
+            "WARN: vm pong: stage-2 permission fault: write at ipa 0x51000000",
+        ),
+        "permission fault reported",
+    );
+    run.check(
+        !run.console.contains("WARN: vm ping:"),
+        "nothing unhandled in ping",
+    );
+    // 1,000 doorbell interrupts each, every one delivered.
+    run.check(
+        run.console
+            .contains("summary vm ping (powered-off, resets=0): mmio_read="),
+        "ping powered off",
+    );
+    run.check(
+        run.console.contains("irq=1000 unhandled=0"),
+        "ping took 1000 interrupts",
+    );
+    run.check(
+        run.console.contains("irq=1000 unhandled=1"),
+        "pong took 1000 interrupts and one abort",
+    );
+    run.check(run.status == Some(0), "QEMU exits 0");
+}
