@@ -42,7 +42,13 @@ pub fn init() {
         unsafe { arch::scrub_guest_memory(c.hpa, c.size) };
         arch::make_coherent_for_guest(c.hpa, c.size);
     }
-    STATES.call_once(|| SYSTEM.channels.iter().map(|_| ChannelState::new()).collect());
+    STATES.call_once(|| {
+        SYSTEM
+            .channels
+            .iter()
+            .map(|_| ChannelState::new())
+            .collect()
+    });
 }
 
 /// The doorbell interrupts of VM `vm_id` (software SPIs it owns).

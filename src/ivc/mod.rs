@@ -255,7 +255,8 @@ mod tests {
     #[test]
     fn ring_all_rings_every_other_member() {
         let (b, rec) = setup();
-        b[1].write(A, reg::RING, W, u64::from(reg::RING_ALL)).unwrap();
+        b[1].write(A, reg::RING, W, u64::from(reg::RING_ALL))
+            .unwrap();
         assert_eq!(*rec.0.lock(), [(4, 40), (7, 42)]);
         assert_eq!(b[0].read(A, reg::PENDING, W), Ok(0b010));
         assert_eq!(b[1].read(A, reg::PENDING, W), Ok(0));
@@ -278,7 +279,8 @@ mod tests {
     #[test]
     fn reset_of_one_member_keeps_the_others_pending() {
         let (b, _) = setup();
-        b[0].write(A, reg::RING, W, u64::from(reg::RING_ALL)).unwrap();
+        b[0].write(A, reg::RING, W, u64::from(reg::RING_ALL))
+            .unwrap();
         b[1].reset();
         assert_eq!(b[1].read(A, reg::PENDING, W), Ok(0));
         assert_eq!(b[2].read(A, reg::PENDING, W), Ok(0b001));

@@ -155,11 +155,17 @@ mod tests {
     fn permission_faults_are_told_from_translation_faults() {
         // str w1, [x0] to a read-only page: ISV, SAS=2, WnR, DFSC 0b001111
         // (permission fault, level 3).
-        let perm = esr(ec::DABT_LOW, dabt::ISV | 2 << dabt::SAS_SHIFT | dabt::WNR | 0x0f);
+        let perm = esr(
+            ec::DABT_LOW,
+            dabt::ISV | 2 << dabt::SAS_SHIFT | dabt::WNR | 0x0f,
+        );
         assert!(abort_is_permission_fault(perm));
         assert!(abort_is_permission_fault(esr(ec::DABT_LOW, 0x0d)));
         // Translation faults (DFSC 0b0001xx) are MMIO candidates.
-        assert!(!abort_is_permission_fault(esr(ec::DABT_LOW, dabt::ISV | 0x07)));
+        assert!(!abort_is_permission_fault(esr(
+            ec::DABT_LOW,
+            dabt::ISV | 0x07
+        )));
         assert!(!abort_is_permission_fault(esr(ec::DABT_LOW, 0x05)));
         // Access-flag faults (0b0010xx) are not permission faults either.
         assert!(!abort_is_permission_fault(esr(ec::DABT_LOW, 0x0b)));

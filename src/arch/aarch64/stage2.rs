@@ -113,11 +113,7 @@ fn leaf(pa: u64, kind: MemKind, level: u32) -> u64 {
         }
     };
     d.write(
-        S2_DESC::VALID::SET
-            + ty
-            + attrs
-            + S2_DESC::AF::SET
-            + S2_DESC::OUTPUT_ADDR.val(pa >> 12),
+        S2_DESC::VALID::SET + ty + attrs + S2_DESC::AF::SET + S2_DESC::OUTPUT_ADDR.val(pa >> 12),
     );
     d.get()
 }
@@ -336,8 +332,14 @@ mod tests {
     fn read_only_view_has_no_write_permission() {
         let mut a = HostTables::default();
         let mut s2 = Stage2::new(&mut a).unwrap();
-        s2.map(&mut a, 0x5000_0000, 0x43c0_0000, 0x40_0000, MemKind::NormalReadOnly)
-            .unwrap();
+        s2.map(
+            &mut a,
+            0x5000_0000,
+            0x43c0_0000,
+            0x40_0000,
+            MemKind::NormalReadOnly,
+        )
+        .unwrap();
         assert_eq!(
             s2.translate(&mut a, 0x5020_0010),
             Some((0x43e0_0010, MemKind::NormalReadOnly, 2))

@@ -36,9 +36,8 @@ fn two_vms_play_ping_pong_and_a_read_only_write_aborts() {
     // The write was reported as what it is (not as an MMIO access), and
     // got pong's outcome: an abort, pong alone.
     run.check(
-        run.console.contains(
-            "WARN: vm pong: stage-2 permission fault: write at ipa 0x51000000",
-        ),
+        run.console
+            .contains("WARN: vm pong: stage-2 permission fault: write at ipa 0x51000000"),
         "permission fault reported",
     );
     run.check(

@@ -88,9 +88,12 @@ fn show(w: Win) -> String {
     format!("[{:#x}, {:#x})", w.0, w.1)
 }
 
+/// Named guest-physical windows and named interrupts of one VM.
+type Claims = (Vec<(String, Win)>, Vec<(String, u32)>);
+
 /// The VM's own guest-physical windows (RAM, vGIC, devices), named, and
 /// its interrupts.
-fn vm_windows(vm: &VmSpec, board: &BoardSpec) -> (Vec<(String, Win)>, Vec<(String, u32)>) {
+fn vm_windows(vm: &VmSpec, board: &BoardSpec) -> Claims {
     let mut w = Vec::new();
     for (i, r) in vm.memory_regions.iter().enumerate() {
         w.push((format!("memory_regions[{i}]"), win(r.gpa, r.size)));
