@@ -9,13 +9,20 @@
 //!   its read-only view; the write must abort (only pong) and leave the
 //!   memory unchanged while ping carries on.
 //!
+//! - Then one-way notification latency: ping stamps the physical counter
+//!   (CNTPCT_EL0, common to both VMs) and rings; pong's IRQ handler stamps
+//!   it first thing; pong waits in WFI, then spinning with IRQs unmasked.
+//!   Pong prints `BENCH ivc-latency-<wfi|spin> <ticks> ticks` (the minimum
+//!   of the repetitions).
+//!
 //! Prints `TEST <name>: PASS|FAIL <detail>` lines and `RESULT: ...`, then
 //! powers its VM off. See docs/IVC.md for the doorbell register map.
 
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::arch::asm;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use tessera_guest::exception::{guarded, probe_write32, set_irq_handler};
 use tessera_guest::gic::{self, gicd, GICD_BASE};
@@ -51,6 +58,9 @@ const SEQ: u64 = 1; // ping: message number
 const REPLY: u64 = 2; // pong: the number it answers
 const BODY: u64 = 16; // 8 words of ping's payload
 const ANSWER: u64 = 32; // 8 words of pong's payload
+const LAT_T0: u64 = 64; // ping: physical counter at the ring (2 words)
+const LAT_READY: u64 = 66; // pong: number of the repetition it waits for
+const LAT_REPS: u32 = 32;
 const READY_MAGIC: u32 = 0x5245_4459;
 const LAST_WORD_MAGIC: u32 = 0xc0ff_ee42;
 const VIEW_MAGIC: u32 = 0x7669_6577;
@@ -62,6 +72,16 @@ const TIMEOUT_MS: u64 = 5_000;
 static IRQS: AtomicU32 = AtomicU32::new(0);
 static SEEN: AtomicU32 = AtomicU32::new(0);
 static OTHER_IRQS: AtomicU32 = AtomicU32::new(0);
+/// Physical counter at the entry of the last IRQ handler run.
+static IRQ_STAMP: AtomicU64 = AtomicU64::new(0);
+
+/// The physical counter (shared by all VMs; not trapped by Tessera).
+fn cntpct() -> u64 {
+    let v: u64;
+    // SAFETY: reads a counter; no memory effect.
+    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nostack)) };
+    v
+}
 
 fn rd(addr: u64) -> u32 {
     // SAFETY: an aligned word of this VM's channel memory or doorbell.
@@ -82,6 +102,7 @@ fn payload(seq: u32, i: u32, salt: u32) -> u32 {
 }
 
 fn irq_handler() {
+    IRQ_STAMP.store(cntpct(), Ordering::Relaxed);
     let intid = gic::ack();
     if intid >= 1020 {
         return;
@@ -230,6 +251,23 @@ fn ping(t: &mut Tally) {
         rd(VIEW) == VIEW_MAGIC,
         format_args!("view word {:#x}", rd(VIEW)),
     );
+    // Latency: for each repetition wait until pong waits, let it settle
+    // (into WFI), stamp and ring; pong rings back when it has measured.
+    let mut ok = true;
+    for rep in 1..=2 * LAT_REPS {
+        ok &= time::wait_until(TIMEOUT_MS, || rd(shm(LAT_READY)) == rep);
+        time::wait_until(1, || false);
+        let t0 = cntpct();
+        wr(shm(LAT_T0), t0 as u32);
+        wr(shm(LAT_T0 + 1), (t0 >> 32) as u32);
+        ring(1);
+        ok &= wait_irq(ROUNDS + rep);
+    }
+    t.report(
+        "latency-runs",
+        ok,
+        format_args!("pong did not answer every repetition"),
+    );
 }
 
 fn pong(t: &mut Tally) {
@@ -268,9 +306,15 @@ fn pong(t: &mut Tally) {
         wr(shm(REPLY), seq);
         ring(0);
     }
+    let wfi = latency(LAT_REPS, 0, true);
+    let spin = latency(LAT_REPS, LAT_REPS, false);
+    println!("BENCH ivc-latency-wfi {} ticks", wfi);
+    println!("BENCH ivc-latency-spin {} ticks", spin);
     t.report(
         "pong-1000-rounds",
-        bad == 0 && SEEN.load(Ordering::Relaxed) == 0b01,
+        bad == 0
+            && SEEN.load(Ordering::Relaxed) == 0b01
+            && IRQS.load(Ordering::Relaxed) == ROUNDS + 2 * LAT_REPS,
         format_args!(
             "{} bad rounds, first {} (irqs {}, pending seen {:#b})",
             bad,
@@ -279,6 +323,29 @@ fn pong(t: &mut Tally) {
             SEEN.load(Ordering::Relaxed)
         ),
     );
+}
+
+/// Minimum ticks from ping's stamp to this VM's IRQ handler over `reps`
+/// repetitions numbered from `first + 1`, waiting in WFI or spinning.
+fn latency(reps: u32, first: u32, wfi: bool) -> u64 {
+    let mut best = u64::MAX;
+    for rep in first + 1..=first + reps {
+        let want = ROUNDS + rep;
+        wr(shm(LAT_READY), rep);
+        if wfi {
+            wait_irq(want);
+        } else {
+            let start = cpu::cntvct();
+            let limit = time::us_to_ticks(TIMEOUT_MS * 1000);
+            while IRQS.load(Ordering::Relaxed) < want && cpu::cntvct() - start < limit {
+                core::hint::spin_loop();
+            }
+        }
+        let t0 = u64::from(rd(shm(LAT_T0))) | u64::from(rd(shm(LAT_T0 + 1))) << 32;
+        best = best.min(IRQ_STAMP.load(Ordering::Relaxed).wrapping_sub(t0));
+        ring(0);
+    }
+    best
 }
 
 /// The `ro` view reads what ping wrote; a write to it aborts and changes

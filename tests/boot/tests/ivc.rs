@@ -18,11 +18,12 @@ fn two_vms_play_ping_pong_and_a_read_only_write_aborts() {
         "peer-ready",
         "ping-1000-rounds",
         "view-unchanged-by-ro-peer",
+        "latency-runs",
         "no-stray-interrupts",
     ] {
         run.expect_line(&format!("[ping] TEST {check}: PASS"));
     }
-    run.expect_line("[ping] RESULT: pass=6 fail=0");
+    run.expect_line("[ping] RESULT: pass=7 fail=0");
     for check in [
         "doorbell-identity",
         "far-end-of-4mib-channel",
@@ -44,19 +45,22 @@ fn two_vms_play_ping_pong_and_a_read_only_write_aborts() {
         !run.console.contains("WARN: vm ping:"),
         "nothing unhandled in ping",
     );
-    // 1,000 doorbell interrupts each, every one delivered.
+    run.expect_prefix("[pong] BENCH ivc-latency-wfi ");
+    run.expect_prefix("[pong] BENCH ivc-latency-spin ");
+    // 1,000 ping-pong rounds and 64 latency repetitions: 1,064 doorbell
+    // interrupts each, every one delivered.
     run.check(
         run.console
             .contains("summary vm ping (powered-off, resets=0): mmio_read="),
         "ping powered off",
     );
     run.check(
-        run.console.contains("irq=1000 unhandled=0"),
-        "ping took 1000 interrupts",
+        run.console.contains("irq=1064 unhandled=0"),
+        "ping took 1064 interrupts",
     );
     run.check(
-        run.console.contains("irq=1000 unhandled=1"),
-        "pong took 1000 interrupts and one abort",
+        run.console.contains("irq=1064 unhandled=1"),
+        "pong took 1064 interrupts and one abort",
     );
     run.check(run.status == Some(0), "QEMU exits 0");
 }
