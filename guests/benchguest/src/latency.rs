@@ -146,42 +146,39 @@ pub fn vtimer(wfi: bool) -> u64 {
         cpu::set_cntv_cval(cval);
         cpu::set_cntv_ctl(cpu::CNTV_CTL_ENABLE);
         let (edge, edge_cycles): (u64, u64);
-        // SAFETY: reads the counters; x9-x11 are the vector's scratch
-        // registers, declared clobbered.
-        unsafe {
-            if wfi {
-                asm!(
-                    "mrs {c0}, cntvct_el0",
-                    "2: mrs {e}, cntvct_el0",
-                    "cmp {e}, {c0}",
-                    "b.eq 2b",
-                    "mrs {p}, pmccntr_el0",
-                    "mov x11, #0",
-                    "1: wfi",
-                    "msr daifclr, #2",
-                    "isb",
-                    "msr daifset, #2",
-                    "cbz x11, 1b",
-                    c0 = out(reg) _, e = out(reg) edge, p = out(reg) edge_cycles,
-                    out("x9") _, out("x10") _, out("x11") _,
-                    options(nostack),
-                );
-            } else {
-                asm!(
-                    "mrs {c0}, cntvct_el0",
-                    "2: mrs {e}, cntvct_el0",
-                    "cmp {e}, {c0}",
-                    "b.eq 2b",
-                    "mrs {p}, pmccntr_el0",
-                    "mov x11, #0",
-                    "msr daifclr, #2",
-                    "1: cbz x11, 1b",
-                    "msr daifset, #2",
-                    c0 = out(reg) _, e = out(reg) edge, p = out(reg) edge_cycles,
-                    out("x9") _, out("x10") _, out("x11") _,
-                    options(nostack),
-                );
-            }
+        // Wait for a counter edge, read the cycle counter there, then wait
+        // for the interrupt (spinning, or in WFI with IRQs masked around it
+        // so none is taken between the check and the WFI).
+        macro_rules! calibrate_then_wait {
+            ($($wait:literal),*) => {
+                // SAFETY: reads the counters; x9-x11 are the vector's scratch
+                // registers, declared clobbered.
+                unsafe {
+                    asm!(
+                        "mrs {c0}, cntvct_el0",
+                        "2: mrs {e}, cntvct_el0",
+                        "cmp {e}, {c0}",
+                        "b.eq 2b",
+                        "mrs {p}, pmccntr_el0",
+                        "mov x11, #0",
+                        $($wait,)*
+                        c0 = out(reg) _, e = out(reg) edge, p = out(reg) edge_cycles,
+                        out("x9") _, out("x10") _, out("x11") _,
+                        options(nostack),
+                    )
+                }
+            };
+        }
+        if wfi {
+            calibrate_then_wait!(
+                "1: wfi",
+                "msr daifclr, #2",
+                "isb",
+                "msr daifset, #2",
+                "cbz x11, 1b"
+            );
+        } else {
+            calibrate_then_wait!("msr daifclr, #2", "1: cbz x11, 1b", "msr daifset, #2");
         }
         // The cycle count when the counter reached `cval`: the edge was
         // seen 1-2 instructions before the PMCCNTR read.

@@ -205,6 +205,7 @@ fn main() -> ! {
     report.run("pmu-undefined", check_pmu_undefined);
     report.run("set-way-handled", check_set_way_handled);
     report.run("debug-regs-contained", check_debug_regs_contained);
+    report.run("hidden-features-undefined", check_hidden_features_undefined);
     report.run("wfi-timer", check_wfi_timer);
 
     println!("RESULT: pass={} fail={}", report.pass, report.fail);
@@ -844,6 +845,61 @@ fn check_debug_regs_contained() -> Outcome {
         bvr,
         actlr
     );
+    Ok(())
+}
+
+/// Features the ID registers hide are unusable, whether the core lacks
+/// them (undefined natively) or has them (trapped by the hypervisor and
+/// answered with an undefined instruction): SVE (CPTR_EL2.TZ), the MTE tag
+/// control register (HCR_EL2.ATA clear), LORegions (TLOR), RAS error
+/// records (TERR), and a cluster-wide implementation-defined register
+/// (TIDCP; L2ACTLR_EL1 exists on Cortex-A72).
+fn check_hidden_features_undefined() -> Outcome {
+    fn expect_undefined(what: &str, probe: fn()) -> Outcome {
+        match guarded(probe) {
+            ((), None) => fail!("{} ran without an exception", what),
+            ((), Some(f)) => ensure!(
+                f.ec() == EC_UNKNOWN,
+                "{}: esr={:#x} elr={:#x}, expected EC 0 (undefined)",
+                what,
+                f.esr,
+                f.elr
+            ),
+        }
+        Ok(())
+    }
+    // Each probe is one instruction, skipped if it raises an exception.
+    // SAFETY (all): reading an identification or control register, or the
+    // vector length, has no side effect; an exception is caught by `guarded`.
+    // The guest first enables FP and SVE for itself (CPACR_EL1.FPEN and
+    // ZEN = 0b11; ZEN is RES0 on a core without SVE), so a core that has SVE
+    // reaches the EL2 trap rather than the guest's own EC 0x07/0x19 traps.
+    let cpacr: u64;
+    // SAFETY: CPACR_EL1 only enables FP/SIMD/SVE access for this guest; the
+    // probe touches no FP register.
+    unsafe {
+        asm!("mrs {0}, cpacr_el1", "orr {1}, {0}, #(3 << 16)", "orr {1}, {1}, #(3 << 20)",
+            "msr cpacr_el1, {1}", "isb",
+            out(reg) cpacr, out(reg) _, options(nostack))
+    };
+    let sve = expect_undefined("rdvl x0, #1 (SVE)", || unsafe {
+        asm!(".inst 0x04bf5020", out("x0") _, options(nostack))
+    });
+    // SAFETY: restores the guest's own setting.
+    unsafe { asm!("msr cpacr_el1, {}", "isb", in(reg) cpacr, options(nostack)) };
+    sve?;
+    expect_undefined("mrs GCR_EL1 (MTE)", || unsafe {
+        asm!("mrs {}, S3_0_C1_C0_6", out(reg) _, options(nostack))
+    })?;
+    expect_undefined("mrs LORID_EL1 (LOR)", || unsafe {
+        asm!("mrs {}, S3_0_C10_C4_7", out(reg) _, options(nostack))
+    })?;
+    expect_undefined("mrs ERRIDR_EL1 (RAS)", || unsafe {
+        asm!("mrs {}, S3_0_C5_C3_0", out(reg) _, options(nostack))
+    })?;
+    expect_undefined("mrs L2ACTLR_EL1 (IMPDEF)", || unsafe {
+        asm!("mrs {}, S3_1_C15_C0_0", out(reg) _, options(nostack))
+    })?;
     Ok(())
 }
 

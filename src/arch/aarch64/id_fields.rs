@@ -226,11 +226,12 @@ fn fields(sysreg: u32) -> &'static [Field] {
             pass!(52),
             pass!(56),
         ],
-        // ID_AA64ISAR2_EL1: RPRES, GPA3, APA3, MOPS (HCRX_EL2.MSCEn is set
-        // for it), BC, PAC_frac, CLRBHB, PRFMSLC, RPRFM, CSSC, LUT. Hidden:
-        // WFxT (WFIT's timeout is not honoured while WFI traps), SYSREG_128,
-        // SYSINSTR_128, ATS1A.
+        // ID_AA64ISAR2_EL1: WFxT (WFI/WFE run untrapped, so WFIT/WFET
+        // honour their timeout natively), RPRES, GPA3, APA3, MOPS
+        // (HCRX_EL2.MSCEn is set for it), BC, PAC_frac, CLRBHB, PRFMSLC,
+        // RPRFM, CSSC, LUT. Hidden: SYSREG_128, SYSINSTR_128, ATS1A.
         ID_AA64ISAR2_EL1 => &[
+            pass!(0),
             pass!(4),
             pass!(8),
             pass!(12),
@@ -334,6 +335,14 @@ mod tests {
     use super::*;
 
     const NO_PMU: VmFeatures = VmFeatures { pmu: false };
+
+    /// Checks `(shift, value, what)` fields of an ID register value.
+    fn expect_fields(v: u64, fields: &[(u32, u64, &str)]) {
+        for &(shift, want, what) in fields {
+            assert_eq!(field(v, shift), want, "{what} in {v:#x}");
+        }
+    }
+
     const WITH_PMU: VmFeatures = VmFeatures { pmu: true };
 
     /// Values QEMU 10.0 shows at EL2 for `-cpu max` (virt, virtualization=on).
@@ -362,19 +371,24 @@ mod tests {
     #[test]
     fn pfr0_of_max_shows_gic_and_hides_sve_ras_el2() {
         let v = virtual_id_value(ID_AA64PFR0_EL1, max::PFR0, NO_PMU);
-        assert_eq!(field(v, 0), 2, "EL0 AArch64+AArch32");
-        assert_eq!(field(v, 4), 1, "EL1 AArch64 only");
-        assert_eq!(field(v, 8), 0, "no EL2");
-        assert_eq!(field(v, 12), 0, "no EL3");
-        assert_eq!(field(v, 16), 1, "FP");
-        assert_eq!(field(v, 20), 1, "AdvSIMD");
-        assert_eq!(field(v, 24), 1, "GIC system registers");
-        assert_eq!(field(v, 28), 0, "RAS hidden");
-        assert_eq!(field(v, 32), 0, "SVE hidden");
-        assert_eq!(field(v, 36), 0, "SEL2 hidden");
-        assert_eq!(field(v, 48), 1, "DIT");
-        assert_eq!(field(v, 56), 1, "CSV2 capped");
-        assert_eq!(field(v, 60), 1, "CSV3");
+        expect_fields(
+            v,
+            &[
+                (0, 2, "EL0 AArch64+AArch32"),
+                (4, 1, "EL1 AArch64 only"),
+                (8, 0, "no EL2"),
+                (12, 0, "no EL3"),
+                (16, 1, "FP"),
+                (20, 1, "AdvSIMD"),
+                (24, 1, "GIC system registers"),
+                (28, 0, "RAS hidden"),
+                (32, 0, "SVE hidden"),
+                (36, 0, "SEL2 hidden"),
+                (48, 1, "DIT"),
+                (56, 1, "CSV2 capped"),
+                (60, 1, "CSV3"),
+            ],
+        );
         assert_eq!(v, 0x1101_0000_0111_0012);
     }
 
@@ -404,11 +418,16 @@ mod tests {
     #[test]
     fn pfr1_of_max_hides_mte_sme_nmi() {
         let v = virtual_id_value(ID_AA64PFR1_EL1, max::PFR1, NO_PMU);
-        assert_eq!(field(v, 0), 1, "BTI");
-        assert_eq!(field(v, 4), 2, "SSBS");
-        assert_eq!(field(v, 8), 0, "MTE hidden");
-        assert_eq!(field(v, 24), 0, "SME hidden");
-        assert_eq!(field(v, 36), 0, "NMI hidden");
+        expect_fields(
+            v,
+            &[
+                (0, 1, "BTI"),
+                (4, 2, "SSBS"),
+                (8, 0, "MTE hidden"),
+                (24, 0, "SME hidden"),
+                (36, 0, "NMI hidden"),
+            ],
+        );
         assert_eq!(v, 0x21);
     }
 
@@ -436,9 +455,14 @@ mod tests {
                 assert_eq!(field(v, 4), 0, "trace hidden");
                 assert_eq!(field(v, 12), field(dfr0, 12), "BRPs");
                 assert_eq!(field(v, 20), field(dfr0, 20), "WRPs");
-                assert_eq!(field(v, 32), 0, "SPE hidden");
-                assert_eq!(field(v, 36), 0xf, "no double lock");
-                assert_eq!(field(v, 44), 0, "TRBE hidden");
+                expect_fields(
+                    v,
+                    &[
+                        (32, 0, "SPE hidden"),
+                        (36, 0xf, "no double lock"),
+                        (44, 0, "TRBE hidden"),
+                    ],
+                );
             }
         }
         let id_dfr0 = encode(3, 0, 0, 1, 2);
@@ -462,7 +486,7 @@ mod tests {
         assert_eq!(isar1, max::ISAR1, "pointer authentication shown");
         assert_eq!(field(isar1, 8), 5, "API");
         let isar2 = virtual_id_value(ID_AA64ISAR2_EL1, max::ISAR2, NO_PMU);
-        assert_eq!(field(isar2, 0), 0, "WFxT hidden");
+        assert_eq!(field(isar2, 0), 2, "WFxT shown: WFI/WFE are not trapped");
         assert_eq!(field(isar2, 16), 1, "MOPS");
         assert_eq!(
             virtual_id_value(ID_AA64ISAR0_EL1, a72::ISAR0, NO_PMU),
@@ -473,21 +497,36 @@ mod tests {
     #[test]
     fn mmfr_registers_of_max_hide_el2_features() {
         let m0 = virtual_id_value(ID_AA64MMFR0_EL1, max::MMFR0, NO_PMU);
-        assert_eq!(field(m0, 0), 2, "PARange capped at 40 bits");
-        assert_eq!(field(m0, 28), 1, "TGran4 (LPA2) kept");
-        assert_eq!(field(m0, 40), 1, "no stage-2 4K granule for a VM");
-        assert_eq!(field(m0, 56), 0, "FGT hidden");
-        assert_eq!(field(m0, 60), 1, "ECV capped");
+        expect_fields(
+            m0,
+            &[
+                (0, 2, "PARange capped at 40 bits"),
+                (28, 1, "TGran4 (LPA2) kept"),
+                (40, 1, "no stage-2 4K granule for a VM"),
+                (56, 0, "FGT hidden"),
+                (60, 1, "ECV capped"),
+            ],
+        );
         let m1 = virtual_id_value(ID_AA64MMFR1_EL1, max::MMFR1, NO_PMU);
-        assert_eq!(field(m1, 4), 0, "VMIDBits hidden");
-        assert_eq!(field(m1, 8), 0, "VHE hidden");
-        assert_eq!(field(m1, 16), 0, "LOR hidden");
-        assert_eq!(field(m1, 20), 3, "PAN3");
-        assert_eq!(field(m1, 40), 0, "HCX hidden");
+        expect_fields(
+            m1,
+            &[
+                (4, 0, "VMIDBits hidden"),
+                (8, 0, "VHE hidden"),
+                (16, 0, "LOR hidden"),
+                (20, 3, "PAN3"),
+                (40, 0, "HCX hidden"),
+            ],
+        );
         let m2 = virtual_id_value(ID_AA64MMFR2_EL1, max::MMFR2, NO_PMU);
-        assert_eq!(field(m2, 12), 0, "IESB hidden");
-        assert_eq!(field(m2, 24), 0, "NV hidden");
-        assert_eq!(field(m2, 40), 0, "FWB hidden");
+        expect_fields(
+            m2,
+            &[
+                (12, 0, "IESB hidden"),
+                (24, 0, "NV hidden"),
+                (40, 0, "FWB hidden"),
+            ],
+        );
         assert_eq!(field(m2, 20), field(max::MMFR2, 20), "CCIDX as CCSIDR");
         assert_eq!(
             virtual_id_value(ID_AA64MMFR3_EL1, max::MMFR3, NO_PMU),

@@ -282,32 +282,27 @@ impl Vgic {
     /// Priority of an interrupt as the guest set it (unowned: 0).
     #[inline]
     pub fn priority(&self, vcpu: usize, intid: u32) -> u8 {
+        self.priority_slot(vcpu, intid)
+            .map_or(0, |p| p.load(Ordering::Relaxed))
+    }
+
+    /// Where an owned interrupt's priority lives (private ones per vCPU).
+    #[inline]
+    fn priority_slot(&self, vcpu: usize, intid: u32) -> Option<&AtomicU8> {
         if !self.owns(intid) {
-            return 0;
-        }
-        let slot = if intid < PRIVATE_INTIDS {
+            None
+        } else if intid < PRIVATE_INTIDS {
             self.vcpus
                 .get(vcpu)
                 .and_then(|v| v.private_priority.get(intid as usize))
         } else {
             self.priority.get(intid as usize)
-        };
-        slot.map_or(0, |p| p.load(Ordering::Relaxed))
+        }
     }
 
     /// Sets the priority of an owned interrupt.
     pub fn set_priority(&self, vcpu: usize, intid: u32, prio: u8) {
-        if !self.owns(intid) {
-            return;
-        }
-        let slot = if intid < PRIVATE_INTIDS {
-            self.vcpus
-                .get(vcpu)
-                .and_then(|v| v.private_priority.get(intid as usize))
-        } else {
-            self.priority.get(intid as usize)
-        };
-        if let Some(p) = slot {
+        if let Some(p) = self.priority_slot(vcpu, intid) {
             p.store(prio, Ordering::Relaxed);
         }
     }

@@ -254,6 +254,7 @@ pub fn expect_testguest_pass(run: &Run, vm: &str, vcpus: usize) -> usize {
         "pmu-undefined",
         "set-way-handled",
         "debug-regs-contained",
+        "hidden-features-undefined",
         "wfi-timer",
     ];
     if vcpus > 1 {
