@@ -3,6 +3,7 @@
 //! goes (the top of the hypervisor's region, see docs/IVC.md).
 
 use super::codegen::HYPERVISOR_IMAGE_OFFSET;
+use super::dtb::DtChannel;
 use super::model::{BoardSpec, SystemSpec, VmSpec};
 use super::plan::{HEAP_MIN, HYP_CODE_RESERVE};
 use super::validate::IPA_LIMIT;
@@ -66,6 +67,25 @@ pub fn channel_hpas(board: &BoardSpec, channels: &[ChannelSpec]) -> Vec<u64> {
             top
         })
         .collect()
+}
+
+/// The channels VM `vm` is a member of, as its device tree describes them.
+pub fn dt_channels(sys: &SystemSpec, vm: &str) -> Vec<DtChannel> {
+    let mut out = Vec::new();
+    for (id, c) in sys.channels.iter().enumerate() {
+        for m in c.members.iter().filter(|m| m.vm == vm) {
+            out.push(DtChannel {
+                name: c.name.clone(),
+                id: id as u32,
+                gpa: m.gpa,
+                size: c.size,
+                doorbell: m.doorbell,
+                irq: m.irq,
+                read_only: m.access == Access::ReadOnly,
+            });
+        }
+    }
+    out
 }
 
 /// Bytes of the hypervisor region the channels take.

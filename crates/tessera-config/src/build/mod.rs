@@ -27,11 +27,11 @@ use std::path::{Path, PathBuf};
 use crate::MemRange;
 
 pub use channel::{
-    channel_bytes, channel_hpas, validate_channels, Access, ChannelSpec, MemberSpec,
+    channel_bytes, channel_hpas, dt_channels, validate_channels, Access, ChannelSpec, MemberSpec,
     MAX_CHANNEL_NAME_LEN,
 };
 pub use codegen::{board_layout_ld, hex, system_rs, HYPERVISOR_IMAGE_OFFSET};
-pub use dtb::{generate as generate_dtb, Chosen};
+pub use dtb::{generate as generate_dtb, Chosen, DtChannel};
 pub use layout::{
     parse_image_header, place_linux, ImageHeader, KernelPageSize, LinuxPlacement, DTB_MAX,
     IMAGE_HEADER_LEN,

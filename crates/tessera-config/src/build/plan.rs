@@ -203,6 +203,7 @@ pub fn plan(
                         let chosen = Chosen {
                             bootargs: linux.bootargs.clone(),
                             initrd: placement.initramfs,
+                            channels: super::channel::dt_channels(sys, &vm.name),
                         };
                         match dtb::generate(board, vm, &chosen) {
                             Ok(bytes) => {

@@ -243,3 +243,53 @@ fn duplicate_channel_names() {
         &format!("{SCOPE}: name: \"ping\" is also the name of channel[0]"),
     );
 }
+
+#[test]
+fn device_tree_describes_the_channel_for_uio() {
+    let sys = with(&channel("ping", "0x40_0000", &[&alpha(), &beta()]));
+    let (s, b) = check(&sys, BOARD).expect("valid");
+    let chans = dt_channels(&s, "beta");
+    assert_eq!(
+        chans,
+        [DtChannel {
+            name: "ping".into(),
+            id: 0,
+            gpa: 0x5000_0000,
+            size: 0x40_0000,
+            doorbell: 0x0a00_0000,
+            irq: 48,
+            read_only: true,
+        }]
+    );
+    let chosen = Chosen {
+        channels: chans,
+        ..Chosen::default()
+    };
+    let dtb = generate_dtb(&b, &s.vms[1], &chosen).unwrap();
+    let fdt = fdt::Fdt::new(&dtb).unwrap();
+    let shm = fdt
+        .find_node("/reserved-memory/ivc-ping@50000000")
+        .expect("reserved-memory node");
+    assert!(shm.property("no-map").is_some());
+    let reg: Vec<_> = shm.reg().unwrap().collect();
+    assert_eq!(reg[0].starting_address as u64, 0x5000_0000);
+    assert_eq!(reg[0].size, Some(0x40_0000));
+    let uio = fdt.find_node("/ivc-ping@a000000").expect("uio node");
+    assert_eq!(uio.compatible().unwrap().first(), "generic-uio");
+    let reg: Vec<_> = uio.reg().unwrap().collect();
+    assert_eq!(reg.len(), 2);
+    assert_eq!(reg[0].starting_address as u64, 0x0a00_0000);
+    assert_eq!(reg[0].size, Some(0x1000));
+    assert_eq!(reg[1].starting_address as u64, 0x5000_0000);
+    let irq = uio.property("interrupts").unwrap().value;
+    let cells: Vec<u32> = irq
+        .chunks(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(cells, [0, 16, 1], "SPI 48 - 32, rising edge");
+    assert!(uio.property("tessera,read-only").is_some());
+    // A VM in no channel gets neither node.
+    let plain = generate_dtb(&b, &s.vms[0], &Chosen::default()).unwrap();
+    let fdt = fdt::Fdt::new(&plain).unwrap();
+    assert!(fdt.find_node("/reserved-memory").is_none());
+}
