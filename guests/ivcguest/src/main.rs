@@ -15,6 +15,9 @@
 //!   Pong prints `BENCH ivc-latency-<wfi|spin> <ticks> ticks` (the minimum
 //!   of the repetitions).
 //!
+//! - Last, pong resets its own VM (PSCI SYSTEM_RESET); on its second boot
+//!   it finds the channel as it was, and one more ring each way works.
+//!
 //! Prints `TEST <name>: PASS|FAIL <detail>` lines and `RESULT: ...`, then
 //! powers its VM off. See docs/IVC.md for the doorbell register map.
 
@@ -61,6 +64,8 @@ const ANSWER: u64 = 32; // 8 words of pong's payload
 const LAT_T0: u64 = 64; // ping: physical counter at the ring (2 words)
 const LAT_READY: u64 = 66; // pong: number of the repetition it waits for
 const LAT_REPS: u32 = 32;
+const BOOTS: u64 = 67; // pong: 1 once it has reset itself
+const READY_AGAIN: u64 = 68; // pong, second boot: its interrupt is enabled
 const READY_MAGIC: u32 = 0x5245_4459;
 const LAST_WORD_MAGIC: u32 = 0xc0ff_ee42;
 const VIEW_MAGIC: u32 = 0x7669_6577;
@@ -184,10 +189,13 @@ fn main() -> ! {
             && rd(VIEW_BELL + reg::SELF) == me,
         format_args!("self={} size={:#x}", me, size),
     );
+    let first_boot = rd(shm(BOOTS)) == 0;
     if me == 0 {
         ping(&mut t);
-    } else {
+    } else if first_boot {
         pong(&mut t);
+    } else {
+        pong_after_reset(&mut t);
     }
     t.report(
         "no-stray-interrupts",
@@ -195,6 +203,11 @@ fn main() -> ! {
         format_args!("{} other interrupts", OTHER_IRQS.load(Ordering::Relaxed)),
     );
     println!("RESULT: pass={} fail={}", t.pass, t.fail);
+    if me == 1 && first_boot {
+        wr(shm(BOOTS), 1);
+        cpu::dmb();
+        psci::system_reset()
+    }
     psci::system_off()
 }
 
@@ -267,6 +280,55 @@ fn ping(t: &mut Tally) {
         "latency-runs",
         ok,
         format_args!("pong did not answer every repetition"),
+    );
+    // Pong resets its VM; the channel stays, and it answers once more.
+    let back = time::wait_until(4 * TIMEOUT_MS, || rd(shm(READY_AGAIN)) == READY_MAGIC);
+    let want = ROUNDS + 2 * LAT_REPS + 1;
+    if back {
+        wr(shm(SEQ), 0xabcd);
+        ring(1);
+    }
+    t.report(
+        "peer-reset-keeps-channel",
+        back && wait_irq(want) && rd(shm(REPLY)) == 0xabcd,
+        format_args!(
+            "ready {} irqs {} reply {:#x}",
+            back,
+            IRQS.load(Ordering::Relaxed),
+            rd(shm(REPLY))
+        ),
+    );
+}
+
+/// Pong's second boot: the channel still holds what both VMs wrote, and
+/// the doorbells still work both ways.
+fn pong_after_reset(t: &mut Tally) {
+    let kept = rd(SHM + SHM_SIZE - 4) == LAST_WORD_MAGIC
+        && rd(VIEW) == VIEW_MAGIC
+        && rd(shm(REPLY)) == ROUNDS;
+    t.report(
+        "channel-survives-reset",
+        kept,
+        format_args!(
+            "last word {:#x} reply {}",
+            rd(SHM + SHM_SIZE - 4),
+            rd(shm(REPLY))
+        ),
+    );
+    wr(shm(READY_AGAIN), READY_MAGIC);
+    let rung = wait_irq(1) && rd(shm(SEQ)) == 0xabcd;
+    if rung {
+        wr(shm(REPLY), 0xabcd);
+        ring(0);
+    }
+    t.report(
+        "doorbell-after-reset",
+        rung,
+        format_args!(
+            "irqs {} seq {:#x}",
+            IRQS.load(Ordering::Relaxed),
+            rd(shm(SEQ))
+        ),
     );
 }
 
