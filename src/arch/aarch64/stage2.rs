@@ -239,7 +239,7 @@ impl Stage2 {
             } else if d.matches_all(S2_DESC::S2AP::ReadOnly) {
                 MemKind::NormalReadOnly
             } else {
-                MemKind::Device
+                MemKind::Normal
             };
             let offset = ipa & ((1u64 << level_shift(level)) - 1);
             return Some((desc_addr(desc) + offset, kind, level));
