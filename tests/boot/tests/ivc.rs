@@ -72,3 +72,17 @@ fn two_vms_play_ping_pong_and_a_read_only_write_aborts() {
     );
     run.check(run.status == Some(0), "QEMU exits 0");
 }
+
+#[test]
+fn bad_channel_config_fails_the_build_naming_file_channel_vm_and_field() {
+    let b = build("tests/configs/bad-ivc.toml");
+    assert!(!b.success, "the build must fail:\n{}", b.log);
+    for line in [
+        "error: tests/configs/bad-ivc.toml: channel \"pingpong\", vm \"pong\": members[1].gpa: \
+         guest window [0x41000000, 0x41400000) overlaps the VM's memory_regions[0]",
+        "error: tests/configs/bad-ivc.toml: channel \"view\", vm \"pong\": members[1].irq: \
+         INTID 48 is also the interrupt of channel \"pingpong\" members[1].irq",
+    ] {
+        assert!(b.log.contains(line), "missing {line:?} in:\n{}", b.log);
+    }
+}
