@@ -15,15 +15,14 @@ extern crate alloc;
 
 pub mod arch;
 pub mod config;
+pub mod console;
 pub mod devices;
 pub mod exit;
 pub mod ivc;
 pub mod mm;
 
 #[cfg(target_os = "none")]
-pub mod console;
-#[cfg(target_os = "none")]
-pub mod platform;
+pub mod drivers;
 #[cfg(target_os = "none")]
 pub mod vcpu;
 #[cfg(target_os = "none")]

@@ -8,8 +8,8 @@ use crate::config::{EmuDeviceKind, UnhandledPolicy, VmConfig, SYSTEM};
 use crate::console::VmConsole;
 use crate::devices::pl011::VirtualPl011;
 use crate::devices::vgic::gicv3::{Distributor, Redistributors, GICD_SIZE};
-use crate::devices::vgic::{OwnedSpi, Vgic};
-use crate::devices::{MmioBus, SysRegBus};
+use crate::devices::vgic::{OwnedSpi, Vgic, VgicLine};
+use crate::devices::{InterruptLine, MmioBus, SysRegBus, Unconnected};
 use crate::exit::ExitKind;
 use crate::mm::heap::HeapTables;
 use alloc::boxed::Box;
@@ -196,8 +196,11 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
     for d in config.emu_devices {
         match d.kind {
             EmuDeviceKind::Pl011 => {
-                let dev: &'static VirtualPl011<VmConsole> =
-                    Box::leak(Box::new(VirtualPl011::new(VmConsole { name: config.name })));
+                let irq: &'static dyn InterruptLine = match d.irq {
+                    Some(intid) => Box::leak(Box::new(VgicLine { vgic, intid })),
+                    None => &Unconnected,
+                };
+                let dev = crate::console::vm_uart(config.name, irq)?;
                 uart = Some(dev);
                 mmio.add(d.gpa, d.size, dev);
             }

@@ -2,7 +2,7 @@
 //! project's Makefile, boot it in QEMU with a deadline, and check the
 //! console. Every failure message carries the whole console log.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -160,6 +160,39 @@ pub fn boot_cpu_until_all(
     deadline: Duration,
     markers: &[&str],
 ) -> Run {
+    run_qemu(image, cpu, extra, deadline, markers, &[])
+}
+
+/// One step of typing on the hypervisor console (QEMU's stdin): once the
+/// console holds a line (complete or not) starting with `after`, `bytes`
+/// are sent. Steps run in order.
+pub struct Typing<'a> {
+    /// Console line prefix to wait for.
+    pub after: &'a str,
+    /// What to type then.
+    pub bytes: &'a [u8],
+}
+
+/// Like [`boot_until_all`], typing `script` on the console as its lines
+/// appear.
+pub fn boot_typing(
+    image: &Path,
+    extra: &[&str],
+    deadline: Duration,
+    markers: &[&str],
+    script: &[Typing],
+) -> Run {
+    run_qemu(image, DEFAULT_CPU, extra, deadline, markers, script)
+}
+
+fn run_qemu(
+    image: &Path,
+    cpu: &str,
+    extra: &[&str],
+    deadline: Duration,
+    markers: &[&str],
+    script: &[Typing],
+) -> Run {
     let mut child = Command::new("qemu-system-aarch64")
         .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", cpu])
         .args(["-smp", "4", "-m", "1G"])
@@ -168,7 +201,11 @@ pub fn boot_cpu_until_all(
         .args(extra)
         .arg("-kernel")
         .arg(image)
-        .stdin(Stdio::null())
+        .stdin(if script.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -187,16 +224,22 @@ pub fn boot_cpu_until_all(
                 .extend_from_slice(&chunk[..n]);
         }
     });
-    let all_seen = || {
+    let seen = |marker: &str| {
         let out = output.lock().unwrap_or_else(|e| e.into_inner());
-        let text = String::from_utf8_lossy(&out);
-        markers.iter().all(|marker| {
-            text.lines()
-                .any(|l| l.trim_end_matches('\r').starts_with(marker))
-        })
+        String::from_utf8_lossy(&out)
+            .lines()
+            .any(|l| l.trim_end_matches('\r').starts_with(marker))
     };
+    let all_seen = || markers.iter().all(|m| seen(m));
+    let mut stdin = child.stdin.take();
+    let mut steps = script.iter().peekable();
     let start = Instant::now();
     let (status, timed_out) = loop {
+        while let Some(step) = steps.next_if(|s| seen(s.after)) {
+            if let Some(input) = stdin.as_mut() {
+                let _ = input.write_all(step.bytes).and_then(|()| input.flush());
+            }
+        }
         if let Some(s) = child.try_wait().expect("wait qemu") {
             break (s.code(), false);
         }

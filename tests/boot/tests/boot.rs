@@ -407,3 +407,82 @@ fn every_check_passes_on_cpu_max() {
         "the reset guest powers off on -cpu max",
     );
 }
+
+#[test]
+fn typed_input_reaches_only_the_selected_vm_and_the_hotkeys_move_it() {
+    let image = build_ok("tests/configs/console-input.toml");
+    // Each step waits for a prompt, a partial line: it must be on the
+    // console before its newline exists.
+    let run = boot_typing(
+        &image,
+        &[],
+        DEADLINE,
+        &[],
+        &[
+            Typing {
+                after: "[left] echo> ",
+                bytes: b"",
+            },
+            Typing {
+                after: "[right] echo> ",
+                bytes: b"hello\r",
+            },
+            Typing {
+                after: "[left] echo: got hello",
+                bytes: b"\x1c",
+            },
+            // Longer than the 32-entry receive FIFO: the rest waits in
+            // the hypervisor until the guest reads.
+            Typing {
+                after: "[tessera] input: right",
+                bytes: b"world-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789\roff\r",
+            },
+            // The monitor: list the VMs, move input on, leave.
+            Typing {
+                after: "[tessera] vm right: powered off",
+                bytes: b"\x1dl",
+            },
+            Typing {
+                after: "[tessera]   vm right: off",
+                bytes: b"nq",
+            },
+            Typing {
+                after: "[tessera] monitor closed; input: left",
+                bytes: b"off\r",
+            },
+        ],
+    );
+    run.expect_line("[tessera] input: left (Ctrl-\\ moves it to the next VM)");
+    let hello = run.expect_line("[left] echo: got hello");
+    let to_right = run.expect_line("[tessera] input: right");
+    let world =
+        run.expect_line("[right] echo: got world-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789");
+    let monitor = run.expect_prefix("[tessera] monitor: l = list VMs");
+    run.expect_line("[tessera]   vm left: running, 1 vCPU(s), resets=0");
+    run.expect_line("[tessera]   vm right: off, 1 vCPU(s), resets=0, has input");
+    let to_left = run.expect_line("[tessera] input: left");
+    let closed = run.expect_line("[tessera] monitor closed; input: left");
+    let off = run.expect_line("[left] echo: got off");
+    run.check(
+        monitor < to_left && to_left < closed && closed < off,
+        "monitor opened, moved input, closed, then input reached left",
+    );
+    run.expect_absent("echo: got l");
+    run.expect_absent("echo: got nq");
+    run.check(
+        hello < to_right && to_right < world && world < to_left && to_left < off,
+        "input moves left, right, left in order",
+    );
+    run.expect_absent("[right] echo: got hello");
+    run.expect_absent("[left] echo: got world");
+    run.expect_absent("\x1c");
+    // The typed bytes were echoed on the prompt's line, tagged.
+    run.check(
+        run.lines()
+            .iter()
+            .any(|l| l.ends_with("hello") && l.starts_with("[left] ")),
+        "the echo of the typed line is tagged with its VM",
+    );
+    run.expect_absent("echo: timeout");
+    run.check(run.status == Some(0), "QEMU exits 0");
+}
