@@ -86,3 +86,24 @@ fn bad_channel_config_fails_the_build_naming_file_channel_vm_and_field() {
         assert!(b.log.contains(line), "missing {line:?} in:\n{}", b.log);
     }
 }
+
+/// A Linux VM and a bare-metal VM exchange 20 messages over a channel from
+/// Linux userspace (its init finds the `generic-uio` node in its generated
+/// device tree and uses busybox devmem on the doorbell and the window).
+#[test]
+fn linux_userspace_exchanges_messages_with_a_bare_metal_vm() {
+    let image = build_ok("tests/configs/ivc-linux.toml");
+    let run = boot(&image, &[], Duration::from_secs(600));
+    run.expect_line("[linux] TESSERA ivc ivc-echo@a800000 20/20");
+    run.expect_line("[echo] TEST doorbell-identity: PASS");
+    run.expect_line("[echo] TEST linux-echo: PASS");
+    run.expect_line("[echo] RESULT: pass=2 fail=0");
+    run.check(
+        run.console.lines().any(|l| {
+            l.contains("summary vm echo (powered-off, resets=0)")
+                && l.ends_with("irq=20 unhandled=0")
+        }),
+        "echo took 20 doorbell interrupts",
+    );
+    run.check(run.status == Some(0), "QEMU exits 0");
+}
