@@ -69,13 +69,13 @@ run: build
 # and boot them in QEMU). Both are cargo tests, so results are counted.
 test: guests check
 	cargo test --workspace --exclude tessera-boot-tests --features tessera-config/build
-	cargo test -p tessera-boot-tests --test boot --test ivc -- --test-threads=2
+	cargo test -p tessera-boot-tests --tests -- --test-threads=2
 
 unit-test:
 	cargo test --workspace --exclude tessera-boot-tests --features tessera-config/build
 
 boot-test: guests check
-	cargo test -p tessera-boot-tests --test boot --test ivc -- --test-threads=2
+	cargo test -p tessera-boot-tests --tests -- --test-threads=2
 
 # The script is idempotent: without network work when the assets exist, and
 # it rebuilds the initramfs when guests/linux/ changed.

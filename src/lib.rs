@@ -20,10 +20,9 @@ pub mod devices;
 pub mod exit;
 pub mod ivc;
 pub mod mm;
+pub mod vm;
 
 #[cfg(target_os = "none")]
 pub mod drivers;
 #[cfg(target_os = "none")]
 pub mod vcpu;
-#[cfg(target_os = "none")]
-pub mod vm;

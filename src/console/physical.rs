@@ -264,7 +264,9 @@ impl SerialBackend for VmConsole {
 
     #[inline(always)]
     fn poll(&self) {
-        if CONSOLE_UART.rx_ready() {
+        // Boards whose console interrupt is routed get input from it; the
+        // check folds away at build time.
+        if SYSTEM.board.console_irq.is_none() && CONSOLE_UART.rx_ready() {
             poll_input();
         }
         poll();
@@ -334,7 +336,7 @@ fn vm_alive(name: &str) -> bool {
     crate::vm::all()
         .iter()
         .find(|vm| vm.config.name == name)
-        .is_some_and(|vm| vm.state() != crate::vm::VmState::Off)
+        .is_some_and(|vm| vm.power.state() != crate::vm::VmState::Off)
 }
 
 /// The monitor's `l`: one line per VM with its state.
@@ -342,7 +344,7 @@ fn list_vms() {
     use crate::vm::VmState;
     let target = port(INPUT_TARGET.load(Ordering::Relaxed)).map(|p| p.name);
     for vm in crate::vm::all() {
-        let state = match vm.state() {
+        let state = match vm.power.state() {
             VmState::Running => "running",
             VmState::Stopping => "stopping",
             VmState::Resetting => "resetting",
@@ -390,12 +392,11 @@ pub fn enable_rx_interrupt() {
     CONSOLE_UART.enable_rx_interrupt();
 }
 
-/// Fallback input path while the physical receive interrupt is not routed
-/// to [`on_uart_interrupt`]: when a VM polls its virtual UART (FR or DR
-/// read) and the physical UART holds data, route it as the interrupt would.
-/// Any VM's poll serves the one with input, so the hotkeys still work when
-/// that VM stopped polling (or stopped). Kept on purpose: one physical FR
-/// read per poll, and polled guests work without interrupts.
+/// Input on a board without a console interrupt (`console.irq`): when a
+/// VM polls its virtual UART (FR or DR read) and the physical UART holds
+/// data, route it as the interrupt would. Any VM's poll serves the one with
+/// input, so the hotkeys still work when that VM stopped polling (or
+/// stopped).
 #[inline(never)]
 fn poll_input() {
     let Some(mut input) = INPUT.try_lock() else {

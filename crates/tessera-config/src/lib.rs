@@ -94,6 +94,9 @@ pub struct Board {
     pub hypervisor: MemRange,
     /// The hypervisor's console UART (a PL011).
     pub console: MemRange,
+    /// The console UART's interrupt (GIC INTID), routed to the hypervisor
+    /// for console input; without it input is only polled.
+    pub console_irq: Option<u32>,
     /// Interrupt controller.
     pub gic: GicDesc,
     /// Devices that VMs may be given.
@@ -174,6 +177,17 @@ pub enum UnhandledPolicy {
     RestartVm,
 }
 
+/// What the hypervisor does when a VM cannot make progress on its own
+/// faults (an injected exception faults again at its own vector: no
+/// working vector table), or raises a containable SError.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPolicy {
+    /// Stop the VM (the default); the other VMs keep running.
+    StopVm,
+    /// Reset the VM, as PSCI SYSTEM_RESET would.
+    RestartVm,
+}
+
 /// A blob the hypervisor copies into a VM's RAM at every (re)start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestImage {
@@ -243,6 +257,8 @@ pub struct VmConfig {
     pub passthrough_devices: &'static [PassthroughDevice],
     /// Outcome of an unhandled exit.
     pub on_unhandled: UnhandledPolicy,
+    /// Outcome of a fault the guest cannot take (`base.on_fault`).
+    pub on_fault: FaultPolicy,
     /// The VM owns its cores' PMU (`base.pmu`); otherwise PMU registers trap
     /// and the PMU is hidden from it.
     pub pmu: bool,

@@ -166,12 +166,55 @@ pub fn enter_vcpu(stack_top: u64, entry: u64, arg: u64) -> ! {
     CNTP_CTL_EL0.set(0);
     CPACR_EL1.set(0);
     VBAR_EL1.set(0);
+    reset_el1_state();
     ELR_EL2.set(entry);
     SPSR_EL2.set(SPSR_EL1H_MASKED);
     barrier::isb(barrier::SY);
     // SAFETY: ELR/SPSR describe the guest entry; the stack above
     // `stack_top` holds nothing that is still needed.
     unsafe { vectors::tessera_enter_guest(stack_top, arg) }
+}
+
+/// Puts the rest of the vCPU's EL1 state and its FP/SIMD registers back
+/// to known values, so nothing of a run before a VM reset (translation
+/// tables, thread pointers, stack pointers, syndromes, vector registers)
+/// survives into the next one. EL1 registers with an architectural reset
+/// value of UNKNOWN are zeroed.
+fn reset_el1_state() {
+    TTBR0_EL1.set(0);
+    TTBR1_EL1.set(0);
+    TCR_EL1.set(0);
+    MAIR_EL1.set(0);
+    TPIDR_EL0.set(0);
+    TPIDR_EL1.set(0);
+    TPIDRRO_EL0.set(0);
+    SP_EL0.set(0);
+    SP_EL1.set(0);
+    ELR_EL1.set(0);
+    SPSR_EL1.set(0);
+    ESR_EL1.set(0);
+    FAR_EL1.set(0);
+    PAR_EL1.set(0);
+    CNTKCTL_EL1.set(0);
+    CNTV_CVAL_EL0.set(0);
+    CNTP_CVAL_EL0.set(0);
+    // SAFETY: FP/SIMD is not trapped at EL2 (CPTR_EL2.TFP clear) and the
+    // hypervisor, built soft-float, keeps nothing in these registers.
+    // MOVI Vn.2D, #0 for every n, CONTEXTIDR_EL1 and MDSCR_EL1 (which
+    // aarch64-cpu does not name), then FPCR and FPSR (by encoding: the
+    // soft-float target's assembler does not name them).
+    unsafe {
+        core::arch::asm!(
+            ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+            ".inst 0x6f00e400 + \\n",
+            ".endr",
+            "msr contextidr_el1, xzr",
+            "msr mdscr_el1, xzr",
+            "msr s3_3_c4_c4_0, xzr",
+            "msr s3_3_c4_c4_1, xzr",
+            options(nostack)
+        )
+    };
 }
 
 /// Waits for an interrupt (idle cores, parked vCPUs).

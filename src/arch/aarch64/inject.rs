@@ -42,8 +42,9 @@ fn entry_features() -> EntryFeatures {
 /// syndrome of `fault`. Called while handling the trap `fault` stands for
 /// (ESR_EL2 still describes it: its IL, FnV and CM bits carry over). The
 /// trapped instruction is the preferred return address (ELR_EL1), as for a
-/// real abort or undefined instruction.
-pub fn inject(fault: Fault) {
+/// real abort or undefined instruction. Returns the vector address the
+/// guest resumes at.
+pub fn inject(fault: Fault) -> u64 {
     let trap = ESR_EL2.get();
     let is_abort = matches!(
         esr::exception_class(trap),
@@ -71,6 +72,8 @@ pub fn inject(fault: Fault) {
     }
     ELR_EL1.set(ELR_EL2.get());
     SPSR_EL1.set(from);
-    ELR_EL2.set(VBAR_EL1.get() + entry.vector_offset);
+    let vector = VBAR_EL1.get().wrapping_add(entry.vector_offset);
+    ELR_EL2.set(vector);
     SPSR_EL2.set(entry.pstate);
+    vector
 }

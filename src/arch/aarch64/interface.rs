@@ -6,7 +6,7 @@ use crate::config::SYSTEM;
 use crate::devices::vgic::gicv3::SgiRegisters;
 use crate::devices::vgic::{Vgic, VgicHw};
 use crate::devices::SysRegBus;
-use aarch64_cpu::registers::{Readable, CNTPCT_EL0};
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
 use alloc::boxed::Box;
 
 pub use super::stage2::{
@@ -47,6 +47,9 @@ pub fn wait_for_kick() {
 /// of its guest).
 pub fn drain_kicks() {
     while let Some(intid) = gicv3::acknowledge() {
+        if Some(intid) == SYSTEM.board.console_irq {
+            crate::console::on_uart_interrupt();
+        }
         gicv3::end_of_interrupt(intid);
     }
 }
@@ -120,4 +123,17 @@ pub fn fail_stop(status: u64) -> ! {
         semihosting::exit(status);
     }
     cpu::halt()
+}
+
+/// Frequency of the system counter in Hz.
+pub fn counter_frequency() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+/// Invalidates every stage-1 and stage-2 TLB entry of the VM whose VMID
+/// this core runs (VTTBR_EL2), on every core of the inner-shareable domain:
+/// after a reset, nothing the guest's earlier run cached may translate.
+pub fn flush_guest_tlb() {
+    // SAFETY: TLB maintenance for the current VMID only; no memory changes.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb") };
 }

@@ -7,6 +7,7 @@ use super::gicv3::{self, KICK_SGI, MAINTENANCE_PPI};
 use super::trap::GuestRegs;
 use super::vgic_hw;
 use crate::devices::vgic::{PTIMER_PPI, VTIMER_PPI};
+use crate::config::SYSTEM;
 use crate::exit::ExitKind;
 use crate::vcpu::CpuLocal;
 use crate::vm;
@@ -37,8 +38,14 @@ extern "C" fn tessera_guest_irq(_regs: &mut GuestRegs) {
 #[inline(never)]
 fn other_irq(local: &'static CpuLocal, intid: u32) {
     match intid {
+        _ if Some(intid) == SYSTEM.board.console_irq => {
+            crate::console::on_uart_interrupt();
+            gicv3::end_of_interrupt(intid);
+        }
         KICK_SGI | MAINTENANCE_PPI => {
             gicv3::end_of_interrupt(intid);
+            // Output another core left held for an open line goes out now.
+            crate::console::poll();
             if !local.vm.is_running() {
                 vm::park(local.vm, local.vcpu, local.stack_top);
             }

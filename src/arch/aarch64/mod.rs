@@ -2,7 +2,7 @@
 //! syndrome decoding, PSCI, GICv3.
 //!
 //! Pure logic (`esr`, `insn`, `stage2`, `sysreg`, `id_fields`, `trap_config`,
-//! `exception`, `el2_map`) builds on the host too and is unit-tested there;
+//! `exception`, `el2_map`, `serror`) builds on the host too and is unit-tested there;
 //! everything that touches registers is bare-metal only.
 
 pub mod el2_map;
@@ -11,6 +11,7 @@ pub mod exception;
 pub mod id_fields;
 pub mod insn;
 pub mod list_regs;
+pub mod serror;
 pub mod smccc;
 pub mod stage2;
 pub mod sysreg;
@@ -26,10 +27,12 @@ bare_metal! {
     pub mod cache;
     pub mod cpu;
     pub mod gicv3;
+    mod guest_psci;
     pub mod guest_sysregs;
     pub mod id_regs;
     pub mod inject;
     mod irq;
+    mod mmio_decode;
     pub mod interface;
     pub mod mmu;
     pub mod psci;

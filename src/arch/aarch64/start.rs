@@ -108,6 +108,15 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     if let Err(e) = vm::create_all() {
         boot_error!("creating VMs: {}", e);
     }
+    if let Some(irq) = SYSTEM.board.console_irq {
+        // Console input interrupts the boot core (parked or not, it takes
+        // them: see `interface::drain_kicks`).
+        gicv3::quiesce_spi(irq);
+        gicv3::set_spi_edge(irq, false);
+        gicv3::route_spi(irq, cpu::mpidr());
+        gicv3::set_spi_enabled(irq, true);
+        crate::console::enable_rx_interrupt();
+    }
     let (used, free) = mm::heap::usage();
     println!(
         "VMs ready; heap {} KiB used, {} KiB free",
@@ -157,7 +166,11 @@ fn run_this_cpu(cpu_index: usize, stack_top: u64) -> ! {
             .map(|v| (vm, v))
     });
     let Some((vm, vcpu)) = assigned else {
-        cpu::halt();
+        // No vCPU here: still serve the interrupts routed to this core (the
+        // console's, on the boot core).
+        loop {
+            super::interface::wait_for_kick();
+        }
     };
     let local: &'static CpuLocal = Box::leak(Box::new(CpuLocal {
         cpu: cpu_index,

@@ -1,16 +1,19 @@
 //! Rust side of the EL2 vectors: reads the syndrome, decodes it
 //! ([`super::esr`]), lets [`crate::vcpu`] handle the neutral part and applies
-//! the outcome. PSCI and SMCCC calls are decoded here and served by the
-//! arch-neutral VM power operations in [`crate::vm`].
+//! the outcome. Calls go to the guest PSCI service ([`super::guest_psci`]),
+//! ISV=0 device accesses to [`super::mmio_decode`]. What nobody handles,
+//! a guest that cannot take its own exceptions and SErrors end here in the
+//! VM's policies (`on_unhandled`, `on_fault`).
 
 use super::esr::{self, ec};
+use super::guest_psci::serve_call;
 use super::inject::{self, Fault};
-use super::insn::{self, Writeback};
-use super::smccc::{self, psci};
-use crate::config::UnhandledPolicy;
+use super::mmio_decode::emulate_decoded;
+use super::serror::{self, SErrorKind};
+use crate::config::{FaultPolicy, UnhandledPolicy};
 use crate::exit::{Exit, ExitKind};
 use crate::vcpu::{self, CpuLocal, GuestRegisters, Outcome};
-use crate::vm::{self, Ending, Power, PowerError};
+use crate::vm::{self, Ending, Given};
 use aarch64_cpu::registers::*;
 
 /// x0-x30 of the trapped vCPU as saved by the vectors (plus padding).
@@ -37,11 +40,8 @@ impl GuestRegisters for GuestRegs {
     }
 }
 
-/// SPSR_EL2.M[4]: the trapped context was AArch32.
-const SPSR_NRW_AARCH32: u64 = 1 << 4;
-
 #[inline(always)]
-fn local() -> &'static CpuLocal {
+pub(super) fn local() -> &'static CpuLocal {
     // SAFETY: a core only runs a guest (and so only takes these traps) after
     // TPIDR_EL2 points at its leaked, never-freed CpuLocal.
     unsafe { &*(super::cpu::local() as *const CpuLocal) }
@@ -116,6 +116,40 @@ fn other_sync(regs: &mut GuestRegs, esr: u64) {
     finish(outcome, esr);
 }
 
+/// How an unhandled exit is logged: a stage-2 permission fault (a write to
+/// a read-only inter-VM channel view) says so, rather than looking like an
+/// MMIO access.
+struct UnhandledExit {
+    exit: Exit,
+    esr: u64,
+    ipa: u64,
+    elr: u64,
+    permission: bool,
+}
+
+impl core::fmt::Display for UnhandledExit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.permission {
+            let access = if esr::dabt_is_write(self.esr) {
+                "write"
+            } else {
+                "read"
+            };
+            write!(
+                f,
+                "stage-2 permission fault: {} at ipa {:#x} (esr {:#x}) at pc {:#x}",
+                access, self.ipa, self.esr, self.elr
+            )
+        } else {
+            write!(
+                f,
+                "unhandled {} (esr {:#x}) at pc {:#x}",
+                self.exit, self.esr, self.elr
+            )
+        }
+    }
+}
+
 /// Applies the VM's policy to an exit nobody handled.
 #[cold]
 #[inline(never)]
@@ -128,267 +162,93 @@ fn unhandled(local: &CpuLocal, esr: u64) {
     } else {
         0
     };
-    let policy = if class == ec::DABT_LOW && esr::abort_is_permission_fault(esr) {
-        local.vm.report_unhandled(format_args!(
-            "stage-2 permission fault: {} at ipa {:#x} (esr {:#x}) at pc {:#x}",
-            if esr::dabt_is_write(esr) {
-                "write"
-            } else {
-                "read"
-            },
-            ipa,
-            esr,
-            elr
-        ))
-    } else {
-        let exit = esr::decode(esr, ipa);
-        local.vm.report_unhandled(format_args!(
-            "unhandled {} (esr {:#x}) at pc {:#x}",
-            exit, esr, elr
-        ))
+    let exit = UnhandledExit {
+        exit: esr::decode(esr, ipa),
+        esr,
+        ipa,
+        elr,
+        permission: class == ec::DABT_LOW && esr::abort_is_permission_fault(esr),
     };
-    match policy {
+    let what = format_args!("{}", exit);
+    let vm = local.vm;
+    match vm.config.on_unhandled {
         UnhandledPolicy::InjectAbort => {
-            let fault = if class == ec::DABT_LOW {
-                Fault::DataAbort {
-                    far: FAR_EL2.get(),
-                    write: esr::dabt_is_write(esr),
-                }
+            // The same fault again inside the vector the last injection
+            // went to: the guest cannot take it; injecting more would loop.
+            if local.vcpu.progress.stuck(elr) {
+                vm.report(
+                    format_args!("{}: the guest cannot take the exception", what),
+                    apply_fault_policy_outcome(vm.config.on_fault),
+                );
+                apply_fault_policy(local);
+            }
+            let (fault, given) = if class == ec::DABT_LOW {
+                let write = esr::dabt_is_write(esr);
+                (Fault::DataAbort { far: FAR_EL2.get(), write }, Given::DataAbort)
             } else if class == ec::IABT_LOW {
-                Fault::InstructionAbort { far: FAR_EL2.get() }
+                (Fault::InstructionAbort { far: FAR_EL2.get() }, Given::InstructionAbort)
             } else {
-                Fault::Undefined
+                (Fault::Undefined, Given::Undefined)
             };
-            inject::inject(fault);
+            vm.report(what, given);
+            let vector = inject::inject(fault);
+            local.vcpu.progress.injected(vector);
         }
         UnhandledPolicy::StopVm => {
-            local.vm.shut_down(Ending::Stopped);
-            vm::park(local.vm, local.vcpu, local.stack_top);
+            vm.report(what, Given::Stopped);
+            vm.shut_down(Ending::Stopped);
+            vm::park(vm, local.vcpu, local.stack_top);
         }
         UnhandledPolicy::RestartVm => {
-            local.vm.reset();
-            vm::park(local.vm, local.vcpu, local.stack_top);
-        }
-    }
-}
-
-/// Emulates an MMIO access whose syndrome is not valid by decoding the
-/// instruction at the guest PC (load/store with writeback, pairs...).
-#[inline(never)]
-fn emulate_decoded(local: &CpuLocal, regs: &mut GuestRegs, esr: u64, ipa: u64) -> Outcome {
-    // The decoder knows A64 only; an AArch32 EL0 task's access stays unhandled.
-    if local.vm.mmio.find(ipa).is_none() || SPSR_EL2.get() & SPSR_NRW_AARCH32 != 0 {
-        return Outcome::Unhandled;
-    }
-    let Some(word) = read_guest_instruction(ELR_EL2.get()) else {
-        return Outcome::Unhandled;
-    };
-    let Some(op) = insn::decode(word) else {
-        return Outcome::Unhandled;
-    };
-    if op.is_load == esr::dabt_is_write(esr) {
-        return Outcome::Unhandled;
-    }
-    // The base register holds the faulting VA's base; the IPA of element 0
-    // is the fault IPA minus the distance of FAR from that element.
-    let base = read_base(regs, op.rn);
-    let va0 = base.wrapping_add(op.access_offset(|r| regs.gpr(r)) as u64);
-    let ipa0 = ipa.wrapping_sub(FAR_EL2.get().wrapping_sub(va0));
-    if (ipa0 & 0xfff) + op.total_bytes() > 0x1000 {
-        return Outcome::Unhandled; // crosses a page: the next page may not be MMIO
-    }
-    let elements = [Some(op.rt), op.rt2];
-    for (i, rt) in elements.iter().enumerate() {
-        let Some(rt) = *rt else { break };
-        let addr = ipa0 + i as u64 * op.width.bytes();
-        let kind = if op.is_load {
-            ExitKind::MmioRead
-        } else {
-            ExitKind::MmioWrite
-        };
-        local.vcpu.count(kind);
-        let result = if op.is_load {
-            local
-                .vm
-                .mmio
-                .read(local.accessor(), addr, op.width)
-                .map(|raw| regs.set_gpr(rt, op.load_result(raw)))
-        } else {
-            local
-                .vm
-                .mmio
-                .write(local.accessor(), addr, op.width, regs.gpr(rt))
-        };
-        if result.is_err() {
-            return Outcome::Unhandled;
-        }
-    }
-    if op.writeback != Writeback::None {
-        let offset = op.offset_value(|r| regs.gpr(r));
-        write_base(regs, op.rn, base.wrapping_add(offset as u64));
-    }
-    Outcome::Advance
-}
-
-/// Base register of an address: 31 is the stack pointer of the guest's
-/// current mode.
-fn read_base(regs: &GuestRegs, rn: u8) -> u64 {
-    if rn != 31 {
-        return regs.x[rn as usize];
-    }
-    if SPSR_EL2.get() & 1 != 0 {
-        SP_EL1.get()
-    } else {
-        SP_EL0.get()
-    }
-}
-
-fn write_base(regs: &mut GuestRegs, rn: u8, value: u64) {
-    if rn != 31 {
-        regs.x[rn as usize] = value;
-    } else if SPSR_EL2.get() & 1 != 0 {
-        SP_EL1.set(value);
-    } else {
-        SP_EL0.set(value);
-    }
-}
-
-/// Reads the 32-bit instruction at guest virtual address `va`, translating
-/// through the guest's stage 1 and stage 2 (AT S12E1R). PAR_EL1 is the
-/// guest's register, so it is preserved.
-fn read_guest_instruction(va: u64) -> Option<u32> {
-    let saved = PAR_EL1.get();
-    // SAFETY: address translation only; result in PAR_EL1.
-    unsafe { core::arch::asm!("at s12e1r, {}", "isb", in(reg) va) };
-    let par = PAR_EL1.get();
-    PAR_EL1.set(saved);
-    if par & 1 != 0 {
-        return None;
-    }
-    let pa = (par & 0x0000_ffff_ffff_f000) | (va & 0xfff);
-    // Only read what is the VM's RAM (the translation could name anything).
-    let ram = local()
-        .vm
-        .config
-        .memory_regions
-        .iter()
-        .any(|r| pa.wrapping_sub(r.hpa) < r.size && pa & 3 == 0);
-    if !ram {
-        return None;
-    }
-    // SAFETY: `pa` is aligned and inside this VM's RAM, identity-mapped at EL2.
-    Some(unsafe { core::ptr::read_volatile(pa as *const u32) })
-}
-
-/// Serves an SMCCC call (HVC or trapped SMC): PSCI or Tessera hypercalls.
-#[inline(always)]
-fn serve_call(local: &CpuLocal, regs: &mut GuestRegs) {
-    let fid = regs.x[0] as u32;
-    if psci::is_psci(fid) {
-        local.vcpu.count(ExitKind::Power);
-        regs.x[0] = serve_psci(local, fid, regs.x[1], regs.x[2], regs.x[3]) as u64;
-        return;
-    }
-    local.vcpu.count(ExitKind::Hypercall);
-    match vcpu::hypercall(local, fid) {
-        Some(ret) => regs.x[..5].copy_from_slice(&ret),
-        None => regs.x[0] = smccc::NOT_SUPPORTED,
-    }
-}
-
-fn vcpu_of(mpidr: u64) -> Option<usize> {
-    // vCPU i has affinity 0.0.0.i.
-    (mpidr & !0xff == 0).then_some((mpidr & 0xff) as usize)
-}
-
-fn power_error(e: PowerError) -> i64 {
-    match e {
-        PowerError::InvalidVcpu => psci::INVALID_PARAMETERS,
-        PowerError::AlreadyOn => psci::ALREADY_ON,
-        PowerError::OnPending => psci::ON_PENDING,
-        PowerError::InvalidAddress => psci::INVALID_ADDRESS,
-    }
-}
-
-fn serve_psci(local: &CpuLocal, fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
-    let vm = local.vm;
-    match fid {
-        psci::VERSION => psci::VERSION_1_1 as i64,
-        psci::FEATURES => match a1 as u32 {
-            psci::VERSION
-            | psci::CPU_OFF
-            | psci::CPU_ON_32
-            | psci::CPU_ON_64
-            | psci::AFFINITY_INFO_32
-            | psci::AFFINITY_INFO_64
-            | psci::SYSTEM_OFF
-            | psci::SYSTEM_RESET
-            | psci::FEATURES
-            | psci::CPU_SUSPEND_32
-            | psci::CPU_SUSPEND_64
-            | psci::MIGRATE_INFO_TYPE => psci::SUCCESS,
-            _ => psci::NOT_SUPPORTED,
-        },
-        psci::CPU_ON_32 | psci::CPU_ON_64 => {
-            let (entry, arg) = if fid == psci::CPU_ON_32 {
-                (a2 & 0xffff_ffff, a3 & 0xffff_ffff)
-            } else {
-                (a2, a3)
-            };
-            match vcpu_of(a1)
-                .ok_or(PowerError::InvalidVcpu)
-                .and_then(|t| vm.cpu_on(t, entry, arg))
-            {
-                Ok(()) => psci::SUCCESS,
-                Err(e) => power_error(e),
-            }
-        }
-        psci::CPU_OFF => vm::park(vm, local.vcpu, local.stack_top),
-        psci::CPU_SUSPEND_32 | psci::CPU_SUSPEND_64 => {
-            // Every state is entered as standby: the vCPU waits for its next
-            // interrupt and the call returns (PSCI lets a power-down request
-            // end in a shallower state).
-            super::vgic_hw::wait_for_interrupt(local);
-            psci::SUCCESS
-        }
-        psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 => {
-            if a2 != 0 {
-                return psci::INVALID_PARAMETERS;
-            }
-            match vcpu_of(a1)
-                .ok_or(PowerError::InvalidVcpu)
-                .and_then(|t| vm.vcpu_power(t))
-            {
-                Ok(Power::On) => psci::AFFINITY_ON,
-                Ok(Power::Off) => psci::AFFINITY_OFF,
-                Ok(Power::OnPending) => psci::AFFINITY_ON_PENDING,
-                Err(e) => power_error(e),
-            }
-        }
-        psci::MIGRATE_INFO_TYPE => psci::TOS_NOT_PRESENT_MP,
-        psci::SYSTEM_OFF => {
-            vm.shut_down(Ending::PoweredOff);
-            vm::park(vm, local.vcpu, local.stack_top)
-        }
-        psci::SYSTEM_RESET => {
+            vm.report(what, Given::Restarted);
             vm.reset();
-            vm::park(vm, local.vcpu, local.stack_top)
+            vm::park(vm, local.vcpu, local.stack_top);
         }
-        _ => psci::NOT_SUPPORTED,
     }
 }
 
-/// SError from the guest: asynchronous, cannot be pinned to an instruction;
-/// the VM is stopped (contained), whatever its policy.
+fn apply_fault_policy_outcome(policy: FaultPolicy) -> Given {
+    match policy {
+        FaultPolicy::StopVm => Given::Stopped,
+        FaultPolicy::RestartVm => Given::Restarted,
+    }
+}
+
+/// Stops or resets the VM by its `on_fault` policy and parks this vCPU.
+fn apply_fault_policy(local: &CpuLocal) -> ! {
+    match local.vm.config.on_fault {
+        FaultPolicy::StopVm => local.vm.shut_down(Ending::Stopped),
+        FaultPolicy::RestartVm => local.vm.reset(),
+    }
+    vm::park(local.vm, local.vcpu, local.stack_top)
+}
+
+/// SError from the guest: asynchronous, cannot be pinned to an
+/// instruction. A containable one ends the VM by its `on_fault` policy;
+/// an uncontainable one (RAS says the error may have spread) stops the
+/// machine: no VM can be trusted to run on.
 #[no_mangle]
 extern "C" fn tessera_guest_serror(_regs: &mut GuestRegs) {
     let local = local();
+    let esr = ESR_EL2.get();
     local.vcpu.count(ExitKind::Unhandled);
-    local
-        .vm
-        .report_unhandled(format_args!("SError (esr {:#x})", ESR_EL2.get()));
-    local.vm.shut_down(Ending::Stopped);
-    vm::park(local.vm, local.vcpu, local.stack_top);
+    match serror::classify(esr) {
+        SErrorKind::Uncontainable => {
+            crate::println!(
+                "vm {}: uncontainable SError (esr {:#x}): stopping the machine",
+                local.vm.config.name,
+                esr
+            );
+            crate::arch::fail_stop(3);
+        }
+        SErrorKind::Containable => {
+            local.vm.report(
+                format_args!("SError (esr {:#x})", esr),
+                apply_fault_policy_outcome(local.vm.config.on_fault),
+            );
+            apply_fault_policy(local);
+        }
+    }
 }
 
 /// Exception taken at EL2 itself: a hypervisor bug.

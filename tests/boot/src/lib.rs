@@ -160,7 +160,7 @@ pub fn boot_cpu_until_all(
     deadline: Duration,
     markers: &[&str],
 ) -> Run {
-    run_qemu(image, cpu, extra, deadline, markers, &[])
+    run_qemu(image, cpu, extra, deadline, markers, &[], None).0
 }
 
 /// One step of typing on the hypervisor console (QEMU's stdin): once the
@@ -182,9 +182,73 @@ pub fn boot_typing(
     markers: &[&str],
     script: &[Typing],
 ) -> Run {
-    run_qemu(image, DEFAULT_CPU, extra, deadline, markers, script)
+    run_qemu(image, DEFAULT_CPU, extra, deadline, markers, script, None).0
 }
 
+/// What to ask QEMU's monitor once every marker was seen (the guests still
+/// running): after `settle`, each command in turn; the monitor's replies
+/// come back with the run. Lets a test look at the machine from outside,
+/// e.g. `pmemsave` of each VM's host RAM.
+pub struct MonitorStep<'a> {
+    /// Time to let the guests run on after the markers.
+    pub settle: Duration,
+    /// Monitor commands (without the newline).
+    pub commands: &'a [String],
+}
+
+/// Like [`boot_until_all`] (markers must not be empty), then runs
+/// `step`'s monitor commands before stopping QEMU. Returns the run and the
+/// monitor's output (empty if the markers never came).
+pub fn boot_until_all_then_monitor(
+    image: &Path,
+    extra: &[&str],
+    deadline: Duration,
+    markers: &[&str],
+    step: &MonitorStep,
+) -> (Run, String) {
+    run_qemu(
+        image,
+        DEFAULT_CPU,
+        extra,
+        deadline,
+        markers,
+        &[],
+        Some(step),
+    )
+}
+
+/// Talks to QEMU's monitor on a Unix socket: runs `commands`, returns the
+/// text it printed.
+fn run_monitor(socket: &Path, commands: &[String]) -> String {
+    use std::os::unix::net::UnixStream;
+    let mut out = String::new();
+    let Ok(mut s) = UnixStream::connect(socket) else {
+        return "cannot connect to the QEMU monitor".into();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+    let read_prompt = |s: &mut UnixStream, out: &mut String| {
+        let mut buf = [0u8; 4096];
+        let start = out.len();
+        while !out[start..].contains("(qemu) ") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    };
+    read_prompt(&mut s, &mut out);
+    for c in commands {
+        if s.write_all(format!("{c}\n").as_bytes()).is_err() {
+            break;
+        }
+        read_prompt(&mut s, &mut out);
+    }
+    out
+}
+
+/// Boots QEMU with `image`, types `script` as its lines appear, and stops
+/// when every marker was seen (after `monitor`'s commands, if any), QEMU
+/// exits, or `deadline` passes.
 fn run_qemu(
     image: &Path,
     cpu: &str,
@@ -192,11 +256,30 @@ fn run_qemu(
     deadline: Duration,
     markers: &[&str],
     script: &[Typing],
-) -> Run {
+    monitor: Option<&MonitorStep>,
+) -> (Run, String) {
+    let socket = std::env::temp_dir().join(format!(
+        "tessera-monitor-{}-{:?}.sock",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_file(&socket);
+    let monitor_arg = match monitor {
+        Some(_) => format!("unix:{},server=on,wait=off", socket.display()),
+        None => "none".into(),
+    };
+    let mut monitor_out = String::new();
     let mut child = Command::new("qemu-system-aarch64")
         .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", cpu])
         .args(["-smp", "4", "-m", "1G"])
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            &monitor_arg,
+            "-serial",
+            "stdio",
+        ])
         .args(["-semihosting-config", "enable=on,target=native"])
         .args(extra)
         .arg("-kernel")
@@ -244,6 +327,10 @@ fn run_qemu(
             break (s.code(), false);
         }
         if !markers.is_empty() && all_seen() {
+            if let Some(step) = monitor {
+                std::thread::sleep(step.settle);
+                monitor_out = run_monitor(&socket, step.commands);
+            }
             let _ = child.kill();
             let _ = child.wait();
             break (None, false);
@@ -266,11 +353,15 @@ fn run_qemu(
         console.push_str("\n[qemu stderr] ");
         console.push_str(err.trim());
     }
-    Run {
-        status,
-        console,
-        timed_out,
-    }
+    let _ = std::fs::remove_file(&socket);
+    (
+        Run {
+            status,
+            console,
+            timed_out,
+        },
+        monitor_out,
+    )
 }
 
 /// Checks that every functional check of the test guest passed in VM `vm`

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use super::channel::{channel_bytes, channel_hpas, Access};
 use super::model::{BoardSpec, SystemSpec};
 use super::plan::{Plan, Source};
-use crate::{EmuDeviceKind, GicVersion, GuestKind, MemRange, RegionKind, UnhandledPolicy};
+use crate::{
+    EmuDeviceKind, FaultPolicy, GicVersion, GuestKind, MemRange, RegionKind, UnhandledPolicy,
+};
 
 /// Where the hypervisor image is linked, relative to `hypervisor.base`.
 pub const HYPERVISOR_IMAGE_OFFSET: u64 = 0x20_0000;
@@ -84,6 +86,7 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
     );
     let _ = writeln!(o, "        hypervisor: {},", range(&board.hypervisor));
     let _ = writeln!(o, "        console: {},", range(&board.console));
+    let _ = writeln!(o, "        console_irq: {:?},", board.console_irq);
     let version = match board.gic.version {
         GicVersion::V2 => "V2",
         GicVersion::V3 => "V3",
@@ -212,6 +215,14 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
         let _ = writeln!(
             o,
             "            on_unhandled: tessera_config::UnhandledPolicy::{policy},"
+        );
+        let on_fault = match vm.on_fault {
+            FaultPolicy::StopVm => "StopVm",
+            FaultPolicy::RestartVm => "RestartVm",
+        };
+        let _ = writeln!(
+            o,
+            "            on_fault: tessera_config::FaultPolicy::{on_fault},"
         );
         let _ = writeln!(o, "            pmu: {},", vm.pmu);
         let _ = writeln!(o, "        }},");

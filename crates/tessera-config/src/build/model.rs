@@ -2,7 +2,7 @@
 //! types of the crate root, with `String`/`Vec` instead of `&'static`.
 
 use super::channel::ChannelSpec;
-use crate::{EmuDevice, GicDesc, MemRange, MemoryRegion, UnhandledPolicy, VgicLayout};
+use crate::{EmuDevice, FaultPolicy, GicDesc, MemRange, MemoryRegion, UnhandledPolicy, VgicLayout};
 
 /// A parsed board file (`configs/boards/*.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct BoardSpec {
     pub hypervisor: MemRange,
     /// The hypervisor's PL011.
     pub console: MemRange,
+    /// `console.irq`: the console UART's receive interrupt, if any.
+    pub console_irq: Option<u32>,
     /// Interrupt controller.
     pub gic: GicDesc,
     /// Devices VMs may be given.
@@ -80,6 +82,8 @@ pub struct VmSpec {
     pub phys_cpu_ids: Vec<usize>,
     /// `base.on_unhandled`.
     pub on_unhandled: UnhandledPolicy,
+    /// `base.on_fault` (default `stop-vm`).
+    pub on_fault: FaultPolicy,
     /// `[vm.kernel]`.
     pub kernel: KernelSpec,
     /// `devices.vgic`; `None` means at the board GIC's addresses.

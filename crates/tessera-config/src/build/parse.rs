@@ -10,7 +10,7 @@ use super::model::{
 };
 use super::ConfigError;
 use crate::{
-    EmuDevice, EmuDeviceKind, GicDesc, GicVersion, MemRange, MemoryRegion, RegionKind,
+    EmuDevice, EmuDeviceKind, FaultPolicy, GicDesc, GicVersion, MemRange, MemoryRegion, RegionKind,
     UnhandledPolicy, VgicLayout,
 };
 
@@ -296,6 +296,26 @@ impl Reader {
         })
     }
 
+    /// `[console]`: the UART's window and, optionally, its receive
+    /// interrupt (an SPI INTID) for console input.
+    fn console(&mut self, t: &Table) -> (Option<MemRange>, Option<Option<u32>>) {
+        self.keys(t, "console", &["base", "size", "irq"]);
+        let base = self.u64(t, "console", "base");
+        let size = self.u64(t, "console", "size");
+        let irq = match self.opt_u64(t, "console", "irq") {
+            Some(Some(i)) if !(32..1020).contains(&i) => {
+                self.err("console.irq", format!("{i} is not an SPI INTID (32..1019)"));
+                None
+            }
+            other => other.map(|o| o.map(|i| i as u32)),
+        };
+        let range = match (base, size) {
+            (Some(base), Some(size)) => Some(MemRange { base, size }),
+            _ => None,
+        };
+        (range, irq)
+    }
+
     fn board(&mut self, root: &Table) -> Option<BoardSpec> {
         self.keys(
             root,
@@ -322,9 +342,11 @@ impl Reader {
         let hypervisor = self
             .table(root, "", "hypervisor")
             .and_then(|t| self.range(t, "hypervisor"));
-        let console = self
-            .table(root, "", "console")
-            .and_then(|t| self.range(t, "console"));
+        let console_table = self.table(root, "", "console");
+        let (console, console_irq) = match console_table {
+            Some(t) => self.console(t),
+            None => (None, None),
+        };
         let gic = self.table(root, "", "gic").and_then(|t| self.gic(t));
         let devices = match root.get("devices") {
             None => Some(Vec::new()),
@@ -336,6 +358,7 @@ impl Reader {
             memory: memory?,
             hypervisor: hypervisor?,
             console: console?,
+            console_irq: console_irq?,
             gic: gic?,
             devices: devices?,
             semihosting_exit: semihosting_exit?,
@@ -487,12 +510,37 @@ impl Reader {
                 None
             }
         };
+        let on_fault = match base {
+            None => None,
+            Some(b) => match self.opt_string(b, "vm.base", "on_fault") {
+                Some(None) => Some(FaultPolicy::StopVm),
+                Some(Some(s)) => match s.as_str() {
+                    "stop-vm" => Some(FaultPolicy::StopVm),
+                    "restart-vm" => Some(FaultPolicy::RestartVm),
+                    _ => {
+                        self.err(
+                            "vm.base.on_fault",
+                            format!("unknown policy {s:?}, expected \"stop-vm\" or \"restart-vm\""),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            },
+        };
         let (id, name, cpus, policy) = match base {
             Some(b) => {
                 self.keys(
                     b,
                     "vm.base",
-                    &["id", "name", "phys_cpu_ids", "on_unhandled", "pmu"],
+                    &[
+                        "id",
+                        "name",
+                        "phys_cpu_ids",
+                        "on_unhandled",
+                        "on_fault",
+                        "pmu",
+                    ],
                 );
                 let id = self
                     .get(b, "vm.base", "id", "an integer")
@@ -545,6 +593,7 @@ impl Reader {
             name: name?,
             phys_cpu_ids: cpus?.into_iter().map(|c| c as usize).collect(),
             on_unhandled: policy?,
+            on_fault: on_fault?,
             kernel: kernel?,
             vgic,
             pmu: pmu?,

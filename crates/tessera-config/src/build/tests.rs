@@ -223,6 +223,34 @@ fn restart_policy_parses_and_unknown_policy_is_named() {
 }
 
 #[test]
+fn fault_policy_defaults_to_stop_parses_restart_and_names_an_unknown_one() {
+    let (sys, _) = check(&demo(), BOARD).expect("valid");
+    assert_eq!(sys.vms[0].on_fault, crate::FaultPolicy::StopVm);
+    let restart = demo().replacen(
+        "name = \"alpha\"",
+        "name = \"alpha\"\non_fault = \"restart-vm\"",
+        1,
+    );
+    let (sys, _) = check(&restart, BOARD).expect("valid");
+    assert_eq!(sys.vms[0].on_fault, crate::FaultPolicy::RestartVm);
+    let bad = demo().replacen(
+        "name = \"alpha\"",
+        "name = \"alpha\"\non_fault = \"inject-abort\"",
+        1,
+    );
+    let text = check(&bad, BOARD)
+        .expect_err("inject-abort is no fault policy")
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("vm.base.on_fault") && text.contains("\"restart-vm\""),
+        "{text}"
+    );
+}
+
+#[test]
 fn pmu_grant_parses_defaults_off_and_is_generated() {
     let (sys, _) = check(&demo(), BOARD).expect("valid");
     assert!(!sys.vms[0].pmu, "no PMU unless granted");
@@ -232,6 +260,18 @@ fn pmu_grant_parses_defaults_off_and_is_generated() {
     let bad = demo().replacen("name = \"alpha\"", "name = \"alpha\"\npmu = \"yes\"", 1);
     let errors = check(&bad, BOARD).expect_err("pmu must be a boolean");
     assert!(errors.iter().any(|e| e.to_string().contains("vm.base.pmu")));
+}
+
+#[test]
+fn console_interrupt_is_optional_and_must_be_an_spi() {
+    let (_, board) = check(&demo(), BOARD).expect("valid");
+    assert_eq!(board.console_irq, None, "no interrupt: input is polled");
+    let with_irq = board_with("size = 0x1000\n\n[gic]", "size = 0x1000\nirq = 33\n\n[gic]");
+    let (_, board) = check(&demo(), &with_irq).expect("valid");
+    assert_eq!(board.console_irq, Some(33));
+    let ppi = board_with("size = 0x1000\n\n[gic]", "size = 0x1000\nirq = 27\n\n[gic]");
+    let errors = errors_with(&demo(), &ppi);
+    assert_error(&errors, "console.irq: 27 is not an SPI INTID (32..1019)");
 }
 
 // --- Rule 1: shape ------------------------------------------------------------
@@ -886,6 +926,7 @@ fn generated_source_has_every_field() {
         "tessera_config::PassthroughDevice { name: \"uart1\", gpa: 0x904_0000, hpa: 0x904_0000, size: 0x1000, irqs: &[40] }",
         "tessera_config::PassthroughDevice { name: \"uart2\", gpa: 0xa00_0000, hpa: 0x905_0000, size: 0x1000, irqs: &[42] }",
         "on_unhandled: tessera_config::UnhandledPolicy::InjectAbort",
+        "on_fault: tessera_config::FaultPolicy::StopVm",
         "pmu: false",
     ] {
         assert!(rs.contains(needle), "missing {needle:?} in:\n{rs}");

@@ -1,0 +1,59 @@
+//! Classifying an SError taken from a guest by its syndrome (ESR_EL2, EC
+//! 0x2f): can it be contained to the VM that was running, or may it have
+//! corrupted state the other VMs or the hypervisor depend on?
+
+/// ISS.IDS: the syndrome is implementation defined.
+const IDS: u64 = 1 << 24;
+/// ISS.DFSC value of an asynchronous SError with an architected syndrome.
+const DFSC_ASYNC_SERROR: u64 = 0b01_0001;
+/// ISS.AET: Uncontainable.
+const AET_UC: u64 = 0b000;
+
+/// What an SError allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SErrorKind {
+    /// Confined to the VM that ran: its `on_fault` policy applies.
+    Containable,
+    /// The error may have spread beyond the VM: the machine stops.
+    Uncontainable,
+}
+
+/// Classifies the SError with syndrome `esr`. Only an architected RAS
+/// syndrome that says "uncontainable" stops the machine; an SError with no
+/// RAS information (implementation-defined or uncategorised syndrome, as on
+/// cores without RAS) was raised while the guest ran and is charged to it.
+pub fn classify(esr: u64) -> SErrorKind {
+    let dfsc = esr & 0x3f;
+    let aet = (esr >> 10) & 0b111;
+    if esr & IDS == 0 && dfsc == DFSC_ASYNC_SERROR && aet == AET_UC {
+        SErrorKind::Uncontainable
+    } else {
+        SErrorKind::Containable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EC_SERROR: u64 = 0x2f << 26 | 1 << 25;
+
+    #[test]
+    fn ras_syndromes() {
+        let ras = |aet: u64| EC_SERROR | aet << 10 | DFSC_ASYNC_SERROR;
+        assert_eq!(classify(ras(0b000)), SErrorKind::Uncontainable);
+        for aet in [0b001, 0b010, 0b011, 0b110] {
+            assert_eq!(classify(ras(aet)), SErrorKind::Containable, "AET {aet:#b}");
+        }
+    }
+
+    #[test]
+    fn no_ras_information_is_charged_to_the_guest() {
+        assert_eq!(classify(EC_SERROR), SErrorKind::Containable);
+        assert_eq!(classify(EC_SERROR | IDS), SErrorKind::Containable);
+        assert_eq!(
+            classify(EC_SERROR | IDS | DFSC_ASYNC_SERROR),
+            SErrorKind::Containable
+        );
+    }
+}
