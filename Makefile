@@ -38,7 +38,7 @@ LINUX_IMAGE := $(LINUX_DIR)/Image
 LINUX_INITRAMFS := $(LINUX_DIR)/initramfs.cpio.gz
 LINUX_ASSETS := $(LINUX_IMAGE) $(LINUX_INITRAMFS)
 
-.PHONY: all setup guests build run test unit-test boot-test bench check fmt clean \
+.PHONY: all setup guests build run test unit-test boot-test fuzz bench check fmt clean \
 	linux-assets linux-baseline
 
 all: build
@@ -76,6 +76,15 @@ unit-test:
 
 boot-test: guests check
 	cargo test -p tessera-boot-tests --tests -- --test-threads=2
+
+# The fuzz targets (docs/TESTING.md), long: FUZZ_CASES inputs each, one
+# target with FUZZ_TARGET=<name> (e.g. esr_decode). `make test` runs them
+# with a small count; each prints `fuzz <name>: <n> inputs, 0 failures`.
+FUZZ_CASES ?= 1000000
+FUZZ_TARGET ?=
+fuzz:
+	FUZZ_CASES=$(FUZZ_CASES) cargo test --profile fuzz --lib --tests -p tessera -p tessera-config \
+		--features tessera-config/build fuzz_$(FUZZ_TARGET) -- --nocapture --test-threads=1
 
 # The script is idempotent: without network work when the assets exist, and
 # it rebuilds the initramfs when guests/linux/ changed.

@@ -22,6 +22,9 @@ pub mod ivc;
 pub mod mm;
 pub mod vm;
 
+#[cfg(test)]
+mod fuzz;
+
 #[cfg(target_os = "none")]
 pub mod drivers;
 #[cfg(target_os = "none")]

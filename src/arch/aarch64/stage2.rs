@@ -38,6 +38,10 @@ pub use desc::S2_DESC;
 
 /// Bits of IPA a stage-2 table of this format translates.
 pub const IPA_BITS: u32 = 39;
+/// Bits of output (physical) address the tables may hold: VTCR_EL2.PS is
+/// programmed for 40 bits (`cpu.rs`); a larger PA would fault in the guest
+/// or, past 48 bits, silently alias a low address in the descriptor.
+pub const PA_BITS: u32 = 40;
 /// Entries per table.
 pub const ENTRIES: usize = 512;
 /// Page size.
@@ -72,7 +76,7 @@ pub trait TableAllocator {
 pub enum MapError {
     /// Addresses or size not 4 KiB aligned.
     Misaligned,
-    /// Range beyond the IPA space.
+    /// Range beyond the IPA space or the physical-address space.
     OutOfRange,
     /// An IPA in the range is mapped already.
     AlreadyMapped,
@@ -164,7 +168,7 @@ impl Stage2 {
             return Err(MapError::Misaligned);
         }
         let end = ipa.checked_add(size).ok_or(MapError::OutOfRange)?;
-        if end > 1 << IPA_BITS {
+        if end > 1 << IPA_BITS || pa.checked_add(size).is_none_or(|e| e > 1 << PA_BITS) {
             return Err(MapError::OutOfRange);
         }
         let (mut ipa, mut pa) = (ipa, pa);
@@ -374,6 +378,12 @@ mod tests {
         );
         assert_eq!(
             s2.map(&mut a, 1 << 39, 0, 0x1000, MemKind::Normal),
+            Err(MapError::OutOfRange)
+        );
+        // Found by fuzz_stage2_map_walk: a PA past the output size used to
+        // be truncated into the descriptor (here, to PA 0).
+        assert_eq!(
+            s2.map(&mut a, 0, 1 << 48, 0x1000, MemKind::Normal),
             Err(MapError::OutOfRange)
         );
         s2.map(&mut a, 0x4000_0000, 0x4000_0000, 0x20_0000, MemKind::Normal)
