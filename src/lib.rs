@@ -18,6 +18,7 @@ pub mod config;
 pub mod console;
 pub mod devices;
 pub mod exit;
+pub mod ivc;
 pub mod mm;
 pub mod vm;
 

@@ -82,7 +82,13 @@ impl Request {
 /// Some requests are misaligned, out of range or wrap around.
 fn request() -> impl Strategy<Value = Request> {
     let unit = prop_oneof![Just(PAGE_SIZE), Just(MIB2), Just(GIB)];
-    let kind = || prop_oneof![Just(MemKind::Normal), Just(MemKind::Device)];
+    let kind = || {
+        prop_oneof![
+            Just(MemKind::Normal),
+            Just(MemKind::Device),
+            Just(MemKind::NormalReadOnly)
+        ]
+    };
     let aligned = (
         unit,
         0u64..16,

@@ -16,6 +16,10 @@ pub enum MemKind {
     /// Device memory (Device-nGnRE on Arm, uncacheable on x86), never
     /// executable.
     Device,
+    /// Normal write-back memory the guest may read but not write or
+    /// execute (a `ro` view of an inter-VM channel): a write is a stage-2
+    /// (EPT) permission fault.
+    NormalReadOnly,
 }
 
 /// One translation table.

@@ -90,6 +90,7 @@ pub fn all() -> &'static [Vm] {
 /// Builds every VM of the config: stage-2 tables, devices, loaded images.
 /// Boot core, once.
 pub fn create_all() -> Result<(), &'static str> {
+    crate::ivc::init();
     let mut vms = Vec::new();
     for config in SYSTEM.vms {
         vms.push(create(config)?);
@@ -126,11 +127,16 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
                 .iter()
                 .filter_map(|d| d.irq.map(|intid| OwnedSpi { intid, hw: false })),
         )
+        .chain(crate::ivc::owned_spis(config.id))
         .collect();
     let vgic: &'static Vgic =
         Box::leak(Box::new(Vgic::new(&phys_cpus, &spis, arch::vgic_backend())));
     vgic.reset();
     let mut mmio = MmioBus::default();
+    crate::ivc::attach(config.id, vgic, &mut mmio, |gpa, hpa, size, kind| {
+        s2.map(&mut tables, gpa, hpa, size, kind)
+            .map_err(|_| "cannot map an inter-VM channel")
+    })?;
     let mut uart = None;
     for d in config.emu_devices {
         match d.kind {

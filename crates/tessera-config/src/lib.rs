@@ -288,6 +288,45 @@ pub struct VmConfig {
     pub pmu: bool,
 }
 
+/// Size of one inter-VM channel's doorbell window (one page).
+pub const DOORBELL_SIZE: u64 = 0x1000;
+/// Largest number of VMs sharing one inter-VM channel (the doorbell's
+/// pending register has one bit per member).
+pub const MAX_CHANNEL_MEMBERS: usize = MAX_VMS;
+
+/// One VM's view of an inter-VM channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelMember {
+    /// Config id of the VM.
+    pub vm_id: u16,
+    /// Guest-physical base of the shared memory in that VM.
+    pub gpa: u64,
+    /// Whether the VM may write the shared memory (`access = "rw"`).
+    pub writable: bool,
+    /// SPI (INTID) the VM receives when a peer rings it.
+    pub irq: u32,
+    /// Guest-physical base of the VM's doorbell page.
+    pub doorbell_gpa: u64,
+}
+
+/// A static inter-VM channel: shared memory reserved by the hypervisor at
+/// the top of its own region, mapped into each member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Channel {
+    /// Name from the config.
+    pub name: &'static str,
+    /// Channel id (its index in [`SystemConfig::channels`]).
+    pub id: u32,
+    /// Host-physical base of the backing memory (inside the hypervisor's
+    /// region, above its heap).
+    pub hpa: u64,
+    /// Size in bytes (a multiple of 4 KiB).
+    pub size: u64,
+    /// The VMs that see it, in config order (a member's index is its
+    /// position here).
+    pub members: &'static [ChannelMember],
+}
+
 /// The whole compiled-in configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct SystemConfig {
@@ -295,4 +334,9 @@ pub struct SystemConfig {
     pub board: Board,
     /// The VMs.
     pub vms: &'static [VmConfig],
+    /// Static inter-VM channels.
+    pub channels: &'static [Channel],
+    /// Bytes at the top of `board.hypervisor` that back the channels (not
+    /// part of the hypervisor heap).
+    pub channel_bytes: u64,
 }

@@ -383,7 +383,7 @@ fn validate(
                     verdict.unwrap_err()
                 )
             })?;
-            let _ = board_layout_ld(&b, "fuzz");
+            let _ = board_layout_ld(&b, "fuzz", 0);
             let path_of = |p: &str| PathBuf::from("/fuzz").join(p);
             match plan(("sys.toml", "board.toml"), &sys, &b, &files, &path_of) {
                 Ok(plan) => {

@@ -70,6 +70,14 @@ pub const fn dabt_needs_decode(esr: u64) -> bool {
     esr & dabt::ISV == 0 && esr & (dabt::FNV | dabt::S1PTW) == 0
 }
 
+/// Whether a data or instruction abort is a permission fault (DFSC/IFSC
+/// `0b0011xx`, any level): the page is mapped but not for this access, as
+/// a write to a read-only inter-VM channel view. Never an MMIO access.
+#[inline(always)]
+pub const fn abort_is_permission_fault(esr: u64) -> bool {
+    esr & 0b11_1100 == 0b00_1100
+}
+
 /// Whether a data abort is a write.
 #[inline(always)]
 pub const fn dabt_is_write(esr: u64) -> bool {
@@ -141,6 +149,26 @@ mod tests {
 
     fn esr(ec: u32, iss: u64) -> u64 {
         (ec as u64) << 26 | 1 << 25 | iss
+    }
+
+    #[test]
+    fn permission_faults_are_told_from_translation_faults() {
+        // str w1, [x0] to a read-only page: ISV, SAS=2, WnR, DFSC 0b001111
+        // (permission fault, level 3).
+        let perm = esr(
+            ec::DABT_LOW,
+            dabt::ISV | 2 << dabt::SAS_SHIFT | dabt::WNR | 0x0f,
+        );
+        assert!(abort_is_permission_fault(perm));
+        assert!(abort_is_permission_fault(esr(ec::DABT_LOW, 0x0d)));
+        // Translation faults (DFSC 0b0001xx) are MMIO candidates.
+        assert!(!abort_is_permission_fault(esr(
+            ec::DABT_LOW,
+            dabt::ISV | 0x07
+        )));
+        assert!(!abort_is_permission_fault(esr(ec::DABT_LOW, 0x05)));
+        // Access-flag faults (0b0010xx) are not permission faults either.
+        assert!(!abort_is_permission_fault(esr(ec::DABT_LOW, 0x0b)));
     }
 
     #[test]

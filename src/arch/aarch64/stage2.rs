@@ -61,18 +61,23 @@ fn leaf(pa: u64, kind: MemKind, level: u32) -> u64 {
             S2_DESC::MEMATTR::NormalWriteBack
                 + S2_DESC::SH::InnerShareable
                 + S2_DESC::XN::Executable
+                + S2_DESC::S2AP::ReadWrite
         }
         MemKind::Device => {
-            S2_DESC::MEMATTR::DeviceNGnRE + S2_DESC::SH::OuterShareable + S2_DESC::XN::NeverExecute
+            S2_DESC::MEMATTR::DeviceNGnRE
+                + S2_DESC::SH::OuterShareable
+                + S2_DESC::XN::NeverExecute
+                + S2_DESC::S2AP::ReadWrite
+        }
+        MemKind::NormalReadOnly => {
+            S2_DESC::MEMATTR::NormalWriteBack
+                + S2_DESC::SH::InnerShareable
+                + S2_DESC::XN::NeverExecute
+                + S2_DESC::S2AP::ReadOnly
         }
     };
     d.write(
-        S2_DESC::VALID::SET
-            + ty
-            + attrs
-            + S2_DESC::S2AP::ReadWrite
-            + S2_DESC::AF::SET
-            + S2_DESC::OUTPUT_ADDR.val(pa >> 12),
+        S2_DESC::VALID::SET + ty + attrs + S2_DESC::AF::SET + S2_DESC::OUTPUT_ADDR.val(pa >> 12),
     );
     d.get()
 }
@@ -193,10 +198,12 @@ impl Stage2 {
                 continue;
             }
             let d = LocalRegisterCopy::<u64, S2_DESC::Register>::new(desc);
-            let kind = if d.matches_all(S2_DESC::MEMATTR::NormalWriteBack) {
-                MemKind::Normal
-            } else {
+            let kind = if !d.matches_all(S2_DESC::MEMATTR::NormalWriteBack) {
                 MemKind::Device
+            } else if d.matches_all(S2_DESC::S2AP::ReadOnly) {
+                MemKind::NormalReadOnly
+            } else {
+                MemKind::Normal
             };
             let offset = ipa & ((1u64 << level_shift(level)) - 1);
             return Some((desc_addr(desc) + offset, kind, level));
@@ -283,6 +290,30 @@ mod tests {
             Some((0x0904_0ff0, MemKind::Device, 3))
         );
         assert_eq!(s2.translate(&mut a, 0x0904_1000), None);
+    }
+
+    #[test]
+    fn read_only_view_has_no_write_permission() {
+        let mut a = HostTables::default();
+        let mut s2 = Stage2::new(&mut a).unwrap();
+        s2.map(
+            &mut a,
+            0x5000_0000,
+            0x43c0_0000,
+            0x40_0000,
+            MemKind::NormalReadOnly,
+        )
+        .unwrap();
+        assert_eq!(
+            s2.translate(&mut a, 0x5020_0010),
+            Some((0x43e0_0010, MemKind::NormalReadOnly, 2))
+        );
+        let d = leaf(0x43c0_0000, MemKind::NormalReadOnly, 3);
+        assert_eq!(d >> 6 & 0b11, 0b01, "S2AP read-only");
+        assert_eq!(d >> 2 & 0xf, 0b1111, "normal write-back");
+        assert_eq!(d >> 53 & 0b11, 0b10, "XN");
+        let rw = leaf(0x43c0_0000, MemKind::Normal, 3);
+        assert_eq!(rw >> 6 & 0b11, 0b11, "S2AP read-write");
     }
 
     #[test]

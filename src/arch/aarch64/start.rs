@@ -88,7 +88,11 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
         Err(e) => boot_error!("EL2 map protection: {}", e),
     }
     check_firmware_tree(dtb);
-    mm::heap::init(boot::image_end(), SYSTEM.board.hypervisor.end());
+    // The top `channel_bytes` of the region back inter-VM channels.
+    mm::heap::init(
+        boot::image_end(),
+        SYSTEM.board.hypervisor.end() - SYSTEM.channel_bytes,
+    );
     gic::init_distributor();
     let me = super::interface::this_cpu();
     if me == usize::MAX {

@@ -83,7 +83,11 @@ fn finish(outcome: Outcome, esr: u64) {
 #[inline(always)]
 fn data_abort(regs: &mut GuestRegs, esr: u64) {
     let ipa = esr::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
-    if esr::dabt_has_syndrome(esr) {
+    if esr::abort_is_permission_fault(esr) {
+        // A mapped page the access is not allowed on (a write to a `ro`
+        // inter-VM channel): never an MMIO access.
+        unhandled(local(), esr);
+    } else if esr::dabt_has_syndrome(esr) {
         finish(vcpu::handle(local(), esr::decode(esr, ipa), regs), esr);
     } else if esr::dabt_needs_decode(esr) {
         finish(emulate_decoded(local(), regs, esr, ipa), esr);
@@ -112,6 +116,40 @@ fn other_sync(regs: &mut GuestRegs, esr: u64) {
     finish(outcome, esr);
 }
 
+/// How an unhandled exit is logged: a stage-2 permission fault (a write to
+/// a read-only inter-VM channel view) says so, rather than looking like an
+/// MMIO access.
+struct UnhandledExit {
+    exit: Exit,
+    esr: u64,
+    ipa: u64,
+    elr: u64,
+    permission: bool,
+}
+
+impl core::fmt::Display for UnhandledExit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.permission {
+            let access = if esr::dabt_is_write(self.esr) {
+                "write"
+            } else {
+                "read"
+            };
+            write!(
+                f,
+                "stage-2 permission fault: {} at ipa {:#x} (esr {:#x}) at pc {:#x}",
+                access, self.ipa, self.esr, self.elr
+            )
+        } else {
+            write!(
+                f,
+                "unhandled {} (esr {:#x}) at pc {:#x}",
+                self.exit, self.esr, self.elr
+            )
+        }
+    }
+}
+
 /// Applies the VM's policy to an exit nobody handled.
 #[cold]
 #[inline(never)]
@@ -124,8 +162,14 @@ fn unhandled(local: &CpuLocal, esr: u64) {
     } else {
         0
     };
-    let exit = esr::decode(esr, ipa);
-    let what = format_args!("unhandled {} (esr {:#x}) at pc {:#x}", exit, esr, elr);
+    let exit = UnhandledExit {
+        exit: esr::decode(esr, ipa),
+        esr,
+        ipa,
+        elr,
+        permission: class == ec::DABT_LOW && esr::abort_is_permission_fault(esr),
+    };
+    let what = format_args!("{}", exit);
     let vm = local.vm;
     match vm.config.on_unhandled {
         UnhandledPolicy::InjectAbort => {

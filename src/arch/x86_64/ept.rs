@@ -40,7 +40,7 @@ pub enum MemType {
 /// Memory type of a kind of mapping.
 pub const fn mem_type(kind: MemKind) -> MemType {
     match kind {
-        MemKind::Normal => MemType::WriteBack,
+        MemKind::Normal | MemKind::NormalReadOnly => MemType::WriteBack,
         MemKind::Device => MemType::Uncacheable,
     }
 }
@@ -54,6 +54,7 @@ fn leaf(hpa: u64, kind: MemKind, level: u32) -> u64 {
     let access = match kind {
         MemKind::Normal => bits::READ | bits::WRITE | bits::EXECUTE,
         MemKind::Device => bits::READ | bits::WRITE,
+        MemKind::NormalReadOnly => bits::READ,
     };
     let large = if level > 1 { bits::LARGE } else { 0 };
     (hpa & bits::ADDR_MASK) | access | large | (mem_type(kind) as u64) << bits::MEMTYPE_SHIFT

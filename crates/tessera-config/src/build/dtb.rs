@@ -37,6 +37,29 @@ pub struct Chosen {
     pub bootargs: Option<String>,
     /// `linux,initrd-start` and `linux,initrd-end`.
     pub initrd: Option<(u64, u64)>,
+    /// The inter-VM channels the VM is a member of.
+    pub channels: Vec<DtChannel>,
+}
+
+/// One inter-VM channel as a member VM's device tree describes it: a
+/// `reserved-memory` node for the shared window and a `generic-uio` node
+/// (doorbell page, then shared memory, and the doorbell interrupt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtChannel {
+    /// Channel name (node names `ivc-<name>`).
+    pub name: String,
+    /// Channel id.
+    pub id: u32,
+    /// Guest-physical base of the shared memory.
+    pub gpa: u64,
+    /// Its size.
+    pub size: u64,
+    /// Guest-physical base of the doorbell page.
+    pub doorbell: u64,
+    /// The doorbell SPI (INTID).
+    pub irq: u32,
+    /// The member's view is read-only.
+    pub read_only: bool,
 }
 
 /// GICv2 PPI specifiers name the CPU interfaces the PPI is wired to in bits
@@ -219,6 +242,10 @@ fn build(
         }
     }
 
+    if !chosen.channels.is_empty() {
+        channel_nodes(&mut fdt, &chosen.channels)?;
+    }
+
     if !serials.is_empty() {
         let aliases = fdt.begin_node("aliases")?;
         for (i, path) in serials.iter().enumerate() {
@@ -242,6 +269,37 @@ fn build(
 
     fdt.end_node(root)?;
     fdt.finish()
+}
+
+/// The shared windows under `/reserved-memory` (`no-map`: never the
+/// kernel's RAM) and one `generic-uio` node per channel, bound by
+/// `uio_pdrv_genirq` with `uio_pdrv_genirq.of_id=generic-uio`: UIO map 0
+/// is the doorbell page, map 1 the shared memory (docs/IVC.md).
+fn channel_nodes(fdt: &mut FdtWriter, channels: &[DtChannel]) -> FdtWriterResult<()> {
+    let reserved = fdt.begin_node("reserved-memory")?;
+    fdt.property_u32("#address-cells", 2)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_null("ranges")?;
+    for c in channels {
+        let node = fdt.begin_node(&format!("ivc-{}@{:x}", c.name, c.gpa))?;
+        fdt.property_array_u64("reg", &[c.gpa, c.size])?;
+        fdt.property_null("no-map")?;
+        fdt.end_node(node)?;
+    }
+    fdt.end_node(reserved)?;
+    for c in channels {
+        let node = fdt.begin_node(&format!("ivc-{}@{:x}", c.name, c.doorbell))?;
+        fdt.property_string("compatible", "generic-uio")?;
+        fdt.property_array_u64("reg", &[c.doorbell, crate::DOORBELL_SIZE, c.gpa, c.size])?;
+        fdt.property_string_list("reg-names", vec!["doorbell".into(), "shm".into()])?;
+        fdt.property_array_u32("interrupts", &spi(c.irq, Trigger::Edge))?;
+        fdt.property_u32("tessera,channel-id", c.id)?;
+        if c.read_only {
+            fdt.property_null("tessera,read-only")?;
+        }
+        fdt.end_node(node)?;
+    }
+    Ok(())
 }
 
 /// `clocks`/`clock-names` of a PL011: the UART clock and the AMBA bus

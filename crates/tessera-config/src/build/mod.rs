@@ -5,6 +5,7 @@
 //! Everything works on strings ([`check_strs`]) so tests need no files;
 //! [`load`] is the thin file-reading layer on top.
 
+mod channel;
 mod codegen;
 mod dtb;
 mod layout;
@@ -16,6 +17,8 @@ mod validate;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_channel;
+#[cfg(test)]
 mod tests_linux;
 #[cfg(test)]
 mod x86_tests;
@@ -25,8 +28,12 @@ use std::path::{Path, PathBuf};
 
 use crate::MemRange;
 
+pub use channel::{
+    channel_bytes, channel_hpas, dt_channels, validate_channels, Access, ChannelSpec, MemberSpec,
+    MAX_CHANNEL_NAME_LEN,
+};
 pub use codegen::{board_layout_ld, hex, system_rs, HYPERVISOR_IMAGE_OFFSET};
-pub use dtb::{generate as generate_dtb, Chosen};
+pub use dtb::{generate as generate_dtb, Chosen, DtChannel};
 pub use layout::{
     parse_image_header, place_linux, ImageHeader, KernelPageSize, LinuxPlacement, DTB_MAX,
     IMAGE_HEADER_LEN,
@@ -102,6 +109,7 @@ pub fn check_strs(
         errors.extend(validate_board(board_file, b));
         if let Some(s) = &system {
             errors.extend(validate_system(system_file, s, b, files));
+            errors.extend(validate_channels(system_file, s, b));
         }
     }
     match (system, board) {
@@ -159,7 +167,11 @@ impl Config {
 
     /// Text of `board_layout.ld`; see [`board_layout_ld`].
     pub fn board_layout_ld(&self) -> String {
-        board_layout_ld(&self.board, &self.board_file)
+        board_layout_ld(
+            &self.board,
+            &self.board_file,
+            channel_bytes(&self.system.channels),
+        )
     }
 
     fn sources(&self) -> String {

@@ -1,6 +1,7 @@
 //! Owned, parsed forms of the two TOML files. They mirror the `'static`
 //! types of the crate root, with `String`/`Vec` instead of `&'static`.
 
+use super::channel::ChannelSpec;
 use crate::{
     Arch, EmuDevice, EmuPort, FaultPolicy, GicDesc, MemRange, MemoryRegion, PortRange,
     UnhandledPolicy, VgicLayout,
@@ -72,6 +73,8 @@ pub struct SystemSpec {
     pub board: String,
     /// The VMs, in file order.
     pub vms: Vec<VmSpec>,
+    /// `[[channel]]`: static inter-VM channels, in file order.
+    pub channels: Vec<ChannelSpec>,
 }
 
 /// One `[[vm]]` table.

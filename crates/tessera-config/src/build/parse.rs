@@ -3,6 +3,8 @@
 
 use toml::{Table, Value};
 
+mod channel;
+
 use super::model::{
     BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, PassthroughSpec, SystemSpec, Trigger, VmSpec,
 };
@@ -504,7 +506,7 @@ impl Reader {
     }
 
     fn system(&mut self, root: &Table) -> Option<SystemSpec> {
-        self.keys(root, "", &["board", "vm"]);
+        self.keys(root, "", &["board", "vm", "channel"]);
         let board = self.string(root, "", "board");
         let vms = self
             .get(root, "", "vm", "an array of tables (`[[vm]]`)")
@@ -518,9 +520,11 @@ impl Reader {
             }
         }
         self.scope.clear();
+        let channels = self.channels(root);
         Some(SystemSpec {
             board: board?,
             vms: out.filter(|_| vms.is_some())?,
+            channels: channels?,
         })
     }
 

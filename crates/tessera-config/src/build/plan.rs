@@ -203,6 +203,7 @@ pub fn plan(
                         let chosen = Chosen {
                             bootargs: linux.bootargs.clone(),
                             initrd: placement.initramfs,
+                            channels: super::channel::dt_channels(sys, &vm.name),
                         };
                         match dtb::generate(board, vm, &chosen) {
                             Ok(bytes) => {
@@ -236,7 +237,8 @@ pub fn plan(
         }
     }
     let plan = Plan { blobs, vms };
-    if let Some(e) = check_hypervisor_room(system_file, board_file, board, &plan) {
+    let channels = super::channel::channel_bytes(&sys.channels);
+    if let Some(e) = check_hypervisor_room(system_file, board_file, board, &plan, channels) {
         errors.push(e);
     }
     if errors.is_empty() {
@@ -247,15 +249,17 @@ pub fn plan(
 }
 
 /// Rule 9: the hypervisor region holds its image (code, data, stacks and
-/// every embedded guest image) and a heap of at least [`HEAP_MIN`].
+/// every embedded guest image), a heap of at least [`HEAP_MIN`] and the
+/// inter-VM channels' backing memory (`channels` bytes at its top).
 fn check_hypervisor_room(
     system_file: &str,
     board_file: &str,
     board: &BoardSpec,
     plan: &Plan,
+    channels: u64,
 ) -> Option<ConfigError> {
     let images = plan.embedded_bytes();
-    let need = HYPERVISOR_IMAGE_OFFSET + HYP_CODE_RESERVE + images + HEAP_MIN;
+    let need = HYPERVISOR_IMAGE_OFFSET + HYP_CODE_RESERVE + images + HEAP_MIN + channels;
     let have = board.hypervisor.size;
     (need > have).then(|| {
         let mib = |v: u64| v.div_ceil(1 << 20);
@@ -266,11 +270,16 @@ fn check_hypervisor_room(
             format!(
                 "{have:#x} ({} MiB) cannot hold what {system_file} needs: 2 MiB below the \
                  image + {} MiB code and stacks + {} MiB of embedded guest images + a {} MiB \
-                 heap = {} MiB; grow the region (and QEMU's -m with it)",
+                 heap{} = {} MiB; grow the region (and QEMU's -m with it)",
                 mib(have),
                 mib(HYP_CODE_RESERVE),
                 mib(images),
                 mib(HEAP_MIN),
+                if channels == 0 {
+                    String::new()
+                } else {
+                    format!(" + {} MiB of inter-VM channels", mib(channels))
+                },
                 mib(need)
             ),
         )

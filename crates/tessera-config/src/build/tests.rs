@@ -965,7 +965,7 @@ fn generated_source_has_every_field() {
 #[test]
 fn linker_fragment() {
     let (_, board) = demo_with_passthrough();
-    let ld = board_layout_ld(&board, "b.toml");
+    let ld = board_layout_ld(&board, "b.toml", 0);
     assert!(ld.contains("HYPERVISOR_LOAD_ADDR = 0x40200000;\n"), "{ld}");
     assert!(ld.contains("HYPERVISOR_END = 0x44000000;\n"), "{ld}");
 }

@@ -1,0 +1,320 @@
+//! Static inter-VM channels (`[[channel]]` of a system file): their owned
+//! form, the build-time rules about them, and where their backing memory
+//! goes (the top of the hypervisor's region, see docs/IVC.md).
+
+use super::codegen::HYPERVISOR_IMAGE_OFFSET;
+use super::dtb::DtChannel;
+use super::model::{BoardSpec, SystemSpec, VmSpec};
+use super::plan::{HEAP_MIN, HYP_CODE_RESERVE};
+use super::validate::IPA_LIMIT;
+use super::ConfigError;
+use crate::{DOORBELL_SIZE, GICD_SIZE, GICR_STRIDE, MAX_CHANNEL_MEMBERS};
+
+const PAGE: u64 = 0x1000;
+/// Longest channel name (it names device-tree nodes).
+pub const MAX_CHANNEL_NAME_LEN: usize = 31;
+
+/// How a member may access the shared memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `"rw"`: read and write.
+    ReadWrite,
+    /// `"ro"`: read only; a write is a stage-2 permission fault.
+    ReadOnly,
+}
+
+/// One `[[channel]]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSpec {
+    /// `name`.
+    pub name: String,
+    /// `size` in bytes.
+    pub size: u64,
+    /// `members`, in file order (a member's index is its position).
+    pub members: Vec<MemberSpec>,
+}
+
+/// One entry of a channel's `members`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSpec {
+    /// `vm`: the VM's name.
+    pub vm: String,
+    /// `gpa`: where the shared memory appears in that VM.
+    pub gpa: u64,
+    /// `access`.
+    pub access: Access,
+    /// `irq`: the SPI the VM receives when a peer rings it.
+    pub irq: u32,
+    /// `doorbell`: guest-physical base of its doorbell page.
+    pub doorbell: u64,
+}
+
+impl ChannelSpec {
+    /// How the channel is named in error messages: `channel "ping"`.
+    pub fn label(&self) -> String {
+        format!("channel {:?}", self.name)
+    }
+}
+
+/// Host-physical base of each channel's backing memory: carved downwards
+/// from the end of the hypervisor region, in file order.
+pub fn channel_hpas(board: &BoardSpec, channels: &[ChannelSpec]) -> Vec<u64> {
+    let mut top = board.hypervisor.base + board.hypervisor.size;
+    channels
+        .iter()
+        .map(|c| {
+            top = top.saturating_sub(c.size);
+            top
+        })
+        .collect()
+}
+
+/// The channels VM `vm` is a member of, as its device tree describes them.
+pub fn dt_channels(sys: &SystemSpec, vm: &str) -> Vec<DtChannel> {
+    let mut out = Vec::new();
+    for (id, c) in sys.channels.iter().enumerate() {
+        for m in c.members.iter().filter(|m| m.vm == vm) {
+            out.push(DtChannel {
+                name: c.name.clone(),
+                id: id as u32,
+                gpa: m.gpa,
+                size: c.size,
+                doorbell: m.doorbell,
+                irq: m.irq,
+                read_only: m.access == Access::ReadOnly,
+            });
+        }
+    }
+    out
+}
+
+/// Bytes of the hypervisor region the channels take.
+pub fn channel_bytes(channels: &[ChannelSpec]) -> u64 {
+    channels.iter().map(|c| c.size).sum()
+}
+
+/// `[start, end)` with a 128-bit end.
+type Win = (u128, u128);
+
+fn win(base: u64, size: u64) -> Win {
+    (u128::from(base), u128::from(base) + u128::from(size))
+}
+
+fn overlaps(a: Win, b: Win) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+fn show(w: Win) -> String {
+    format!("[{:#x}, {:#x})", w.0, w.1)
+}
+
+/// Named guest-physical windows and named interrupts of one VM.
+type Claims = (Vec<(String, Win)>, Vec<(String, u32)>);
+
+/// The VM's own guest-physical windows (RAM, vGIC, devices), named, and
+/// its interrupts.
+fn vm_windows(vm: &VmSpec, board: &BoardSpec) -> Claims {
+    let mut w = Vec::new();
+    for (i, r) in vm.memory_regions.iter().enumerate() {
+        w.push((format!("memory_regions[{i}]"), win(r.gpa, r.size)));
+    }
+    let g = vm.vgic_layout(board);
+    w.push(("devices.vgic.gicd_gpa".into(), win(g.gicd_gpa, GICD_SIZE)));
+    let rd = vm.phys_cpu_ids.len() as u64 * GICR_STRIDE;
+    w.push(("devices.vgic.gicr_gpa".into(), win(g.gicr_gpa, rd)));
+    let mut irqs = Vec::new();
+    for (i, d) in vm.emu_devices.iter().enumerate() {
+        w.push((format!("devices.emu_devices[{i}]"), win(d.gpa, d.size)));
+        if let Some(irq) = d.irq {
+            irqs.push((format!("devices.emu_devices[{i}].irq"), irq));
+        }
+    }
+    for (i, p) in vm.passthrough_devices.iter().enumerate() {
+        let Some(dev) = board.devices.iter().find(|d| d.name == p.name) else {
+            continue; // reported by the VM rules
+        };
+        let f = format!("devices.passthrough_devices[{i}]");
+        w.push((
+            f.clone(),
+            win(p.gpa.unwrap_or(dev.mmio.base), dev.mmio.size),
+        ));
+        for irq in p.irqs.as_ref().unwrap_or(&dev.irqs) {
+            irqs.push((format!("{f}.irqs"), *irq));
+        }
+    }
+    (w, irqs)
+}
+
+/// Checks every channel of a system config (rules of docs/IVC.md).
+/// Errors are scoped `channel "c"` or `channel "c", vm "v"`; fields are
+/// `size`, `members[i].gpa` and so on.
+pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    let mut push = |scope: &str, field: String, msg: String| {
+        out.push(ConfigError::new(file, scope, field, msg));
+    };
+    // Windows and interrupts already claimed by earlier channels, per VM.
+    let mut claimed: Vec<(String, String, Win)> = Vec::new();
+    let mut claimed_irqs: Vec<(String, String, u32)> = Vec::new();
+    let hyp = board.hypervisor;
+    let fixed = HYPERVISOR_IMAGE_OFFSET + HYP_CODE_RESERVE + HEAP_MIN;
+    let mut total: u128 = 0;
+    for (ci, c) in sys.channels.iter().enumerate() {
+        let s = c.label();
+        if c.name.is_empty()
+            || c.name.len() > MAX_CHANNEL_NAME_LEN
+            || !c
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            push(
+                &s,
+                "name".into(),
+                format!(
+                    "{:?} must be 1 to {MAX_CHANNEL_NAME_LEN} characters of [a-z0-9_-]",
+                    c.name
+                ),
+            );
+        }
+        if let Some(j) = sys.channels[..ci].iter().position(|o| o.name == c.name) {
+            push(
+                &s,
+                "name".into(),
+                format!("{:?} is also the name of channel[{j}]", c.name),
+            );
+        }
+        if c.size == 0 {
+            push(&s, "size".into(), "size must be greater than 0".into());
+        } else if !c.size.is_multiple_of(PAGE) {
+            push(
+                &s,
+                "size".into(),
+                format!("{:#x} is not a multiple of 4 KiB", c.size),
+            );
+        }
+        total += u128::from(c.size);
+        if total + u128::from(fixed) > u128::from(hyp.size) {
+            push(
+                &s,
+                "size".into(),
+                format!(
+                    "the channels' backing memory up to this one ({total:#x} bytes) does not \
+                     fit in the hypervisor region ({:#x} bytes, of which {fixed:#x} are its \
+                     image, stacks and minimum heap); grow the board's hypervisor.size",
+                    hyp.size
+                ),
+            );
+        }
+        if c.members.len() < 2 {
+            push(
+                &s,
+                "members".into(),
+                format!(
+                    "{} member(s) given; a channel needs at least two VMs",
+                    c.members.len()
+                ),
+            );
+        }
+        if c.members.len() > MAX_CHANNEL_MEMBERS {
+            push(
+                &s,
+                "members".into(),
+                format!(
+                    "{} members given, at most {MAX_CHANNEL_MEMBERS}",
+                    c.members.len()
+                ),
+            );
+        }
+        for (mi, m) in c.members.iter().enumerate() {
+            let ms = format!("{s}, vm {:?}", m.vm);
+            let f = |x: &str| format!("members[{mi}].{x}");
+            let Some(vm) = sys.vms.iter().find(|v| v.name == m.vm) else {
+                push(&ms, f("vm"), format!("no VM is named {:?}", m.vm));
+                continue;
+            };
+            if let Some(j) = c.members[..mi].iter().position(|o| o.vm == m.vm) {
+                push(&ms, f("vm"), format!("the VM is already members[{j}]"));
+            }
+            for (name, v) in [("gpa", m.gpa), ("doorbell", m.doorbell)] {
+                if !v.is_multiple_of(PAGE) {
+                    push(&ms, f(name), format!("{v:#x} is not 4 KiB aligned"));
+                }
+            }
+            if !(32..1020).contains(&m.irq) {
+                push(
+                    &ms,
+                    f("irq"),
+                    format!("INTID {} is not an SPI (expected 32..=1019)", m.irq),
+                );
+            }
+            let shm = win(m.gpa, c.size);
+            let bell = win(m.doorbell, DOORBELL_SIZE);
+            let (windows, irqs) = vm_windows(vm, board);
+            for (name, w) in [("gpa", shm), ("doorbell", bell)] {
+                if w.1 > u128::from(IPA_LIMIT) {
+                    push(
+                        &ms,
+                        f(name),
+                        format!("guest window {} ends above the 39-bit IPA limit", show(w)),
+                    );
+                }
+                for (of, o) in &windows {
+                    if overlaps(w, *o) {
+                        push(
+                            &ms,
+                            f(name),
+                            format!(
+                                "guest window {} overlaps the VM's {of} {}",
+                                show(w),
+                                show(*o)
+                            ),
+                        );
+                    }
+                }
+                for (v, of, o) in &claimed {
+                    if *v == m.vm && overlaps(w, *o) {
+                        push(
+                            &ms,
+                            f(name),
+                            format!("guest window {} overlaps {of} {}", show(w), show(*o)),
+                        );
+                    }
+                }
+            }
+            if overlaps(shm, bell) {
+                push(
+                    &ms,
+                    f("doorbell"),
+                    format!(
+                        "doorbell {} overlaps the channel's own memory {}",
+                        show(bell),
+                        show(shm)
+                    ),
+                );
+            }
+            for (of, irq) in &irqs {
+                if *irq == m.irq {
+                    push(
+                        &ms,
+                        f("irq"),
+                        format!("INTID {irq} is also the interrupt of {of}"),
+                    );
+                }
+            }
+            for (v, of, irq) in &claimed_irqs {
+                if *v == m.vm && *irq == m.irq {
+                    push(
+                        &ms,
+                        f("irq"),
+                        format!("INTID {irq} is also the interrupt of {of}"),
+                    );
+                }
+            }
+            claimed.push((m.vm.clone(), format!("{s} members[{mi}].gpa"), shm));
+            claimed.push((m.vm.clone(), format!("{s} members[{mi}].doorbell"), bell));
+            claimed_irqs.push((m.vm.clone(), format!("{s} members[{mi}].irq"), m.irq));
+        }
+    }
+    out
+}

@@ -1,0 +1,459 @@
+//! Inter-VM channel checks, run by two VMs at once (one vCPU each) over
+//! the channels of `tests/configs/ivc.toml`:
+//!
+//! - `pingpong` (4 MiB, both `rw`): the member with index 0 ("ping") sends
+//!   1,000 numbered messages, each a doorbell ring; the other ("pong")
+//!   answers each from its interrupt handler's wake-up; both check every
+//!   message word.
+//! - `view` (4 KiB, ping `rw`, pong `ro`): half way through, pong writes
+//!   its read-only view; the write must abort (only pong) and leave the
+//!   memory unchanged while ping carries on.
+//!
+//! - Then one-way notification latency: ping stamps the physical counter
+//!   (CNTPCT_EL0, common to both VMs) and rings; pong's IRQ handler stamps
+//!   it first thing; pong waits in WFI, then spinning with IRQs unmasked.
+//!   Pong prints `BENCH ivc-latency-<wfi|spin> <ticks> ticks` (the minimum
+//!   of the repetitions).
+//!
+//! - Last, pong resets its own VM (PSCI SYSTEM_RESET); on its second boot
+//!   it finds the channel as it was, and one more ring each way works.
+//!
+//! Prints `TEST <name>: PASS|FAIL <detail>` lines and `RESULT: ...`, then
+//! powers its VM off. See docs/IVC.md for the doorbell register map.
+
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use tessera_guest::exception::{guarded, probe_write32, set_irq_handler};
+use tessera_guest::gic::{self, gicd, GICD_BASE};
+use tessera_guest::{cpu, println, psci, time};
+
+tessera_guest::entry!(main);
+
+/// `pingpong`: shared memory, doorbell and its interrupt (the same in both
+/// VMs).
+const SHM: u64 = 0x5000_0000;
+const SHM_SIZE: u64 = 0x40_0000;
+const BELL: u64 = 0x0a80_0000;
+const BELL_IRQ: u32 = 48;
+/// `view`: ping writes it, pong only reads it.
+const VIEW: u64 = 0x5100_0000;
+const VIEW_BELL: u64 = 0x0a80_1000;
+
+/// Doorbell registers.
+mod reg {
+    pub const CHANNEL_ID: u64 = 0x00;
+    pub const MEMBERS: u64 = 0x04;
+    pub const SELF: u64 = 0x08;
+    pub const SIZE_LO: u64 = 0x10;
+    pub const SIZE_HI: u64 = 0x14;
+    pub const RING: u64 = 0x20;
+    pub const PENDING: u64 = 0x24;
+    pub const ACK: u64 = 0x28;
+}
+
+/// Word offsets in `pingpong`.
+const READY: u64 = 0; // pong: its interrupt is enabled
+const SEQ: u64 = 1; // ping: message number
+const REPLY: u64 = 2; // pong: the number it answers
+const BODY: u64 = 16; // 8 words of ping's payload
+const ANSWER: u64 = 32; // 8 words of pong's payload
+const LAT_T0: u64 = 64; // ping: physical counter at the ring (2 words)
+const LAT_READY: u64 = 66; // pong: number of the repetition it waits for
+const LAT_REPS: u32 = 32;
+const BOOTS: u64 = 67; // pong: 1 once it has reset itself
+const READY_AGAIN: u64 = 68; // pong, second boot: its interrupt is enabled
+const READY_MAGIC: u32 = 0x5245_4459;
+const LAST_WORD_MAGIC: u32 = 0xc0ff_ee42;
+const VIEW_MAGIC: u32 = 0x7669_6577;
+
+const ROUNDS: u32 = 1000;
+/// A channel of this size is the Linux echo channel
+/// (`tests/configs/ivc-linux.toml`): answer `ECHO_ROUNDS` messages.
+const ECHO_SIZE: u64 = 0x1_0000;
+const ECHO_ROUNDS: u32 = 20;
+const TIMEOUT_MS: u64 = 5_000;
+
+/// Doorbell interrupts taken, and the PENDING bits they acknowledged.
+static IRQS: AtomicU32 = AtomicU32::new(0);
+static SEEN: AtomicU32 = AtomicU32::new(0);
+static OTHER_IRQS: AtomicU32 = AtomicU32::new(0);
+/// Physical counter at the entry of the last IRQ handler run.
+static IRQ_STAMP: AtomicU64 = AtomicU64::new(0);
+
+/// The physical counter (shared by all VMs; not trapped by Tessera).
+fn cntpct() -> u64 {
+    let v: u64;
+    // SAFETY: reads a counter; no memory effect.
+    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nostack)) };
+    v
+}
+
+fn rd(addr: u64) -> u32 {
+    // SAFETY: an aligned word of this VM's channel memory or doorbell.
+    unsafe { core::ptr::read_volatile(addr as *const u32) }
+}
+
+fn wr(addr: u64, v: u32) {
+    // SAFETY: as `rd`, writable for this VM.
+    unsafe { core::ptr::write_volatile(addr as *mut u32, v) }
+}
+
+fn shm(word: u64) -> u64 {
+    SHM + word * 4
+}
+
+fn payload(seq: u32, i: u32, salt: u32) -> u32 {
+    seq.wrapping_mul(0x9e37_79b9) ^ i.wrapping_mul(0x85eb_ca6b) ^ salt
+}
+
+fn irq_handler() {
+    IRQ_STAMP.store(cntpct(), Ordering::Relaxed);
+    let intid = gic::ack();
+    if intid >= 1020 {
+        return;
+    }
+    if intid == BELL_IRQ {
+        let pending = rd(BELL + reg::PENDING);
+        wr(BELL + reg::ACK, pending);
+        SEEN.store(SEEN.load(Ordering::Relaxed) | pending, Ordering::Relaxed);
+        IRQS.store(IRQS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    } else {
+        OTHER_IRQS.store(OTHER_IRQS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    cpu::dmb();
+    gic::eoi(intid);
+}
+
+/// Sleeps until the doorbell interrupt count reaches `want`.
+fn wait_irq(want: u32) -> bool {
+    time::wait_until(TIMEOUT_MS, || {
+        // Check, then sleep, with IRQs masked (see irqguest).
+        gic::mask_irq();
+        if IRQS.load(Ordering::Relaxed) < want {
+            cpu::wfi();
+        }
+        gic::unmask_irq();
+        IRQS.load(Ordering::Relaxed) >= want
+    })
+}
+
+fn ring(peer: u32) {
+    // The message is in place before the peer can see the ring.
+    cpu::dmb();
+    wr(BELL + reg::RING, peer);
+}
+
+struct Tally {
+    pass: u32,
+    fail: u32,
+}
+
+impl Tally {
+    fn report(&mut self, name: &str, ok: bool, detail: core::fmt::Arguments) {
+        if ok {
+            self.pass += 1;
+            println!("TEST {}: PASS", name);
+        } else {
+            self.fail += 1;
+            println!("TEST {}: FAIL {}", name, detail);
+        }
+    }
+}
+
+fn main() -> ! {
+    let mut t = Tally { pass: 0, fail: 0 };
+    gic::init_this_cpu();
+    set_irq_handler(irq_handler);
+    // The doorbell SPI: priority, group 1, enabled (routed to vCPU 0).
+    let n = u64::from(BELL_IRQ / 32) * 4;
+    // SAFETY: the VM's own distributor registers.
+    unsafe {
+        core::ptr::write_volatile(
+            (GICD_BASE + gicd::IPRIORITYR + u64::from(BELL_IRQ)) as *mut u8,
+            0x80,
+        );
+        gic::write32(GICD_BASE + 0x80 + n, 1 << (BELL_IRQ % 32));
+        gic::write32(GICD_BASE + gicd::ISENABLER + n, 1 << (BELL_IRQ % 32));
+    }
+    gic::unmask_irq();
+
+    let me = rd(BELL + reg::SELF);
+    let size = u64::from(rd(BELL + reg::SIZE_LO)) | u64::from(rd(BELL + reg::SIZE_HI)) << 32;
+    let echo_mode = size == ECHO_SIZE;
+    t.report(
+        "doorbell-identity",
+        rd(BELL + reg::CHANNEL_ID) == 0
+            && rd(BELL + reg::MEMBERS) == 2
+            && me < 2
+            && (echo_mode
+                || (size == SHM_SIZE
+                    && rd(VIEW_BELL + reg::CHANNEL_ID) == 1
+                    && rd(VIEW_BELL + reg::SELF) == me)),
+        format_args!("self={} size={:#x}", me, size),
+    );
+    if echo_mode {
+        echo(&mut t, me);
+        println!("RESULT: pass={} fail={}", t.pass, t.fail);
+        psci::system_off()
+    }
+    let first_boot = rd(shm(BOOTS)) == 0;
+    if me == 0 {
+        ping(&mut t);
+    } else if first_boot {
+        pong(&mut t);
+    } else {
+        pong_after_reset(&mut t);
+    }
+    t.report(
+        "no-stray-interrupts",
+        OTHER_IRQS.load(Ordering::Relaxed) == 0,
+        format_args!("{} other interrupts", OTHER_IRQS.load(Ordering::Relaxed)),
+    );
+    println!("RESULT: pass={} fail={}", t.pass, t.fail);
+    if me == 1 && first_boot {
+        wr(shm(BOOTS), 1);
+        cpu::dmb();
+        psci::system_reset()
+    }
+    psci::system_off()
+}
+
+fn ping(t: &mut Tally) {
+    // Memory is scrubbed at boot; the far end of the 4 MiB window works.
+    let last = SHM + SHM_SIZE - 4;
+    t.report(
+        "channel-scrubbed",
+        rd(last) == 0 && rd(VIEW) == 0,
+        format_args!("last word {:#x}", rd(last)),
+    );
+    wr(last, LAST_WORD_MAGIC);
+    wr(VIEW, VIEW_MAGIC);
+    let ready = time::wait_until(TIMEOUT_MS, || rd(shm(READY)) == READY_MAGIC);
+    t.report("peer-ready", ready, format_args!("pong never got ready"));
+    if !ready {
+        return;
+    }
+    let mut bad = 0u32;
+    let mut first_bad = 0u32;
+    for seq in 1..=ROUNDS {
+        for i in 0..8 {
+            wr(shm(BODY + u64::from(i)), payload(seq, i, 0));
+        }
+        wr(shm(SEQ), seq);
+        ring(1);
+        if !wait_irq(seq) {
+            bad += 1;
+            first_bad = seq;
+            break;
+        }
+        let ok = rd(shm(REPLY)) == seq
+            && (0..8).all(|i| rd(shm(ANSWER + u64::from(i))) == payload(seq, i, 0xa5a5_a5a5));
+        if !ok {
+            if bad == 0 {
+                first_bad = seq;
+            }
+            bad += 1;
+        }
+    }
+    t.report(
+        "ping-1000-rounds",
+        bad == 0 && SEEN.load(Ordering::Relaxed) == 0b10,
+        format_args!(
+            "{} bad rounds, first {} (irqs {}, pending seen {:#b})",
+            bad,
+            first_bad,
+            IRQS.load(Ordering::Relaxed),
+            SEEN.load(Ordering::Relaxed)
+        ),
+    );
+    t.report(
+        "view-unchanged-by-ro-peer",
+        rd(VIEW) == VIEW_MAGIC,
+        format_args!("view word {:#x}", rd(VIEW)),
+    );
+    // Latency: for each repetition wait until pong waits, let it settle
+    // (into WFI), stamp and ring; pong rings back when it has measured.
+    let mut ok = true;
+    for rep in 1..=2 * LAT_REPS {
+        ok &= time::wait_until(TIMEOUT_MS, || rd(shm(LAT_READY)) == rep);
+        time::wait_until(1, || false);
+        let t0 = cntpct();
+        wr(shm(LAT_T0), t0 as u32);
+        wr(shm(LAT_T0 + 1), (t0 >> 32) as u32);
+        ring(1);
+        ok &= wait_irq(ROUNDS + rep);
+    }
+    t.report(
+        "latency-runs",
+        ok,
+        format_args!("pong did not answer every repetition"),
+    );
+    // Pong resets its VM; the channel stays, and it answers once more.
+    let back = time::wait_until(4 * TIMEOUT_MS, || rd(shm(READY_AGAIN)) == READY_MAGIC);
+    let want = ROUNDS + 2 * LAT_REPS + 1;
+    if back {
+        wr(shm(SEQ), 0xabcd);
+        ring(1);
+    }
+    t.report(
+        "peer-reset-keeps-channel",
+        back && wait_irq(want) && rd(shm(REPLY)) == 0xabcd,
+        format_args!(
+            "ready {} irqs {} reply {:#x}",
+            back,
+            IRQS.load(Ordering::Relaxed),
+            rd(shm(REPLY))
+        ),
+    );
+}
+
+/// Pong's second boot: the channel still holds what both VMs wrote, and
+/// the doorbells still work both ways.
+fn pong_after_reset(t: &mut Tally) {
+    let kept = rd(SHM + SHM_SIZE - 4) == LAST_WORD_MAGIC
+        && rd(VIEW) == VIEW_MAGIC
+        && rd(shm(REPLY)) == ROUNDS;
+    t.report(
+        "channel-survives-reset",
+        kept,
+        format_args!(
+            "last word {:#x} reply {}",
+            rd(SHM + SHM_SIZE - 4),
+            rd(shm(REPLY))
+        ),
+    );
+    wr(shm(READY_AGAIN), READY_MAGIC);
+    let rung = wait_irq(1) && rd(shm(SEQ)) == 0xabcd;
+    if rung {
+        wr(shm(REPLY), 0xabcd);
+        ring(0);
+    }
+    t.report(
+        "doorbell-after-reset",
+        rung,
+        format_args!(
+            "irqs {} seq {:#x}",
+            IRQS.load(Ordering::Relaxed),
+            rd(shm(SEQ))
+        ),
+    );
+}
+
+fn pong(t: &mut Tally) {
+    wr(shm(READY), READY_MAGIC);
+    cpu::dmb();
+    let mut bad = 0u32;
+    let mut first_bad = 0u32;
+    for seq in 1..=ROUNDS {
+        if !wait_irq(seq) {
+            bad += 1;
+            first_bad = seq;
+            break;
+        }
+        let ok = rd(shm(SEQ)) == seq
+            && (0..8).all(|i| rd(shm(BODY + u64::from(i))) == payload(seq, i, 0));
+        if !ok {
+            if bad == 0 {
+                first_bad = seq;
+            }
+            bad += 1;
+        }
+        if seq == 1 {
+            let last = SHM + SHM_SIZE - 4;
+            t.report(
+                "far-end-of-4mib-channel",
+                rd(last) == LAST_WORD_MAGIC,
+                format_args!("last word {:#x}", rd(last)),
+            );
+        }
+        if seq == ROUNDS / 2 {
+            check_read_only_view(t);
+        }
+        for i in 0..8 {
+            wr(shm(ANSWER + u64::from(i)), payload(seq, i, 0xa5a5_a5a5));
+        }
+        wr(shm(REPLY), seq);
+        ring(0);
+    }
+    let wfi = latency(LAT_REPS, 0, true);
+    let spin = latency(LAT_REPS, LAT_REPS, false);
+    println!("BENCH ivc-latency-wfi {} ticks", wfi);
+    println!("BENCH ivc-latency-spin {} ticks", spin);
+    t.report(
+        "pong-1000-rounds",
+        bad == 0
+            && SEEN.load(Ordering::Relaxed) == 0b01
+            && IRQS.load(Ordering::Relaxed) == ROUNDS + 2 * LAT_REPS,
+        format_args!(
+            "{} bad rounds, first {} (irqs {}, pending seen {:#b})",
+            bad,
+            first_bad,
+            IRQS.load(Ordering::Relaxed),
+            SEEN.load(Ordering::Relaxed)
+        ),
+    );
+}
+
+/// Echo for a Linux peer (guests/linux/init): each ring carries a number in
+/// SEQ, answered in REPLY with number + 1000 and a ring back.
+fn echo(t: &mut Tally, me: u32) {
+    let mut ok = 0;
+    for n in 1..=ECHO_ROUNDS {
+        // Linux boots for a while before its first message.
+        if !time::wait_until(600_000, || IRQS.load(Ordering::Relaxed) >= n) {
+            break;
+        }
+        let seq = rd(shm(SEQ));
+        ok += u32::from(seq == n);
+        wr(shm(REPLY), seq.wrapping_add(1000));
+        ring(1 - me);
+    }
+    t.report(
+        "linux-echo",
+        ok == ECHO_ROUNDS,
+        format_args!("{} of {} messages in order", ok, ECHO_ROUNDS),
+    );
+}
+
+/// Minimum ticks from ping's stamp to this VM's IRQ handler over `reps`
+/// repetitions numbered from `first + 1`, waiting in WFI or spinning.
+fn latency(reps: u32, first: u32, wfi: bool) -> u64 {
+    let mut best = u64::MAX;
+    for rep in first + 1..=first + reps {
+        let want = ROUNDS + rep;
+        wr(shm(LAT_READY), rep);
+        if wfi {
+            wait_irq(want);
+        } else {
+            let start = cpu::cntvct();
+            let limit = time::us_to_ticks(TIMEOUT_MS * 1000);
+            while IRQS.load(Ordering::Relaxed) < want && cpu::cntvct() - start < limit {
+                core::hint::spin_loop();
+            }
+        }
+        let t0 = u64::from(rd(shm(LAT_T0))) | u64::from(rd(shm(LAT_T0 + 1))) << 32;
+        best = best.min(IRQ_STAMP.load(Ordering::Relaxed).wrapping_sub(t0));
+        ring(0);
+    }
+    best
+}
+
+/// The `ro` view reads what ping wrote; a write to it aborts and changes
+/// nothing.
+fn check_read_only_view(t: &mut Tally) {
+    let before = rd(VIEW);
+    // SAFETY: an aligned word of the view; the write faults inside
+    // `guarded`, which skips it.
+    let ((), fault) = guarded(|| unsafe { probe_write32(VIEW, 0xdead_beef) });
+    let after = rd(VIEW);
+    let aborted = fault.is_some_and(|f| f.ec() == 0x25 && f.is_write() && f.far == VIEW);
+    t.report(
+        "ro-view-write-aborts",
+        before == VIEW_MAGIC && after == VIEW_MAGIC && aborted,
+        format_args!("before {:#x} after {:#x} fault {:?}", before, after, fault),
+    );
+}

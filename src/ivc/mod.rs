@@ -1,0 +1,288 @@
+//! Inter-VM communication: static channels (shared memory plus one
+//! doorbell per member) declared in the config. Arch-neutral.
+//!
+//! The model here (the doorbell device and a channel's pending bits) is
+//! pure and host-tested; [`attach`] wires it into a VM being built: the
+//! shared memory into its stage 2 with the member's access, the doorbell
+//! onto its MMIO bus, its virtual GIC into the table rings go through.
+//! Register map and guest ABI: docs/IVC.md.
+
+#[cfg(target_os = "none")]
+mod glue;
+#[cfg(target_os = "none")]
+pub use glue::{attach, init, owned_spis};
+
+use crate::devices::{AccessError, Accessor, MmioDevice};
+use crate::exit::AccessWidth;
+use core::sync::atomic::{AtomicU32, Ordering};
+use tessera_config::{Channel, MAX_CHANNEL_MEMBERS};
+
+/// Doorbell registers (byte offsets in the 4 KiB page; 32-bit accesses).
+pub mod reg {
+    /// RO: the channel id (its index in the config's channel list).
+    pub const CHANNEL_ID: u64 = 0x00;
+    /// RO: how many VMs share the channel (this one included).
+    pub const MEMBERS: u64 = 0x04;
+    /// RO: this VM's index among the members.
+    pub const SELF: u64 = 0x08;
+    /// RO: size of the shared memory in bytes, low 32 bits.
+    pub const SIZE_LO: u64 = 0x10;
+    /// RO: size of the shared memory in bytes, high 32 bits.
+    pub const SIZE_HI: u64 = 0x14;
+    /// WO: ring member `value`, or every other member with [`RING_ALL`].
+    pub const RING: u64 = 0x20;
+    /// RO: bit `i` set = member `i` rang this VM since the bit was acked.
+    pub const PENDING: u64 = 0x24;
+    /// WO: clears the PENDING bits set in the value.
+    pub const ACK: u64 = 0x28;
+    /// RING value that rings every member but the writer.
+    pub const RING_ALL: u32 = u32::MAX;
+}
+
+/// Who gets told when a member is rung: the member's VM's virtual GIC in
+/// the hypervisor, a recorder in tests.
+pub trait Notify: Send + Sync {
+    /// Raises (edge) interrupt `irq` of VM `vm_id`.
+    fn notify(&self, vm_id: u16, irq: u32);
+}
+
+/// Run-time state of one channel shared by its members' doorbells.
+pub struct ChannelState {
+    /// Per member: who rang it and was not acked yet (bit = ringer index).
+    pending: [AtomicU32; MAX_CHANNEL_MEMBERS],
+}
+
+impl ChannelState {
+    /// Nothing pending.
+    pub const fn new() -> Self {
+        Self {
+            pending: [const { AtomicU32::new(0) }; MAX_CHANNEL_MEMBERS],
+        }
+    }
+}
+
+impl Default for ChannelState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The doorbell one member of a channel sees (an emulated MMIO page).
+pub struct Doorbell {
+    channel: &'static Channel,
+    state: &'static ChannelState,
+    index: usize,
+    notify: &'static dyn Notify,
+}
+
+impl Doorbell {
+    /// The doorbell of member `index` of `channel`.
+    pub fn new(
+        channel: &'static Channel,
+        state: &'static ChannelState,
+        index: usize,
+        notify: &'static dyn Notify,
+    ) -> Self {
+        Self {
+            channel,
+            state,
+            index,
+            notify,
+        }
+    }
+
+    fn ring_one(&self, to: usize) {
+        let (Some(member), Some(pending)) =
+            (self.channel.members.get(to), self.state.pending.get(to))
+        else {
+            return;
+        };
+        // Release: the ringer's stores to the shared memory, ordered
+        // before its doorbell write, are visible to whoever sees the bit.
+        pending.fetch_or(1 << self.index, Ordering::Release);
+        self.notify.notify(member.vm_id, member.irq);
+    }
+}
+
+impl MmioDevice for Doorbell {
+    fn read(&self, _: Accessor, offset: u64, width: AccessWidth) -> Result<u64, AccessError> {
+        if width != AccessWidth::Word {
+            return Err(AccessError::Invalid);
+        }
+        let v = match offset {
+            reg::CHANNEL_ID => self.channel.id,
+            reg::MEMBERS => self.channel.members.len() as u32,
+            reg::SELF => self.index as u32,
+            reg::SIZE_LO => self.channel.size as u32,
+            reg::SIZE_HI => (self.channel.size >> 32) as u32,
+            reg::PENDING => self
+                .state
+                .pending
+                .get(self.index)
+                .map_or(0, |p| p.load(Ordering::Acquire)),
+            _ => return Err(AccessError::Invalid),
+        };
+        Ok(u64::from(v))
+    }
+
+    fn write(
+        &self,
+        _: Accessor,
+        offset: u64,
+        width: AccessWidth,
+        value: u64,
+    ) -> Result<(), AccessError> {
+        if width != AccessWidth::Word {
+            return Err(AccessError::Invalid);
+        }
+        let value = value as u32;
+        match offset {
+            reg::RING if value == reg::RING_ALL => {
+                for to in (0..self.channel.members.len()).filter(|&i| i != self.index) {
+                    self.ring_one(to);
+                }
+                Ok(())
+            }
+            reg::RING => {
+                let to = value as usize;
+                if to == self.index || to >= self.channel.members.len() {
+                    return Err(AccessError::Invalid);
+                }
+                self.ring_one(to);
+                Ok(())
+            }
+            reg::ACK => {
+                if let Some(p) = self.state.pending.get(self.index) {
+                    p.fetch_and(!value, Ordering::AcqRel);
+                }
+                Ok(())
+            }
+            _ => Err(AccessError::Invalid),
+        }
+    }
+
+    /// The member's VM is reset: what was pending for it is dropped. The
+    /// shared memory and the peers' state are left alone.
+    fn reset(&self) {
+        if let Some(p) = self.state.pending.get(self.index) {
+            p.store(0, Ordering::Release);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+    use spin::Mutex;
+    use tessera_config::ChannelMember;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(u16, u32)>>);
+
+    impl Notify for Recorder {
+        fn notify(&self, vm_id: u16, irq: u32) {
+            self.0.lock().push((vm_id, irq));
+        }
+    }
+
+    fn member(vm_id: u16, irq: u32) -> ChannelMember {
+        ChannelMember {
+            vm_id,
+            gpa: 0x5000_0000,
+            writable: true,
+            irq,
+            doorbell_gpa: 0x0a00_0000,
+        }
+    }
+
+    /// Three members (VMs 4, 2, 7) with their doorbells and the recorder.
+    fn setup() -> (Vec<Doorbell>, &'static Recorder) {
+        let members = Box::leak(Box::new([member(4, 40), member(2, 41), member(7, 42)]));
+        let channel: &'static Channel = Box::leak(Box::new(Channel {
+            name: "ping",
+            id: 3,
+            hpa: 0x43c0_0000,
+            size: 0x1_0040_0000,
+            members,
+        }));
+        let state: &'static ChannelState = Box::leak(Box::new(ChannelState::new()));
+        let rec: &'static Recorder = Box::leak(Box::default());
+        let bells = (0..3)
+            .map(|i| Doorbell::new(channel, state, i, rec))
+            .collect();
+        (bells, rec)
+    }
+
+    const A: Accessor = Accessor { vcpu: 0 };
+    const W: AccessWidth = AccessWidth::Word;
+
+    #[test]
+    fn identity_registers() {
+        let (b, _) = setup();
+        assert_eq!(b[1].read(A, reg::CHANNEL_ID, W), Ok(3));
+        assert_eq!(b[1].read(A, reg::MEMBERS, W), Ok(3));
+        assert_eq!(b[1].read(A, reg::SELF, W), Ok(1));
+        assert_eq!(b[2].read(A, reg::SELF, W), Ok(2));
+        assert_eq!(b[0].read(A, reg::SIZE_LO, W), Ok(0x0040_0000));
+        assert_eq!(b[0].read(A, reg::SIZE_HI, W), Ok(1));
+        // Read-only registers refuse writes; write-only ones reads.
+        assert_eq!(b[0].write(A, reg::SELF, W, 5), Err(AccessError::Invalid));
+        assert_eq!(b[0].read(A, reg::RING, W), Err(AccessError::Invalid));
+        assert_eq!(b[0].read(A, reg::ACK, W), Err(AccessError::Invalid));
+        assert_eq!(b[0].read(A, 0x30, W), Err(AccessError::Invalid));
+        assert_eq!(
+            b[0].read(A, reg::SELF, AccessWidth::Double),
+            Err(AccessError::Invalid)
+        );
+    }
+
+    #[test]
+    fn ring_one_peer_raises_its_interrupt_and_pending_bit() {
+        let (b, rec) = setup();
+        b[0].write(A, reg::RING, W, 2).unwrap();
+        assert_eq!(*rec.0.lock(), [(7, 42)]);
+        assert_eq!(b[2].read(A, reg::PENDING, W), Ok(0b001));
+        assert_eq!(b[1].read(A, reg::PENDING, W), Ok(0));
+        assert_eq!(b[0].read(A, reg::PENDING, W), Ok(0));
+        b[1].write(A, reg::RING, W, 2).unwrap();
+        assert_eq!(b[2].read(A, reg::PENDING, W), Ok(0b011));
+        b[2].write(A, reg::ACK, W, 0b001).unwrap();
+        assert_eq!(b[2].read(A, reg::PENDING, W), Ok(0b010));
+    }
+
+    #[test]
+    fn ring_all_rings_every_other_member() {
+        let (b, rec) = setup();
+        b[1].write(A, reg::RING, W, u64::from(reg::RING_ALL))
+            .unwrap();
+        assert_eq!(*rec.0.lock(), [(4, 40), (7, 42)]);
+        assert_eq!(b[0].read(A, reg::PENDING, W), Ok(0b010));
+        assert_eq!(b[1].read(A, reg::PENDING, W), Ok(0));
+        assert_eq!(b[2].read(A, reg::PENDING, W), Ok(0b010));
+    }
+
+    #[test]
+    fn bad_ring_values_are_refused_and_change_nothing() {
+        let (b, rec) = setup();
+        assert_eq!(b[0].write(A, reg::RING, W, 0), Err(AccessError::Invalid));
+        assert_eq!(b[0].write(A, reg::RING, W, 3), Err(AccessError::Invalid));
+        assert_eq!(
+            b[0].write(A, reg::RING, W, 0xffff_fffe),
+            Err(AccessError::Invalid)
+        );
+        assert!(rec.0.lock().is_empty());
+        assert_eq!(b[1].read(A, reg::PENDING, W), Ok(0));
+    }
+
+    #[test]
+    fn reset_of_one_member_keeps_the_others_pending() {
+        let (b, _) = setup();
+        b[0].write(A, reg::RING, W, u64::from(reg::RING_ALL))
+            .unwrap();
+        b[1].reset();
+        assert_eq!(b[1].read(A, reg::PENDING, W), Ok(0));
+        assert_eq!(b[2].read(A, reg::PENDING, W), Ok(0b001));
+    }
+}

@@ -1,0 +1,109 @@
+//! Boot tests of inter-VM channels (docs/IVC.md): two bare-metal VMs play
+//! ping-pong over a static channel with doorbells, and a `ro` member's
+//! write aborts in that VM alone while its peer carries on.
+
+use std::time::Duration;
+use tessera_boot_tests::*;
+
+/// Generous for TCG on a loaded 2-core machine; a healthy run takes seconds.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+#[test]
+fn two_vms_play_ping_pong_and_a_read_only_write_aborts() {
+    let image = build_ok("tests/configs/ivc.toml");
+    let run = boot(&image, &[], DEADLINE);
+    for check in [
+        "doorbell-identity",
+        "channel-scrubbed",
+        "peer-ready",
+        "ping-1000-rounds",
+        "view-unchanged-by-ro-peer",
+        "latency-runs",
+        "peer-reset-keeps-channel",
+        "no-stray-interrupts",
+    ] {
+        run.expect_line(&format!("[ping] TEST {check}: PASS"));
+    }
+    run.expect_line("[ping] RESULT: pass=8 fail=0");
+    for check in [
+        "doorbell-identity",
+        "far-end-of-4mib-channel",
+        "ro-view-write-aborts",
+        "pong-1000-rounds",
+        "no-stray-interrupts",
+    ] {
+        run.expect_line(&format!("[pong] TEST {check}: PASS"));
+    }
+    run.expect_line("[pong] RESULT: pass=5 fail=0");
+    // Pong then resets its own VM: the channel keeps what both wrote and
+    // the doorbells work both ways on its second boot.
+    run.expect_line("[tessera] vm pong: reset #1");
+    for check in ["channel-survives-reset", "doorbell-after-reset"] {
+        run.expect_line(&format!("[pong] TEST {check}: PASS"));
+    }
+    run.expect_line("[pong] RESULT: pass=4 fail=0");
+    // The write was reported as what it is (not as an MMIO access), and
+    // got pong's outcome: an abort, pong alone.
+    run.check(
+        run.console
+            .contains("WARN: vm pong: stage-2 permission fault: write at ipa 0x51000000"),
+        "permission fault reported",
+    );
+    run.check(
+        !run.console.contains("WARN: vm ping:"),
+        "nothing unhandled in ping",
+    );
+    run.expect_prefix("[pong] BENCH ivc-latency-wfi ");
+    run.expect_prefix("[pong] BENCH ivc-latency-spin ");
+    // 1,000 ping-pong rounds, 64 latency repetitions and one ring after
+    // the reset: 1,065 doorbell interrupts for ping, every one delivered.
+    run.check(
+        run.console.lines().any(|l| {
+            l.contains("summary vm ping (powered-off, resets=0)")
+                && l.contains(" irq=1065 unhandled=0")
+        }),
+        "ping powered off after 1065 interrupts",
+    );
+    run.check(
+        run.console.lines().any(|l| {
+            l.contains("summary vm pong (powered-off, resets=1)") && l.contains(" unhandled=1")
+        }),
+        "pong powered off after one reset and one abort",
+    );
+    run.check(run.status == Some(0), "QEMU exits 0");
+}
+
+#[test]
+fn bad_channel_config_fails_the_build_naming_file_channel_vm_and_field() {
+    let b = build("tests/configs/bad-ivc.toml");
+    assert!(!b.success, "the build must fail:\n{}", b.log);
+    for line in [
+        "error: tests/configs/bad-ivc.toml: channel \"pingpong\", vm \"pong\": members[1].gpa: \
+         guest window [0x41000000, 0x41400000) overlaps the VM's memory_regions[0]",
+        "error: tests/configs/bad-ivc.toml: channel \"view\", vm \"pong\": members[1].irq: \
+         INTID 48 is also the interrupt of channel \"pingpong\" members[1].irq",
+    ] {
+        assert!(b.log.contains(line), "missing {line:?} in:\n{}", b.log);
+    }
+}
+
+/// A Linux VM and a bare-metal VM exchange 20 messages over a channel from
+/// Linux userspace (its init finds the `generic-uio` node in its generated
+/// device tree and uses busybox devmem on the doorbell and the window).
+#[test]
+fn linux_userspace_exchanges_messages_with_a_bare_metal_vm() {
+    let image = build_ok("tests/configs/ivc-linux.toml");
+    let run = boot(&image, &[], Duration::from_secs(600));
+    run.expect_line("[linux] TESSERA ivc ivc-echo@a800000 20/20");
+    run.expect_line("[echo] TEST doorbell-identity: PASS");
+    run.expect_line("[echo] TEST linux-echo: PASS");
+    run.expect_line("[echo] RESULT: pass=2 fail=0");
+    run.check(
+        run.console.lines().any(|l| {
+            l.contains("summary vm echo (powered-off, resets=0)")
+                && l.contains(" irq=20 unhandled=0")
+        }),
+        "echo took 20 doorbell interrupts",
+    );
+    run.check(run.status == Some(0), "QEMU exits 0");
+}
