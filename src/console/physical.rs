@@ -275,8 +275,12 @@ impl SerialBackend for VmConsole {
     }
 
     fn flush(&self) {
+        // This VM stopped or resets: its open line holds nobody back any
+        // more. Other sources' open lines keep their hold (a forced drain
+        // here split a neighbour's line in the middle).
         self.port.paused.store(true, Ordering::Relaxed);
-        flush();
+        DIRTY.store(true, Ordering::SeqCst);
+        drain(false, true);
     }
 }
 
