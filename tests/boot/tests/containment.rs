@@ -136,9 +136,11 @@ fn hostile_guest_is_contained_and_the_neighbour_runs_on() {
     run.check(warns < 400, &format!("{warns} attacker warnings printed"));
     // Lines suppressed after the last printed one are counted too, but
     // only reported with the VM's next line or in the summary (this run is
-    // stopped before either), hence not the whole 100,000 here.
+    // stopped before either), hence not the whole 100,000 here; how many
+    // depends on how long the flood took (the bucket refills with time: on
+    // a loaded CI host 88,721 were reported once), so the bound is loose.
     run.check(
-        suppressed >= 90_000,
+        suppressed >= 50_000,
         &format!("the flood's lines were counted as suppressed ({suppressed})"),
     );
 
