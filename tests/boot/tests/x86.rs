@@ -81,6 +81,7 @@ fn expect_guest_checks(run: &Run, vm: &str) -> usize {
     run.check(
         line.split(" port_io=")
             .nth(1)
+            .and_then(|n| n.split_whitespace().next())
             .and_then(|n| n.parse::<u64>().ok())
             .is_some_and(|n| n > 100),
         "every COM1 byte and LSR poll is a port exit",
