@@ -374,17 +374,21 @@ fn list_vms() {
 
 /// The console UART's interrupt (INTID 33 on QEMU virt). Received data:
 /// reads the FIFO empty (hotkeys act at once; other bytes go to the VM with
-/// input, held for it while its receive FIFO is full), clears the receive
-/// interrupt. Room in the transmit FIFO (unmasked only while output waits
+/// input, held for it while its receive FIFO is full) after clearing the
+/// receive interrupt. Room in the transmit FIFO (unmasked only while output waits
 /// for it): writes more out.
 pub fn on_uart_interrupt() {
     poll();
     {
         let mut input = INPUT.lock();
+        // Clear first, then read empty: a byte that lands after the last
+        // read raises the interrupt again. Cleared after the reads, it was
+        // lost: QEMU raises RX only when its FIFO goes from empty to one
+        // entry, so a byte in the window stalled input for good.
+        CONSOLE_UART.clear_rx_interrupt();
         while let Some(b) = CONSOLE_UART.get() {
             route(&mut input, b);
         }
-        CONSOLE_UART.clear_rx_interrupt();
     }
     if CONSOLE_UART.tx_interrupt() {
         drain(false, true);

@@ -130,7 +130,8 @@ impl Pl011 {
         self.regs().imsc.modify(INT::RX::SET + INT::RT::SET);
     }
 
-    /// Clears the receive interrupts (after the FIFO was read empty).
+    /// Clears the receive interrupts (before reading the FIFO empty, so a
+    /// byte arriving meanwhile raises them again).
     pub fn clear_rx_interrupt(&self) {
         self.regs().icr.write(INT::RX::SET + INT::RT::SET);
     }
