@@ -9,7 +9,7 @@
 //! log, flushes and the UART interrupt wait for it. Virtual UARTs are told
 //! about freed room after `TERMINAL` is released.
 
-use super::input::{Action, InputSwitch};
+use super::input::{Action, InputSwitch, VmCommand, VmName};
 use super::mux::{Mux, Ring, Sink, Source};
 use crate::config::SYSTEM;
 use crate::devices::pl011::{SerialBackend, VirtualPl011};
@@ -325,9 +325,17 @@ fn route(input: &mut InputSwitch, byte: u8) {
             }
         }
         Action::MonitorOpened | Action::MonitorHelp => {
-            crate::println!("monitor: l = list VMs, n = move input to the next VM, q = leave");
+            crate::println!(
+                "monitor: l = list VMs, s NAME = stop, r NAME = restart, n = move input to the next VM, q = leave"
+            );
         }
         Action::ListVms => list_vms(),
+        Action::AskName(command) => {
+            crate::println!("monitor: {} which VM? (name, Enter)", command_text(command))
+        }
+        Action::OnVm(command, name) => on_vm(command, &name),
+        Action::BadName => crate::println!("monitor: no such VM name"),
+        Action::Cancelled => crate::println!("monitor: cancelled"),
         Action::MonitorClosed { target } => {
             if let Some(p) = port(target) {
                 crate::println!("monitor closed; input: {}", p.name);
@@ -345,22 +353,14 @@ fn vm_alive(name: &str) -> bool {
         .is_some_and(|vm| vm.power.state() != crate::vm::VmState::Off)
 }
 
-/// The monitor's `l`: one line per VM with its state.
+/// The monitor's `l`: two lines per VM, its state and its counters.
 fn list_vms() {
-    use crate::vm::VmState;
     let target = port(INPUT_TARGET.load(Ordering::Relaxed)).map(|p| p.name);
     for vm in crate::vm::all() {
-        let state = match vm.power.state() {
-            VmState::Running => "running",
-            VmState::Stopping => "stopping",
-            VmState::Resetting => "resetting",
-            VmState::Off => "off",
-            VmState::Finishing => "finishing",
-        };
         crate::println!(
             "  vm {}: {}, {} vCPU(s), resets={}{}",
             vm.config.name,
-            state,
+            vm.power.state().name(),
             vm.vcpus.len(),
             vm.resets(),
             if target == Some(vm.config.name) {
@@ -368,6 +368,41 @@ fn list_vms() {
             } else {
                 ""
             }
+        );
+        crate::println!("    {} counters:{}", vm.config.name, vm.counters());
+    }
+}
+
+fn command_text(command: VmCommand) -> &'static str {
+    match command {
+        VmCommand::Stop => "stop",
+        VmCommand::Restart => "restart",
+    }
+}
+
+/// The monitor's `s NAME` and `r NAME`: says what it does, then asks the
+/// VM's lifecycle to do it (the VM's own cores carry it out).
+fn on_vm(command: VmCommand, name: &VmName) {
+    let what = command_text(command);
+    let Some(vm) = crate::vm::all()
+        .iter()
+        .find(|vm| vm.config.name == name.as_str())
+    else {
+        crate::println!("monitor: {} {}: no such VM", what, name.as_str());
+        return;
+    };
+    // Said first: the VM's own lines (stopped, reset #N) follow it.
+    crate::println!("monitor: {} {}", what, vm.config.name);
+    let done = match command {
+        VmCommand::Stop => vm.operator_stop(),
+        VmCommand::Restart => vm.operator_restart(),
+    };
+    if let Err(state) = done {
+        crate::println!(
+            "monitor: {} {} refused: the VM is {}",
+            what,
+            vm.config.name,
+            state.name()
         );
     }
 }

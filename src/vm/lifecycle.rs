@@ -1,12 +1,13 @@
 //! Carrying out the power-state machine's decisions ([`super::power`]):
 //! PSCI CPU_ON, stop and reset requests (which kick the VM's other cores),
 //! parking a vCPU, finishing a stop or reset on the last core, and the end
-//! of the run with its per-VM summary. Also the rate-limited log of the
-//! lines a guest can cause.
+//! of the run with its per-VM summary; the operator's stop and restart
+//! (the console monitor). Also the rate-limited log of the lines a guest
+//! can cause.
 
 use super::create::{all, Vcpu, Vm, VMS_ALIVE};
 use super::log::Admit;
-use super::power::{Ending, Finish, Power, PowerError, Wake};
+use super::power::{Ending, Finish, Power, PowerError, VmState, Wake};
 use crate::arch;
 use crate::exit::ExitKind;
 use core::sync::atomic::Ordering;
@@ -88,6 +89,75 @@ impl Vm {
         if self.power.request_reset() {
             self.kick_all();
         }
+    }
+
+    /// The operator stops this VM (the monitor's `s`), from any core, at
+    /// any point of its vCPUs. Every core of the VM is kicked, this one too:
+    /// if it runs one of the VM's vCPUs it parks on its way back to the
+    /// guest. Refused (with the VM's state) unless the VM runs.
+    pub fn operator_stop(&self) -> Result<(), VmState> {
+        if !self.power.request_stop(Ending::Stopped) {
+            return Err(self.power.state());
+        }
+        self.kick_every_core();
+        Ok(())
+    }
+
+    /// The operator restarts this VM (the monitor's `r`): a reset if it
+    /// runs; if it is off, a fresh start the reset way (images reloaded,
+    /// vCPU 0 at its entry), the VM counted alive again. Refused (with
+    /// the VM's state) while a stop or reset is under way, and once the
+    /// run has ended.
+    pub fn operator_restart(&self) -> Result<(), VmState> {
+        if self.power.request_reset() {
+            self.kick_every_core();
+            return Ok(());
+        }
+        if !self.power.request_start() {
+            return Err(self.power.state());
+        }
+        // Zero: the last VM went off and the run is ending; nothing may
+        // start any more (the machine is being switched off).
+        if VMS_ALIVE
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n > 0).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(VmState::Off);
+        }
+        arch::kick_cpu(self.vcpus[0].phys_cpu);
+        Ok(())
+    }
+
+    fn kick_every_core(&self) {
+        for v in &self.vcpus {
+            arch::kick_cpu(v.phys_cpu);
+        }
+    }
+
+    /// The VM's counters, as ` name=value` pairs: exits by kind, summed
+    /// over its vCPUs, and the lines it caused, printed and suppressed
+    /// (the monitor's list and the end-of-run summary).
+    pub fn counters(&self) -> heapless::String<320> {
+        let mut line = heapless::String::new();
+        for kind in ExitKind::ALL {
+            let n: u64 = self
+                .vcpus
+                .iter()
+                .map(|v| v.stats[kind as usize].load(Ordering::Relaxed))
+                .sum();
+            let _ = core::fmt::write(&mut line, format_args!(" {}={}", kind.name(), n));
+        }
+        let (logged, suppressed) = self.log.iter().fold((0, 0), |(l, s), b| {
+            let b = b.lock();
+            (l + b.logged, s + b.suppressed)
+        });
+        let _ = core::fmt::write(
+            &mut line,
+            format_args!(" log_lines={} log_suppressed={}", logged, suppressed),
+        );
+        line
     }
 
     fn kick_all(&self) {
@@ -208,23 +278,7 @@ pub fn park(vm: &'static Vm, v: &'static Vcpu, stack_top: u64) -> ! {
 fn end_of_run() -> ! {
     let mut clean = true;
     for vm in all() {
-        let mut line: heapless::String<320> = heapless::String::new();
-        for kind in ExitKind::ALL {
-            let n: u64 = vm
-                .vcpus
-                .iter()
-                .map(|v| v.stats[kind as usize].load(Ordering::Relaxed))
-                .sum();
-            let _ = core::fmt::write(&mut line, format_args!(" {}={}", kind.name(), n));
-        }
-        let (logged, suppressed) = vm.log.iter().fold((0, 0), |(l, s), b| {
-            let b = b.lock();
-            (l + b.logged, s + b.suppressed)
-        });
-        let _ = core::fmt::write(
-            &mut line,
-            format_args!(" log_lines={} log_suppressed={}", logged, suppressed),
-        );
+        let mut line = vm.counters();
         if vm.resets() > 0 {
             let free = vm.heap_after_first_reset.load(Ordering::Relaxed);
             let _ = core::fmt::write(&mut line, format_args!(" heap_free_after_reset_1={}", free));

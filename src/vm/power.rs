@@ -41,6 +41,19 @@ pub enum VmState {
     Finishing = 4,
 }
 
+impl VmState {
+    /// The state as the monitor shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            VmState::Running => "running",
+            VmState::Stopping => "stopping",
+            VmState::Resetting => "resetting",
+            VmState::Off => "off",
+            VmState::Finishing => "finishing",
+        }
+    }
+}
+
 /// How a VM ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -212,6 +225,22 @@ impl PowerStates {
             .is_ok()
     }
 
+    /// Asks a VM that is off to start again (the operator's restart): it
+    /// goes the reset way, reloaded and vCPU 0 started at its initial
+    /// entry. True if this call started it. Every vCPU is off, so none
+    /// will claim the finish by going off: the caller kicks vCPU 0's core,
+    /// whose [`Self::wake`] claims it.
+    pub fn request_start(&self) -> bool {
+        self.state
+            .compare_exchange(
+                VmState::Off as u8,
+                VmState::Resetting as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
     /// vCPU `id` goes off (CPU_OFF, or parked by a stop or reset). Returns
     /// the finish this core must carry out if it was the last one on.
     pub fn vcpu_off(&self, id: usize) -> Option<Finish> {
@@ -254,6 +283,12 @@ impl PowerStates {
     /// What parked vCPU `id` does when its core wakes.
     pub fn wake(&self, id: usize) -> Wake {
         if self.power(id) != Ok(Power::OnPending) {
+            // A reset with every vCPU already off (a VM that was off being
+            // started again) has nobody going off to claim its finish: a
+            // woken core does (the claim is a CAS, so once).
+            if self.state() == VmState::Resetting {
+                return self.try_finish().map_or(Wake::Wait, Wake::Finish);
+            }
             return Wake::Wait;
         }
         match self.state() {
@@ -433,6 +468,64 @@ mod tests {
         assert_eq!(p.state(), VmState::Finishing);
         p.restart();
         assert_eq!(enter(&p, 0), (ENTRY, 0));
+    }
+
+    #[test]
+    fn a_vm_that_is_off_starts_again_through_the_reset_path() {
+        for ending in [Ending::PoweredOff, Ending::Stopped] {
+            let p = PowerStates::new(2, ENTRY, 9);
+            enter(&p, 0);
+            assert!(!p.request_start(), "a running VM cannot be started");
+            if ending == Ending::Stopped {
+                assert!(p.request_stop(ending));
+            }
+            assert_eq!(p.vcpu_off(0), Some(Finish::Off(ending)));
+            assert!(!p.request_start(), "not while its stop is finished");
+            p.off(ending);
+            assert_eq!(p.wake(1), Wake::Wait, "off: a stray kick does nothing");
+            assert!(p.request_start());
+            assert!(!p.request_start(), "once");
+            assert_eq!(p.cpu_on(1, ENTRY, 0), Err(PowerError::Denied));
+            assert_eq!(p.wake(0), Wake::Finish(Finish::Reset));
+            assert_eq!(p.wake(1), Wake::Wait, "the finish is claimed once");
+            p.restart();
+            assert_eq!(p.ending(), Ending::None);
+            assert_eq!(enter(&p, 0), (ENTRY, 9));
+            assert_eq!(p.power(1), Ok(Power::Off));
+        }
+    }
+
+    /// Two cores start a VM that is off and wake its vCPUs at once:
+    /// exactly one start and one finish.
+    #[test]
+    fn concurrent_starts_of_a_vm_that_is_off_finish_once() {
+        for _ in 0..2000 {
+            let p = Arc::new(PowerStates::new(2, ENTRY, 0));
+            enter(&p, 0);
+            p.vcpu_off(0);
+            p.off(Ending::PoweredOff);
+            let (starts, finishes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let threads: Vec<_> = (0..2)
+                .map(|id| {
+                    let (p, starts, finishes) =
+                        (Arc::clone(&p), Arc::clone(&starts), Arc::clone(&finishes));
+                    std::thread::spawn(move || {
+                        if p.request_start() {
+                            starts.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if let Wake::Finish(Finish::Reset) = p.wake(id) {
+                            finishes.fetch_add(1, Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(starts.load(Ordering::SeqCst), 1);
+            assert_eq!(finishes.load(Ordering::SeqCst), 1);
+            assert_eq!(p.state(), VmState::Finishing);
+        }
     }
 
     /// Two cores: one requests stops and resets, the other races CPU_ON,

@@ -9,8 +9,8 @@
 //!   memory pattern and prints `HOSTILE DONE`.
 //! - id 1, **neighbour**: writes its memory pattern, takes any interrupt
 //!   (none should come), and prints a `HEARTBEAT` line every second with
-//!   the longest stretch its loop was kept from running and whether its
-//!   pattern is intact.
+//!   its VM's reset count, the longest stretch its loop was kept from
+//!   running and whether its pattern is intact.
 //! - id 2, **cycler**: the cross-core lifecycle cases: resets while its
 //!   second vCPU spins, waits in WFI, and traps on a device without pause;
 //!   20 resets in a row; then a stop while the second vCPU spins.
@@ -70,7 +70,7 @@ fn main() -> ! {
     };
     match info.id {
         0 => attacker(info.resets),
-        1 => neighbour(),
+        1 => neighbour(info.resets),
         2 => cycler(info.resets),
         3 => stopped_while(Busy::Wfi),
         _ => stopped_while(Busy::Trap),
@@ -550,7 +550,7 @@ fn count_irq() {
     }
 }
 
-fn neighbour() -> ! {
+fn neighbour(resets: u64) -> ! {
     write_pattern(NEIGHBOUR_TAG);
     // Any interrupt that reaches this VM is counted: it has none of its own.
     exception::set_irq_handler(count_irq);
@@ -571,8 +571,9 @@ fn neighbour() -> ! {
         if now >= next {
             beat += 1;
             println!(
-                "HEARTBEAT {} max-gap-us={} irqs={} pattern={}",
+                "HEARTBEAT {} resets={} max-gap-us={} irqs={} pattern={}",
                 beat,
+                resets,
                 max_gap * 1_000_000 / freq,
                 IRQS.load(Ordering::Relaxed),
                 if pattern_intact(NEIGHBOUR_TAG) {

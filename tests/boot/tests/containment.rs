@@ -284,3 +284,172 @@ fn stops_while_the_second_vcpu_sleeps_or_traps_end_both_vms() {
     }
     run.check(run.status == Some(1), "stopped VMs make the run fail");
 }
+
+/// The console monitor (Ctrl-]) stops a named VM while the others run on,
+/// restarts it (it runs its checks again), starts a VM that powered off
+/// again, and lists every VM's state and counters. Its keys reach no
+/// guest.
+#[test]
+fn the_monitor_stops_and_restarts_a_named_vm_and_shows_its_counters() {
+    let image = build_ok("tests/configs/monitor.toml");
+    let run = boot_typing(
+        &image,
+        &[],
+        DEADLINE,
+        &[],
+        &[
+            Typing {
+                after: "[tessera] vm checker: powered off",
+                bytes: b"",
+            },
+            Typing {
+                after: "[neighbour] HEARTBEAT 2 resets=0 ",
+                bytes: b"\x1ds neighbour\r",
+            },
+            // While the neighbour is off: list, start the checker that
+            // powered off again, leave, and type to the typist.
+            Typing {
+                after: "[tessera] vm neighbour: stopped",
+                bytes: b"lr checker\rq",
+            },
+            Typing {
+                after: "[tessera] monitor closed",
+                bytes: b"ping\r",
+            },
+            Typing {
+                after: "[typist] echo: got ping",
+                bytes: b"\x1dr neighbour\rq",
+            },
+            // The neighbour beats again after its restart: list, stop it
+            // for good, leave and power the typist off (the checker ends
+            // by itself). The console takes the bytes in order.
+            Typing {
+                after: "[neighbour] HEARTBEAT 2 resets=1 ",
+                bytes: b"\x1dls neighbour\rqoff\r",
+            },
+        ],
+    );
+    run.check(!run.timed_out, "the run ends by itself");
+    run.expect_absent("PANIC");
+    let lines = run.lines();
+    let all = |prefix: &str| -> Vec<usize> {
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(prefix))
+            .map(|(i, _)| i)
+            .collect()
+    };
+
+    // Stop: the monitor says it, the neighbour stops, its heartbeat ends
+    // there, and the typist still runs (it echoes what is typed next).
+    let stop_cmds = all("[tessera] monitor: stop neighbour");
+    let stopped = all("[tessera] vm neighbour: stopped");
+    run.check(
+        stop_cmds.len() == 2 && stopped.len() == 2,
+        &format!("two stops and two stopped lines: {stop_cmds:?} {stopped:?}"),
+    );
+    run.check(stop_cmds[0] < stopped[0], "stopped after the command");
+    let restart = run.expect_line("[tessera] monitor: restart neighbour");
+    let reset = run.expect_line("[tessera] vm neighbour: reset #1");
+    let beats_while_off = lines[stopped[0]..restart]
+        .iter()
+        .filter(|l| l.starts_with("[neighbour] HEARTBEAT"))
+        .count();
+    // A heartbeat line the guest had half-written when it stopped is
+    // flushed just after the stopped line; no whole second more.
+    run.check(
+        beats_while_off <= 1,
+        &format!("{beats_while_off} heartbeats while the neighbour was stopped"),
+    );
+    let ping = run.expect_line("[typist] echo: got ping");
+    run.check(
+        stopped[0] < ping && ping < restart,
+        "the typist ran on while the neighbour was stopped",
+    );
+
+    // Restart: a fresh run of the neighbour, its checks (pattern, no
+    // stray interrupt) passing again, with its reset counted.
+    let again = run.expect_prefix("[neighbour] HEARTBEAT 1 resets=1 ");
+    run.check(restart < reset && reset < again, "restarted, then beats");
+    run.check(
+        lines[again].ends_with("irqs=0 pattern=intact"),
+        &format!("the restarted neighbour's checks: {}", lines[again]),
+    );
+
+    // The checker had powered off; the monitor started it again and it
+    // ran every check a second time.
+    let start = run.expect_line("[tessera] monitor: restart checker");
+    let results = all("[checker] RESULT: pass=");
+    run.check(
+        results.len() == 2,
+        &format!("two checker runs: {results:?}"),
+    );
+    let checker_reset = run.expect_line("[tessera] vm checker: reset #1");
+    run.check(
+        results[0] < start && start < checker_reset && checker_reset < results[1],
+        "the second run came from the monitor's start",
+    );
+    run.check(
+        lines[results[1]] == lines[results[0]],
+        "the second run passed as the first did",
+    );
+
+    // The lists: state, resets and counters of every VM.
+    let list = |name: &str| all(&format!("[tessera]   vm {name}: "));
+    let (n, c, t) = (list("neighbour"), list("checker"), list("typist"));
+    run.check(
+        n.len() == 2 && c.len() == 2 && t.len() == 2,
+        "two lists of three VMs",
+    );
+    run.check(
+        lines[n[0]] == "[tessera]   vm neighbour: off, 1 vCPU(s), resets=0"
+            && lines[n[1]] == "[tessera]   vm neighbour: running, 1 vCPU(s), resets=1",
+        &format!(
+            "neighbour listed off, then running: {} / {}",
+            lines[n[0]], lines[n[1]]
+        ),
+    );
+    run.check(
+        lines[t[0]] == "[tessera]   vm typist: running, 1 vCPU(s), resets=0, has input",
+        &format!("typist listed running with input: {}", lines[t[0]]),
+    );
+    run.check(
+        lines[c[1]] == "[tessera]   vm checker: running, 1 vCPU(s), resets=1"
+            || lines[c[1]] == "[tessera]   vm checker: off, 1 vCPU(s), resets=1",
+        &format!("checker listed with its reset: {}", lines[c[1]]),
+    );
+    // Each VM line is followed by its counters; the neighbour's prints
+    // went through its UART (MMIO writes) and it caused no log line.
+    for &i in n.iter().chain(&c).chain(&t) {
+        let name = lines[i]
+            .trim_start_matches("[tessera]   vm ")
+            .split(':')
+            .next()
+            .unwrap_or("");
+        let counters = lines.get(i + 1).copied().unwrap_or("");
+        let value = |k: &str| -> Option<u64> {
+            counters
+                .split(' ')
+                .find_map(|f| f.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+        };
+        run.check(
+            counters.starts_with(&format!("[tessera]     {name} counters: mmio_read="))
+                && value("mmio_write=").is_some_and(|w| w > 0)
+                && value("log_lines=").is_some()
+                && value("log_suppressed=").is_some(),
+            &format!("counters after {}: {counters}", lines[i]),
+        );
+    }
+
+    // Nothing typed in the monitor reached a guest.
+    run.expect_absent("echo: got s neighbour");
+    run.expect_absent("echo: got r ");
+    run.expect_absent("echo: got lr");
+    run.expect_line("[typist] echo: got off");
+    run.expect_prefix("[tessera] summary vm neighbour (stopped, resets=1):");
+    run.expect_prefix("[tessera] summary vm checker (powered-off, resets=1):");
+    run.expect_prefix("[tessera] summary vm typist (powered-off, resets=0):");
+    run.check(run.status == Some(1), "a stopped VM makes the run fail");
+}
