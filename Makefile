@@ -18,6 +18,8 @@ else
 $(error ARCH=$(ARCH) is not supported (aarch64 or x86_64))
 endif
 CONFIG ?= $(DEFAULT_CONFIG)
+# Cargo features of the hypervisor (tests only: fault-injection).
+FEATURES ?=
 
 # Debian's Rust builds core/alloc from source for bare-metal targets
 # (rustup here has neither the targets nor rust-src). x86_64-unknown-none
@@ -83,7 +85,8 @@ x86-guests: setup
 # Image (tessera.bin); x86_64 boots the ELF through multiboot2.
 build: guests $(BUILD_ASSETS)
 	@mkdir -p $(IMAGE_DIR)
-	TESSERA_CONFIG=$(CONFIG) $(HYP_CARGO) build --release $(BUILD_STD) --target $(TARGET)
+	TESSERA_CONFIG=$(CONFIG) $(HYP_CARGO) build --release $(BUILD_STD) --target $(TARGET) \
+		$(if $(FEATURES),--features $(FEATURES))
 ifeq ($(ARCH),aarch64)
 	@$(OBJCOPY) -O binary $(ELF) $(IMAGE)
 	@echo "image: $(IMAGE)"

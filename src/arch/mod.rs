@@ -70,7 +70,11 @@ pub trait Arch {
     unsafe fn scrub_guest_memory(hpa: u64, size: u64);
     /// Makes `[hpa, hpa + size)` as written by the hypervisor visible to a
     /// guest.
-    fn make_coherent_for_guest(hpa: u64, size: u64);
+    ///
+    /// # Safety
+    /// The range must be RAM the hypervisor maps (cache maintenance on
+    /// anything else faults in the hypervisor).
+    unsafe fn make_coherent_for_guest(hpa: u64, size: u64);
     /// Ticks per second of [`Arch::counter_now`].
     fn counter_frequency() -> u64;
     /// Drops every TLB entry of the VM this core runs (after its reset).
@@ -125,8 +129,9 @@ macro_rules! arch_contract {
                 // SAFETY: the caller upholds the contract of the trait method.
                 unsafe { $iface::scrub_guest_memory(hpa, size) }
             }
-            fn make_coherent_for_guest(hpa: u64, size: u64) {
-                $iface::make_coherent_for_guest(hpa, size)
+            unsafe fn make_coherent_for_guest(hpa: u64, size: u64) {
+                // SAFETY: the caller upholds the contract of the trait method.
+                unsafe { $iface::make_coherent_for_guest(hpa, size) }
             }
             fn counter_frequency() -> u64 {
                 $iface::counter_frequency()

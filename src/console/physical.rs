@@ -127,14 +127,18 @@ struct Terminal {
 
 static TERMINAL: Mutex<Terminal> = Mutex::new(Terminal {
     mux: Mux::new(0),
-    uart: Pl011::new(SYSTEM.board.console.base),
+    // SAFETY: an Arm board's console is a PL011 (the only console the Arm
+    // boards describe) at this address, device memory in the EL2 map below
+    // 1 GiB and in firmware's map before it.
+    uart: unsafe { Pl011::new(SYSTEM.board.console.base) },
     tx_irq: false,
 });
 /// Some buffer may hold output not written yet.
 static DIRTY: AtomicBool = AtomicBool::new(false);
 
 /// The console UART, for reads outside the terminal lock (input).
-static CONSOLE_UART: Pl011 = Pl011::new(SYSTEM.board.console.base);
+// SAFETY: as for the terminal's UART above.
+static CONSOLE_UART: Pl011 = unsafe { Pl011::new(SYSTEM.board.console.base) };
 
 static INPUT: Mutex<InputSwitch> = Mutex::new(InputSwitch::new());
 /// Mirror of the input target, for a lock-free check on the guest path.
@@ -501,7 +505,8 @@ pub fn print_emergency(args: fmt::Arguments) {
             Ok(())
         }
     }
-    let mut raw = Raw(Pl011::new(SYSTEM.board.console.base));
+    // SAFETY: as for the terminal's UART: the board's console PL011.
+    let mut raw = Raw(unsafe { Pl011::new(SYSTEM.board.console.base) });
     let _ = raw.write_str("\n[tessera] ");
     let _ = raw.write_fmt(args);
     let _ = raw.write_str("\n");

@@ -69,15 +69,18 @@ pub struct Pl011 {
 
 impl Pl011 {
     /// The UART at `base` (from the board description).
-    pub const fn new(base: u64) -> Self {
+    ///
+    /// # Safety
+    /// A PL011's registers must be at `base`, mapped as device memory for
+    /// as long as the value is used (every method accesses them).
+    pub const unsafe fn new(base: u64) -> Self {
         Self {
             base: base as usize,
         }
     }
 
     fn regs(&self) -> &Pl011Regs {
-        // SAFETY: the board description gives a PL011 at `base`, mapped as
-        // device memory by the EL2 identity map (and by firmware before it).
+        // SAFETY: `new`'s contract: a PL011 is mapped at `base`.
         unsafe { &*(self.base as *const Pl011Regs) }
     }
 

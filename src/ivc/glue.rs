@@ -39,8 +39,10 @@ pub fn init() {
         // above the heap (`channel_bytes` are left out of it and the linker
         // script keeps the image below them), identity-mapped at EL2 as
         // RAM; no VM runs yet.
-        unsafe { arch::scrub_guest_memory(c.hpa, c.size) };
-        arch::make_coherent_for_guest(c.hpa, c.size);
+        unsafe {
+            arch::scrub_guest_memory(c.hpa, c.size);
+            arch::make_coherent_for_guest(c.hpa, c.size);
+        }
     }
     STATES.call_once(|| {
         SYSTEM

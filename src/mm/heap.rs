@@ -8,10 +8,13 @@ use buddy_system_allocator::LockedHeap;
 #[global_allocator]
 static HEAP: LockedHeap<32> = LockedHeap::empty();
 
-/// Gives `[start, end)` to the heap. Boot core, once, MMU on.
-pub fn init(start: u64, end: u64) {
-    // SAFETY: the range is RAM reserved for the hypervisor by the board
-    // description, after the image, used by nothing else.
+/// Gives `[start, end)` to the heap.
+///
+/// # Safety
+/// The range must be RAM the hypervisor maps read-write and nothing else
+/// uses, ever; called once.
+pub unsafe fn init(start: u64, end: u64) {
+    // SAFETY: upheld by the caller.
     unsafe { HEAP.lock().init(start as usize, (end - start) as usize) };
 }
 

@@ -293,7 +293,9 @@ impl Vm {
                     };
                 }
             }
-            arch::make_coherent_for_guest(r.hpa, r.size);
+            // SAFETY: the VM's RAM region, in the board's RAM banks
+            // (build-time validation), which the hypervisor maps.
+            unsafe { arch::make_coherent_for_guest(r.hpa, r.size) };
         }
         refused.map_or(Ok(()), Err)
     }

@@ -72,6 +72,16 @@ pub mod tessera {
     /// Returns x1 = VM id, x2 = vCPU count, x3 = size of the RAM region that
     /// holds the entry point, x4 = how many times the VM has been reset.
     pub const VM_INFO: u32 = 0xc600_0001;
+    /// Test builds only (the hypervisor's cargo feature `fault-injection`):
+    /// makes the hypervisor break on purpose, x1 says how
+    /// ([`fault_inject`]). A normal build answers NOT_SUPPORTED.
+    pub const FAULT_INJECT: u32 = 0xc600_00f0;
+
+    /// What `FAULT_INJECT` breaks.
+    pub mod fault_inject {
+        /// The hypervisor overflows its stack on the calling vCPU's core.
+        pub const STACK_OVERFLOW: u64 = 1;
+    }
 }
 
 /// SMCCC return value for an unknown function id.

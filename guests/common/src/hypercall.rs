@@ -7,6 +7,9 @@ pub const NULL: u64 = tessera_abi::tessera::NULL as u64;
 /// VM_INFO: x0 = 0, x1 = vm id, x2 = vCPU count, x3 = RAM size in bytes,
 /// x4 = how many times the VM has been reset (PSCI SYSTEM_RESET) so far.
 pub const VM_INFO: u64 = tessera_abi::tessera::VM_INFO as u64;
+/// FAULT_INJECT (hypervisor test builds only): x1 says what breaks.
+pub const FAULT_INJECT: u64 = tessera_abi::tessera::FAULT_INJECT as u64;
+pub use tessera_abi::tessera::fault_inject;
 
 /// What VM_INFO reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,6 +18,9 @@
 //!   `stop-vm`) while the second vCPU waits in WFI (3) or traps on its
 //!   UART without pause (4).
 //!
+//! - id 5, **overflower**: asks the hypervisor to overflow its own stack
+//!   (the `FAULT_INJECT` hypercall of test builds); a normal build refuses.
+//!
 //! Patterns sit at [`PATTERN_OFFSET`] in RAM so the host can read both
 //! VMs' host memory (QEMU monitor) and check each holds only its own.
 
@@ -73,6 +76,7 @@ fn main() -> ! {
         1 => neighbour(info.resets),
         2 => cycler(info.resets),
         3 => stopped_while(Busy::Wfi),
+        5 => overflow_the_hypervisor(),
         _ => stopped_while(Busy::Trap),
     }
 }
@@ -587,6 +591,23 @@ fn neighbour(resets: u64) -> ! {
             last = cpu::cntvct();
         }
     }
+}
+
+// -------------------------------------------------------------- overflower
+
+/// The test-only `FAULT_INJECT` hypercall: a hypervisor built with the
+/// `fault-injection` feature overflows its stack and stops the machine
+/// with its report; a normal build answers NOT_SUPPORTED.
+fn overflow_the_hypervisor() -> ! {
+    use hypercall::{fault_inject, FAULT_INJECT};
+    println!("OVERFLOW asking the hypervisor to overflow its stack");
+    let r = hypercall::call(FAULT_INJECT, fault_inject::STACK_OVERFLOW, 0, 0);
+    if r.x0 == smccc::NOT_SUPPORTED {
+        println!("OVERFLOW refused: not a fault-injection build");
+    } else {
+        println!("OVERFLOW returned {:#x}", r.x0);
+    }
+    psci::system_off()
 }
 
 // ------------------------------------------------------------------ cycler

@@ -10,11 +10,16 @@ fn dcache_line_size() -> u64 {
 /// Cleans and invalidates `[addr, addr + size)` to the point of coherency,
 /// so a guest running with its MMU (and so its caches) off sees what the
 /// hypervisor wrote, and no dirty line of ours later overwrites its data.
-pub fn clean_invalidate_to_poc(addr: u64, size: u64) {
+///
+/// # Safety
+/// The range must be memory the EL2 map covers (else `DC CIVAC` faults at
+/// EL2); RAM's contents do not change.
+pub unsafe fn clean_invalidate_to_poc(addr: u64, size: u64) {
     let line = dcache_line_size();
     let mut p = addr & !(line - 1);
     while p < addr + size {
-        // SAFETY: maintenance on memory the hypervisor maps; no data changes.
+        // SAFETY: the caller vouches that the line is mapped; clean and
+        // invalidate leaves its data as it was.
         unsafe { core::arch::asm!("dc civac, {}", in(reg) p) };
         p += line;
     }

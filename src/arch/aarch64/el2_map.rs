@@ -234,6 +234,16 @@ pub struct ImageLayout {
     pub stacks: usize,
 }
 
+impl ImageLayout {
+    /// The stack slot whose guard page holds `addr`, if any (slot 0 is the
+    /// boot core's stack, slot 1 + i CPU i's): names a stack overflow.
+    pub fn guard_slot(&self, addr: u64) -> Option<usize> {
+        let off = addr.checked_sub(self.first_guard)?;
+        let slot = (off / self.guard_stride.max(1)) as usize;
+        (slot < self.stacks && off % self.guard_stride.max(1) < PAGE).then_some(slot)
+    }
+}
+
 /// Builds the whole EL2 map for RAM banks `ram` and the image `image`.
 pub fn build_map(b: &mut Builder, ram: &[MemRange], image: &ImageLayout) -> Result<(), MapError> {
     b.map(0, DEVICE_WINDOW_END, Attr::Device)?;
@@ -325,6 +335,24 @@ mod tests {
         base: 0x4000_0000,
         size: GIB,
     }];
+
+    #[test]
+    fn guard_slot_names_the_stack_an_address_overflowed() {
+        let img = image();
+        assert_eq!(img.guard_slot(0x4030_0000), Some(0), "boot stack's guard");
+        assert_eq!(img.guard_slot(0x4030_0ff8), Some(0));
+        assert_eq!(img.guard_slot(0x4030_1000), None, "stack 0 itself");
+        assert_eq!(img.guard_slot(0x4031_1000 + 0xabc), Some(1), "CPU 0's");
+        assert_eq!(img.guard_slot(0x4030_0000 + 8 * 0x1_1000), Some(8));
+        assert_eq!(
+            img.guard_slot(0x4030_0000 + 9 * 0x1_1000),
+            None,
+            "past the slots"
+        );
+        assert_eq!(img.guard_slot(0x402f_fff8), None, "below the first");
+        assert_eq!(img.guard_slot(0), None);
+        assert_eq!(img.guard_slot(u64::MAX), None);
+    }
 
     #[test]
     fn qemu_virt_layout() {

@@ -94,8 +94,12 @@ pub unsafe fn scrub_guest_memory(hpa: u64, size: u64) {
 
 /// Makes `[hpa, hpa + size)` as written by the hypervisor visible to a
 /// guest that runs with its caches off, and drops stale instructions.
-pub fn make_coherent_for_guest(hpa: u64, size: u64) {
-    cache::clean_invalidate_to_poc(hpa, size);
+///
+/// # Safety
+/// The range must be RAM the EL2 map covers.
+pub unsafe fn make_coherent_for_guest(hpa: u64, size: u64) {
+    // SAFETY: upheld by the caller.
+    unsafe { cache::clean_invalidate_to_poc(hpa, size) };
 }
 
 /// Adds the system registers every VM of this architecture sees emulated.

@@ -33,11 +33,15 @@ unsafe impl Sync for PoolCell {}
 
 static POOL: PoolCell = PoolCell(UnsafeCell::new(Pool([[0; ENTRIES]; TABLES])));
 
-/// Builds the EL2 map for a board with the given RAM banks. Boot core
-/// only, MMU off, before [`enable`] on any core.
-pub fn build(ram: &[MemRange]) {
-    // SAFETY: single-threaded boot; no core has enabled its MMU on these
-    // tables yet, so nothing reads them concurrently.
+/// Builds the EL2 map for a board with the given RAM banks.
+///
+/// # Safety
+/// Boot core only, once, before [`enable`] on any core: the tables are
+/// written in place, under any MMU already walking them.
+pub unsafe fn build(ram: &[MemRange]) {
+    // SAFETY: per the contract, single-threaded boot and no core has
+    // enabled its MMU on these tables yet, so nothing reads them
+    // concurrently.
     let pool = unsafe { &mut (*POOL.0.get()).0 };
     let pa = pool.as_ptr() as u64;
     let built = Builder::new(pool, pa)

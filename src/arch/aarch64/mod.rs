@@ -32,6 +32,7 @@ bare_metal! {
     pub mod gicv2;
     pub mod gicv3;
     mod guest_psci;
+    pub mod hyp_fault;
     pub mod guest_sysregs;
     pub mod id_regs;
     pub mod inject;

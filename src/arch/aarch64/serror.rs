@@ -1,6 +1,12 @@
-//! Classifying an SError taken from a guest by its syndrome (ESR_EL2, EC
-//! 0x2f): can it be contained to the VM that was running, or may it have
+//! Classifying an SError by where it was taken and its syndrome (ESR_EL2,
+//! EC 0x2f): can it be contained to the VM that was running, or may it have
 //! corrupted state the other VMs or the hypervisor depend on?
+//!
+//! Where: the hypervisor runs with SError masked and opens it at its
+//! boundaries (`vectors.rs`): on every exit from a guest, after a DSB, so an
+//! SError the guest's accesses raised is taken then and charged to that
+//! guest; before every entry, so one the hypervisor's own work raised is
+//! taken at EL2 and never charged to the guest about to run.
 
 /// ISS.IDS: the syndrome is implementation defined.
 const IDS: u64 = 1 << 24;
@@ -32,6 +38,35 @@ pub fn classify(esr: u64) -> SErrorKind {
     }
 }
 
+/// Where an SError was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SErrorOrigin {
+    /// While a guest ran: its own SError vector, or the guest-exit window.
+    Guest,
+    /// At EL2 anywhere else (pending before a guest entry, or during the
+    /// hypervisor's work): the hypervisor's own.
+    Hypervisor,
+}
+
+/// What an SError leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SErrorOutcome {
+    /// The running VM's `on_fault` policy (stop or restart it).
+    VmPolicy,
+    /// The machine stops with one clear line.
+    StopMachine,
+}
+
+/// The outcome of an SError with syndrome `esr` taken at `origin`. A
+/// guest's containable one is its VM's business; an uncontainable one, or
+/// any of the hypervisor's own, leaves no state to trust.
+pub fn outcome(origin: SErrorOrigin, esr: u64) -> SErrorOutcome {
+    match (origin, classify(esr)) {
+        (SErrorOrigin::Guest, SErrorKind::Containable) => SErrorOutcome::VmPolicy,
+        _ => SErrorOutcome::StopMachine,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +90,25 @@ mod tests {
             classify(EC_SERROR | IDS | DFSC_ASYNC_SERROR),
             SErrorKind::Containable
         );
+    }
+
+    #[test]
+    fn only_a_guests_containable_serror_is_left_to_its_vm() {
+        let contained = EC_SERROR | 0b010 << 10 | DFSC_ASYNC_SERROR;
+        let uc = EC_SERROR | DFSC_ASYNC_SERROR;
+        let plain = EC_SERROR;
+        assert_eq!(
+            outcome(SErrorOrigin::Guest, contained),
+            SErrorOutcome::VmPolicy
+        );
+        assert_eq!(outcome(SErrorOrigin::Guest, plain), SErrorOutcome::VmPolicy);
+        assert_eq!(outcome(SErrorOrigin::Guest, uc), SErrorOutcome::StopMachine);
+        for esr in [contained, uc, plain] {
+            assert_eq!(
+                outcome(SErrorOrigin::Hypervisor, esr),
+                SErrorOutcome::StopMachine,
+                "the hypervisor's own SError {esr:#x} is never a VM's"
+            );
+        }
     }
 }

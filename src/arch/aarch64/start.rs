@@ -63,7 +63,8 @@ fn check_firmware_tree(dtb: u64) {
 /// Boot core entry from `boot.rs`, MMU off, on the boot stack.
 #[no_mangle]
 extern "C" fn tessera_primary_main(dtb: u64) -> ! {
-    mmu::build(SYSTEM.board.memory);
+    // SAFETY: boot core, first thing, no MMU on anywhere yet.
+    unsafe { mmu::build(SYSTEM.board.memory) };
     mmu::enable();
     cpu::init_el2();
     cpu::clear_local();
@@ -89,10 +90,16 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     }
     check_firmware_tree(dtb);
     // The top `channel_bytes` of the region back inter-VM channels.
-    mm::heap::init(
-        boot::image_end(),
-        SYSTEM.board.hypervisor.end() - SYSTEM.channel_bytes,
-    );
+    // SAFETY: from the image's end to the channels, the hypervisor's
+    // reserved region (the board keeps VMs out of it, the linker script
+    // keeps the image below it) is RAM the EL2 map has read-write; boot
+    // core, once.
+    unsafe {
+        mm::heap::init(
+            boot::image_end(),
+            SYSTEM.board.hypervisor.end() - SYSTEM.channel_bytes,
+        )
+    };
     gic::init_distributor();
     let me = super::interface::this_cpu();
     if me == usize::MAX {

@@ -9,7 +9,7 @@ use super::esr::{self, ec};
 use super::guest_psci::serve_call;
 use super::inject::{self, Fault};
 use super::mmio_decode::emulate_decoded;
-use super::serror::{self, SErrorKind};
+use super::serror::{self, SErrorOrigin, SErrorOutcome};
 use crate::config::{FaultPolicy, UnhandledPolicy};
 use crate::exit::{Exit, ExitKind};
 use crate::vcpu::{self, CpuLocal, GuestRegisters, Outcome};
@@ -62,7 +62,14 @@ extern "C" fn tessera_guest_sync(regs: &mut GuestRegs) {
     let esr = ESR_EL2.get();
     match esr::exception_class(esr) {
         // HVC returns to the next instruction by itself.
-        ec::HVC64 => serve_call(local(), regs),
+        ec::HVC64 => {
+            // Test builds only: the trigger of `hyp_fault`'s boot test.
+            #[cfg(feature = "fault-injection")]
+            if regs.x[0] as u32 == tessera_abi::tessera::FAULT_INJECT {
+                super::hyp_fault::inject(regs.x[1]);
+            }
+            serve_call(local(), regs)
+        }
         ec::DABT_LOW => data_abort(regs, esr),
         ec::SYS64 => {
             let exit = esr::decode(esr, 0);
@@ -223,17 +230,19 @@ fn apply_fault_policy(local: &CpuLocal) -> ! {
     vm::park(local.vm, local.vcpu, local.stack_top)
 }
 
-/// SError from the guest: asynchronous, cannot be pinned to an
-/// instruction. A containable one ends the VM by its `on_fault` policy;
+/// SError from the guest (its own SError vector, or the guest-exit window
+/// of `vectors.rs`: raised while it ran): asynchronous, cannot be pinned to
+/// an instruction. A containable one ends the VM by its `on_fault` policy;
 /// an uncontainable one (RAS says the error may have spread) stops the
-/// machine: no VM can be trusted to run on.
+/// machine: no VM can be trusted to run on. SErrors of the hypervisor's
+/// own end in [`super::hyp_fault`].
 #[no_mangle]
 extern "C" fn tessera_guest_serror(_regs: &mut GuestRegs) {
     let local = local();
     let esr = ESR_EL2.get();
     local.vcpu.count(ExitKind::Unhandled);
-    match serror::classify(esr) {
-        SErrorKind::Uncontainable => {
+    match serror::outcome(SErrorOrigin::Guest, esr) {
+        SErrorOutcome::StopMachine => {
             crate::println!(
                 "vm {}: uncontainable SError (esr {:#x}): stopping the machine",
                 local.vm.config.name,
@@ -241,7 +250,7 @@ extern "C" fn tessera_guest_serror(_regs: &mut GuestRegs) {
             );
             crate::arch::fail_stop(3);
         }
-        SErrorKind::Containable => {
+        SErrorOutcome::VmPolicy => {
             local.vm.report(
                 format_args!("SError (esr {:#x})", esr),
                 apply_fault_policy_outcome(local.vm.config.on_fault),
@@ -249,15 +258,4 @@ extern "C" fn tessera_guest_serror(_regs: &mut GuestRegs) {
             apply_fault_policy(local);
         }
     }
-}
-
-/// Exception taken at EL2 itself: a hypervisor bug.
-#[no_mangle]
-extern "C" fn tessera_hyp_fault(_regs: &mut GuestRegs) {
-    panic!(
-        "EL2 exception: esr {:#x} elr {:#x} far {:#x}",
-        ESR_EL2.get(),
-        ELR_EL2.get(),
-        FAR_EL2.get()
-    );
 }

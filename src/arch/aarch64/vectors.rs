@@ -4,14 +4,25 @@
 //! EL1 system registers and FP/SIMD state stay live in the hardware (the
 //! hypervisor is built soft-float and never touches FP registers), and
 //! ELR_EL2/SPSR_EL2 are only read when a handler needs them.
+//!
+//! SError boundaries (the hypervisor runs with SError masked): on every
+//! exit from the guest, after a DSB, an SError still pending from the
+//! guest's accesses is taken in a one-instruction window and handed to the
+//! guest SError handler (its VM's policy); before every entry, one pending
+//! then is the hypervisor's own and stops the machine, instead of being
+//! taken by, and blamed on, the guest about to run.
+//!
+//! An exception taken at EL2 itself is a hypervisor bug and fatal: it
+//! switches to this core's emergency stack first (see [`super::hyp_fault`]),
+//! so a stack overflow into a guard page ends in one report, not in a
+//! fault of the fault handler's own register save, forever.
 
 use core::arch::global_asm;
 
 global_asm!(
     r#"
 .macro SAVE_GUEST_REGS
-    sub     sp, sp, #(8 * 32)
-    stp     x0, x1, [sp, #(8 * 0)]
+    stp     x0, x1, [sp, #-(8 * 32)]!
     stp     x2, x3, [sp, #(8 * 2)]
     stp     x4, x5, [sp, #(8 * 4)]
     stp     x6, x7, [sp, #(8 * 6)]
@@ -27,14 +38,32 @@ global_asm!(
     stp     x26, x27, [sp, #(8 * 26)]
     stp     x28, x29, [sp, #(8 * 28)]
     str     x30, [sp, #(8 * 30)]
-    mov     x0, sp
 .endm
 
+// The guest-exit SError boundary is inline (4 instructions when nothing is
+// pending): the guest's accesses complete (DSB), then ISR_EL1.A says
+// whether one of them left an SError pending.
 .macro VECTOR handler
 .balign 0x80
     SAVE_GUEST_REGS
+    dsb     sy
+    isb
+    mrs     x0, isr_el1
+    tbnz    x0, #8, 1f
+2:  mov     x0, sp
     bl      \handler
     b       tessera_return_to_guest
+1:  bl      tessera_take_guest_serror
+    cbz     x0, 2b                  // nothing taken after all: the trap as usual
+    b       tessera_guest_serror_late
+.endm
+
+// An exception at EL2 itself: fatal. x0 names the vector for the report;
+// nothing else is kept (no return).
+.macro HYP_VECTOR kind
+.balign 0x80
+    mov     x0, #\kind
+    b       tessera_hyp_exception
 .endm
 
 .section .text.vectors, "ax"
@@ -42,15 +71,27 @@ global_asm!(
 .global tessera_el2_vectors
 tessera_el2_vectors:
     // Current EL with SP_EL0: never used.
-    VECTOR tessera_hyp_fault
-    VECTOR tessera_hyp_fault
-    VECTOR tessera_hyp_fault
-    VECTOR tessera_hyp_fault
-    // Current EL with SP_EL2: a hypervisor bug.
-    VECTOR tessera_hyp_fault
-    VECTOR tessera_hyp_fault
-    VECTOR tessera_hyp_fault
-    VECTOR tessera_hyp_fault
+    HYP_VECTOR 0
+    HYP_VECTOR 1
+    HYP_VECTOR 2
+    HYP_VECTOR 3
+    // Current EL with SP_EL2: a hypervisor bug, except an SError taken in
+    // the guest-exit window (below).
+    HYP_VECTOR 4
+    HYP_VECTOR 5
+    HYP_VECTOR 6
+.balign 0x80
+    mrs     x1, elr_el2
+    adr     x2, tessera_serror_window
+    sub     x1, x1, x2
+    cmp     x1, #4
+    b.hi    1f
+    // The guest's SError, taken in the window: back into the window with
+    // x0 = its syndrome (non-zero: EC 0x2f).
+    mrs     x0, esr_el2
+    eret
+1:  mov     x0, #7
+    b       tessera_hyp_exception
     // Lower EL, AArch64.
     VECTOR tessera_guest_sync
     VECTOR tessera_guest_irq
@@ -62,9 +103,40 @@ tessera_el2_vectors:
     VECTOR tessera_guest_irq
     VECTOR tessera_guest_serror
 
+// An SError is pending at a guest exit (ISR_EL1.A): takes it, returning
+// x0 = its ESR_EL2 (ELR/SPSR/ESR_EL2 of the trap are then lost: the VM's
+// SError policy never returns to it), or 0 if none came. Clobbers x0-x2.
+tessera_take_guest_serror:
+    mov     x0, #0
+    msr     daifclr, #4
+    // The window: the SError is taken at the earliest right after the
+    // unmask, at the latest right after this ISB (ELR_EL2 is one of the
+    // two; the vector above checks).
+.global tessera_serror_window
+tessera_serror_window:
+    isb
+    msr     daifset, #4
+    ret
+
+tessera_guest_serror_late:
+    mov     x0, sp
+    bl      tessera_guest_serror
+    b       tessera_return_to_guest
+
+// Before entering the guest: an SError pending now was raised by the
+// hypervisor's own work (the guest's were taken at exit): taken here at
+// EL2, outside the window, it is fatal and reported as the hypervisor's.
+tessera_hyp_serror_pending:
+    msr     daifclr, #4
+    isb
+    msr     daifset, #4
+    mov     x0, #8
+    b       tessera_hyp_exception
+
 .global tessera_return_to_guest
 tessera_return_to_guest:
-    ldp     x0, x1, [sp, #(8 * 0)]
+    mrs     x0, isr_el1
+    tbnz    x0, #8, tessera_hyp_serror_pending
     ldp     x2, x3, [sp, #(8 * 2)]
     ldp     x4, x5, [sp, #(8 * 4)]
     ldp     x6, x7, [sp, #(8 * 6)]
@@ -80,7 +152,7 @@ tessera_return_to_guest:
     ldp     x26, x27, [sp, #(8 * 26)]
     ldp     x28, x29, [sp, #(8 * 28)]
     ldr     x30, [sp, #(8 * 30)]
-    add     sp, sp, #(8 * 32)
+    ldp     x0, x1, [sp], #(8 * 32)
     eret
 
 // tessera_enter_guest(stack_top, x0_value): resets this core's stack, builds
@@ -97,7 +169,48 @@ tessera_enter_guest:
     b.ne    1b
     str     x1, [sp]
     b       tessera_return_to_guest
-"#
+
+// A fatal exception at EL2 (x0 = the vector kind). The stack may be what
+// faulted (an overflow into its guard page), so nothing touches it: this
+// core's index is looked up from MPIDR_EL1 in TESSERA_CPU_MPIDRS, its
+// emergency stack claimed once (a fault on the emergency path parks the
+// core: the first report is the one that matters), and the Rust report
+// runs there with (kind, SP at the fault, core index).
+tessera_hyp_exception:
+    mov     x1, sp
+    mrs     x2, mpidr_el1
+    mov     x3, #0xffffff           // Aff2-0
+    movk    x3, #0xff, lsl #32      // Aff3
+    and     x2, x2, x3
+    adrp    x3, TESSERA_CPU_MPIDRS
+    add     x3, x3, :lo12:TESSERA_CPU_MPIDRS
+    mov     x4, #0
+1:  ldr     x5, [x3, x4, lsl #3]
+    cmp     x5, x2
+    b.eq    2f
+    add     x4, x4, #1
+    cmp     x4, #{max_cpus}
+    b.lo    1b
+    // Not a core of the board: report on the last slot.
+    mov     x4, #({max_cpus} - 1)
+2:  adrp    x3, TESSERA_IN_EMERGENCY
+    add     x3, x3, :lo12:TESSERA_IN_EMERGENCY
+    ldrb    w5, [x3, x4]
+    cbnz    w5, 9f
+    mov     w5, #1
+    strb    w5, [x3, x4]
+    adrp    x3, TESSERA_EMERGENCY_STACKS
+    add     x3, x3, :lo12:TESSERA_EMERGENCY_STACKS
+    mov     x5, #{emergency_stack}
+    madd    x3, x4, x5, x3
+    add     sp, x3, x5
+    mov     x2, x4
+    bl      tessera_hyp_fault
+9:  wfe
+    b       9b
+"#,
+    max_cpus = const crate::config::MAX_CPUS,
+    emergency_stack = const super::hyp_fault::EMERGENCY_STACK_SIZE,
 );
 
 extern "C" {

@@ -75,7 +75,10 @@ pub unsafe fn scrub_guest_memory(hpa: u64, size: u64) {
 }
 
 /// Nothing to do: x86 caches are coherent with instruction fetch and DMA.
-pub fn make_coherent_for_guest(_hpa: u64, _size: u64) {}
+///
+/// # Safety
+/// None needed here; `unsafe` for the contract (Arm maintains the range).
+pub unsafe fn make_coherent_for_guest(_hpa: u64, _size: u64) {}
 
 /// TSC ticks per second: CPUID leaf 0x16's base frequency where the CPU
 /// reports it, else a nominal 1 GHz (only the guest-log rate limiter uses

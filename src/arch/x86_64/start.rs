@@ -110,7 +110,10 @@ extern "C" fn tessera_x86_main(magic: u32, info: u32) -> ! {
         boot_error!("{}", e);
     }
     check_memory_map(magic, u64::from(info));
-    mm::heap::init(boot::image_end(), SYSTEM.board.hypervisor.end());
+    // SAFETY: the hypervisor's reserved region after the image is RAM
+    // (checked against the memory map just above), identity-mapped, used by
+    // nothing else; boot core, once.
+    unsafe { mm::heap::init(boot::image_end(), SYSTEM.board.hypervisor.end()) };
     if let Err(e) = vmx::enable_on_this_core() {
         boot_error!("{}", e);
     }

@@ -35,10 +35,17 @@ pub struct BuildOutput {
 /// Runs `make build ARCH=aarch64 CONFIG=<config>` (config relative to the
 /// repository root).
 pub fn build(config: &str) -> BuildOutput {
+    build_with_features(config, "")
+}
+
+/// Like [`build`], with the hypervisor's cargo `features` (test-only ones,
+/// e.g. `fault-injection`; empty for none).
+pub fn build_with_features(config: &str, features: &str) -> BuildOutput {
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let root = repo_root();
     let out = Command::new("make")
         .args(["-s", "build", "ARCH=aarch64", &format!("CONFIG={config}")])
+        .arg(format!("FEATURES={features}"))
         .current_dir(&root)
         .output()
         .expect("run make");

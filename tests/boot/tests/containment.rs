@@ -453,3 +453,51 @@ fn the_monitor_stops_and_restarts_a_named_vm_and_shows_its_counters() {
     run.expect_prefix("[tessera] summary vm typist (powered-off, resets=0):");
     run.check(run.status == Some(1), "a stopped VM makes the run fail");
 }
+
+/// A hypervisor stack overflow (forced by the test-only `fault-injection`
+/// build) ends in one report naming the overflowed stack, and the machine
+/// stops: the fault vector runs on the core's emergency stack instead of
+/// faulting again on the guard page for ever. A normal build refuses the
+/// trigger and runs on.
+#[test]
+fn a_hypervisor_stack_overflow_ends_in_one_report_and_a_normal_build_has_no_trigger() {
+    let b = build_with_features("tests/configs/hyp-fault.toml", "fault-injection");
+    assert!(
+        b.success,
+        "building with fault-injection failed:\n{}",
+        b.log
+    );
+    let run = boot(&b.image, &[], Duration::from_secs(120));
+    run.check(!run.timed_out, "the machine stops by itself");
+    let asked =
+        run.expect_line("[overflower] OVERFLOW asking the hypervisor to overflow its stack");
+    let report = run.expect_prefix(
+        "hypervisor stack overflow on CPU 1: CPU 1's stack ran into its guard page (far ",
+    );
+    run.check(asked < report, "the report follows the request");
+    let panics = run.lines().iter().filter(|l| l.contains("PANIC")).count();
+    let overflows = run
+        .lines()
+        .iter()
+        .filter(|l| l.contains("stack overflow"))
+        .count();
+    run.check(
+        panics == 1 && overflows == 1,
+        &format!("one report: {panics} panic lines, {overflows} overflow lines"),
+    );
+    run.check(run.status == Some(2), "a hypervisor panic exits with 2");
+
+    let image = build_ok("tests/configs/hyp-fault.toml");
+    let run = boot_until_all(
+        &image,
+        &[],
+        DEADLINE,
+        &[
+            "[overflower] OVERFLOW refused: not a fault-injection build",
+            "[bystander] HEARTBEAT 2 ",
+        ],
+    );
+    run.check(!run.timed_out, "refused, and the bystander beats");
+    run.expect_absent("PANIC");
+    run.expect_absent("fault injection");
+}
