@@ -153,20 +153,38 @@ fn port(i: usize) -> Option<&'static Port> {
 }
 
 /// The UART as the multiplexer's sink. `wait`: write everything even if
-/// the FIFO fills (flushes); otherwise stop at a full FIFO.
+/// the FIFO fills (flushes); otherwise stop at a full FIFO. `budget`: bytes
+/// this drain may write at most (`spent` once it stopped for that, not for
+/// a full FIFO).
 struct UartSink<'a> {
     uart: &'a Pl011,
     wait: bool,
+    budget: usize,
+    spent: bool,
 }
 
 impl Sink for UartSink<'_> {
     fn ready(&mut self) -> bool {
+        if self.budget == 0 {
+            self.spent = true;
+            return false;
+        }
         self.wait || self.uart.tx_ready()
     }
     fn put(&mut self, byte: u8) {
         self.uart.put(byte);
+        self.budget = self.budget.saturating_sub(1);
     }
 }
+
+/// Bytes of other sources' output a guest's own UART access may write out
+/// beyond its own pending bytes. A VM that prints drains its own output;
+/// it must not become the writer of a neighbour's flood (under QEMU every
+/// byte written is an exit, and an unbounded drain per guest byte made a
+/// heartbeat line take up to 0.9 s while another VM flooded). The others'
+/// output goes out on their own accesses, the hypervisor's paths, and
+/// forced flushes.
+const FOREIGN_BUDGET: usize = 8;
 
 /// Passes one drain makes at most when others keep writing meanwhile: a
 /// core must not be captured writing out other VMs' output for as long as
@@ -179,6 +197,17 @@ const MAX_PASSES: usize = 4;
 /// of leaving it to whoever holds it.
 #[inline(never)]
 fn drain(force: bool, wait_lock: bool) {
+    drain_within(force, wait_lock, None);
+}
+
+/// A drain on a guest's UART access to `port`: one pass, writing at most
+/// the port's own pending bytes plus [`FOREIGN_BUDGET`].
+#[inline(never)]
+fn drain_for_guest(port: &Port) {
+    drain_within(false, false, Some(port.pending() + FOREIGN_BUDGET));
+}
+
+fn drain_within(force: bool, wait_lock: bool, budget: Option<usize>) {
     for pass in 1.. {
         let guard = if wait_lock {
             Some(TERMINAL.lock())
@@ -195,11 +224,18 @@ fn drain(force: bool, wait_lock: bool) {
             }
         }
         let Terminal { mux, uart, tx_irq } = &mut *t;
-        let mut sink = UartSink { uart, wait: force };
+        let mut sink = UartSink {
+            uart,
+            wait: force,
+            budget: budget.unwrap_or(usize::MAX),
+            spent: false,
+        };
         let d = mux.drain(&sources, &mut sink, now(), force);
+        let spent = sink.spent;
         // A full FIFO: let its transmit interrupt say when there is room
         // (effective once the interrupt is routed to `on_uart_interrupt`).
-        if d.sink_full != *tx_irq {
+        // A spent budget is not a full FIFO.
+        if !spent && d.sink_full != *tx_irq {
             uart.set_tx_interrupt(d.sink_full);
             *tx_irq = d.sink_full;
         }
@@ -211,12 +247,13 @@ fn drain(force: bool, wait_lock: bool) {
                 }
             }
         }
-        if d.leftover {
-            // Held back or the FIFO is full: the next poll or write retries.
+        if d.leftover || spent {
+            // Held back, the FIFO is full or the budget spent: the next
+            // poll or write retries.
             DIRTY.store(true, Ordering::SeqCst);
             return;
         }
-        if !DIRTY.load(Ordering::SeqCst) || (pass >= MAX_PASSES && !force) {
+        if budget.is_some() || !DIRTY.load(Ordering::SeqCst) || (pass >= MAX_PASSES && !force) {
             return;
         }
     }
@@ -249,7 +286,7 @@ impl SerialBackend for VmConsole {
         let ok = self.port.push(&[byte]) == 1;
         self.port.paused.store(false, Ordering::Relaxed);
         DIRTY.store(true, Ordering::SeqCst);
-        drain(false, false);
+        drain_for_guest(self.port);
         ok
     }
 
@@ -275,7 +312,9 @@ impl SerialBackend for VmConsole {
         if SYSTEM.board.console_irq.is_none() && CONSOLE_UART.rx_ready() {
             poll_input();
         }
-        poll();
+        if DIRTY.load(Ordering::Relaxed) {
+            drain_for_guest(self.port);
+        }
     }
 
     fn flush(&self) {

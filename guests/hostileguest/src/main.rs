@@ -10,7 +10,8 @@
 //! - id 1, **neighbour**: writes its memory pattern, takes any interrupt
 //!   (none should come), and prints a `HEARTBEAT` line every second with
 //!   its VM's reset count, the longest stretch its loop was kept from
-//!   running and whether its pattern is intact.
+//!   running, whether its pattern is intact and how long the previous
+//!   heartbeat line took to print.
 //! - id 2, **cycler**: the cross-core lifecycle cases: resets while its
 //!   second vCPU spins, waits in WFI, and traps on a device without pause;
 //!   20 resets in a row; then a stop while the second vCPU spins.
@@ -18,6 +19,9 @@
 //!   `stop-vm`) while the second vCPU waits in WFI (3) or traps on its
 //!   UART without pause (4).
 //!
+//! - id 6, **flooder**: prints as fast as it can — 4 s of whole lines,
+//!   then 4 s of one line that never ends — and reports its rate, while a
+//!   neighbour's heartbeat says how long its own prints take.
 //! - id 5, **overflower**: asks the hypervisor to overflow its own stack
 //!   (the `FAULT_INJECT` hypercall of test builds); a normal build refuses.
 //!
@@ -77,6 +81,7 @@ fn main() -> ! {
         2 => cycler(info.resets),
         3 => stopped_while(Busy::Wfi),
         5 => overflow_the_hypervisor(),
+        6 => flood_the_console(),
         _ => stopped_while(Busy::Trap),
     }
 }
@@ -568,6 +573,7 @@ fn neighbour(resets: u64) -> ! {
     let mut next = last + freq;
     let mut max_gap = 0;
     let mut beat = 0u64;
+    let mut print_ticks = 0;
     loop {
         let now = cpu::cntvct();
         max_gap = max_gap.max(now - last);
@@ -575,7 +581,7 @@ fn neighbour(resets: u64) -> ! {
         if now >= next {
             beat += 1;
             println!(
-                "HEARTBEAT {} resets={} max-gap-us={} irqs={} pattern={}",
+                "HEARTBEAT {} resets={} max-gap-us={} irqs={} pattern={} print-us={}",
                 beat,
                 resets,
                 max_gap * 1_000_000 / freq,
@@ -584,13 +590,57 @@ fn neighbour(resets: u64) -> ! {
                     "intact"
                 } else {
                     "CHANGED"
-                }
+                },
+                print_ticks * 1_000_000 / freq
             );
             next += freq;
-            // The print is the neighbour's own work, not a gap.
+            // The print is the neighbour's own work, not a gap; how long
+            // it took goes in the next line.
             last = cpu::cntvct();
+            print_ticks = last - now;
         }
     }
+}
+
+// ----------------------------------------------------------------- flooder
+
+/// How long each flood phase lasts, in seconds.
+const FLOOD_PHASE_S: u64 = 4;
+
+/// Prints as fast as the console takes it: whole lines, then one line that
+/// never ends (the worst case for the console's hold-back of other VMs'
+/// lines behind an open one), then the counts.
+fn flood_the_console() -> ! {
+    let freq = cpu::cntfrq();
+    // Let the neighbour print a few heartbeats undisturbed first.
+    time::wait_until(2_500, || false);
+    println!("FLOOD lines start");
+    let start = cpu::cntvct();
+    let mut lines = 0u64;
+    while cpu::cntvct() - start < FLOOD_PHASE_S * freq {
+        println!(
+            "FLOOD {:08} abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            lines
+        );
+        lines += 1;
+    }
+    println!("FLOOD open-line start");
+    let open = cpu::cntvct();
+    let mut chunks = 0u64;
+    while cpu::cntvct() - open < FLOOD_PHASE_S * freq {
+        tessera_guest::print!("0123456789abcdef");
+        chunks += 1;
+    }
+    println!();
+    let line_bytes = lines * 79;
+    println!(
+        "FLOOD DONE lines={} line-bytes-per-s={} open-line-bytes={} open-bytes-per-s={}",
+        lines,
+        line_bytes / FLOOD_PHASE_S,
+        chunks * 16,
+        chunks * 16 / FLOOD_PHASE_S
+    );
+    psci::system_off()
 }
 
 // -------------------------------------------------------------- overflower
