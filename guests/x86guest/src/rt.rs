@@ -27,6 +27,22 @@ guest_gp_handler:
     addq $2, (%rsp)
     incl GP_COUNT(%rip)
     iretq
+
+// Timer interrupts: count, then EOI through the x2APIC EOI MSR.
+.global guest_timer_handler
+guest_timer_handler:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    incl TIMER_COUNT(%rip)
+    movl $0x80b, %ecx
+    xorl %eax, %eax
+    xorl %edx, %edx
+    wrmsr
+    popq %rdx
+    popq %rcx
+    popq %rax
+    iretq
 "#,
     options(att_syntax)
 );
@@ -138,28 +154,55 @@ struct TablePointer {
 /// Null, 64-bit code (0x08), data (0x10): the selectors the hypervisor
 /// entered us with, so nothing needs reloading.
 static GDT: [u64; 3] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
-static mut IDT: [[u64; 2]; 14] = [[0; 2]; 14];
+/// Vectors the IDT covers (#GP at 13, the timer vectors below 0x50).
+const IDT_ENTRIES: usize = 0x50;
+static mut IDT: [[u64; 2]; IDT_ENTRIES] = [[0; 2]; IDT_ENTRIES];
+
+/// Timer interrupts taken (the timer handler's counter).
+#[no_mangle]
+static TIMER_COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// Timer interrupts taken so far.
+pub fn timer_count() -> u32 {
+    TIMER_COUNT.load(Ordering::SeqCst)
+}
+
+extern "C" {
+    fn guest_gp_handler();
+    fn guest_timer_handler();
+}
+
+/// An interrupt gate to `handler` in the 64-bit code segment.
+fn gate(handler: unsafe extern "C" fn()) -> [u64; 2] {
+    let h = handler as *const () as u64;
+    [
+        (h & 0xffff) | 0x08 << 16 | 0x8e << 40 | ((h >> 16) & 0xffff) << 48,
+        h >> 32,
+    ]
+}
+
+/// Points vector `v` (below `IDT_ENTRIES`) at the timer handler.
+pub fn install_timer_vector(v: usize) {
+    // SAFETY: single vCPU; the vector is not in use while it changes
+    // (interrupts are off or the timer is not armed on it).
+    unsafe {
+        let idt = &raw mut IDT;
+        (*idt)[v] = gate(guest_timer_handler);
+    }
+}
 
 /// Installs the GDT and an IDT with the #GP handler, so `iretq` works.
 pub fn install_gp_handler() {
-    extern "C" {
-        fn guest_gp_handler();
-    }
-    let h = guest_gp_handler as *const () as u64;
-    let gate = [
-        (h & 0xffff) | 0x08 << 16 | 0x8e << 40 | ((h >> 16) & 0xffff) << 48,
-        h >> 32,
-    ];
     // SAFETY: single vCPU, before any interrupt can use the table.
     unsafe {
         let idt = &raw mut IDT;
-        (*idt)[13] = gate;
+        (*idt)[13] = gate(guest_gp_handler);
         let gdtr = TablePointer {
             limit: (core::mem::size_of_val(&GDT) - 1) as u16,
             base: GDT.as_ptr() as u64,
         };
         let idtr = TablePointer {
-            limit: (core::mem::size_of::<[[u64; 2]; 14]>() - 1) as u16,
+            limit: (core::mem::size_of::<[[u64; 2]; IDT_ENTRIES]>() - 1) as u16,
             base: idt as u64,
         };
         asm!("lgdt [{}]", "lidt [{}]", in(reg) &gdtr, in(reg) &idtr, options(nostack));
@@ -199,6 +242,31 @@ pub fn load(addr: u64) -> u32 {
         asm!("mov eax, [rdx]", in("rdx") addr, inout("eax") 0u32 => v, options(nostack, readonly))
     };
     v
+}
+
+/// The time stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the counter (it does not exit).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Enables interrupts and halts until one is taken (STI's shadow covers
+/// HLT, so none slips in between).
+pub fn sti_hlt() {
+    // SAFETY: the IDT has handlers for every vector the guest arms.
+    unsafe { asm!("sti", "hlt", options(nomem, nostack)) };
+}
+
+/// Interrupts off.
+pub fn cli() {
+    // SAFETY: only masks interrupts.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}
+
+/// Interrupts on, and one instruction for a pending one to be taken.
+pub fn sti_nop() {
+    // SAFETY: the IDT has handlers for every vector the guest arms.
+    unsafe { asm!("sti", "nop", options(nomem, nostack)) };
 }
 
 #[panic_handler]

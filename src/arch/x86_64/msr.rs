@@ -3,6 +3,8 @@
 //! What each allowed MSR maps to is decided here, purely; the exit handler
 //! reads or writes the VMCS field named.
 
+use super::vlapic::{MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST, MSR_X2APIC_LAST};
+
 /// IA32_EFER.
 pub const IA32_EFER: u32 = 0xc000_0080;
 /// IA32_TIME_STAMP_COUNTER.
@@ -19,6 +21,19 @@ pub enum MsrAccess {
     GuestEfer,
     /// The time stamp counter (read only; RDTSC is not trapped either).
     Tsc,
+    /// The vCPU's virtual local APIC (`super::vlapic`): IA32_APIC_BASE,
+    /// IA32_TSC_DEADLINE and the x2APIC registers; it refuses what the
+    /// SDM makes #GP.
+    Apic,
+}
+
+/// The access a WRMSR to `msr` becomes, or `None` if it is not allowed
+/// (EFER writes are checked further by [`write_efer`]).
+pub const fn write(msr: u32) -> Option<MsrAccess> {
+    match read(msr) {
+        Some(MsrAccess::Tsc) => None,
+        other => other,
+    }
 }
 
 /// The access a RDMSR of `msr` becomes, or `None` if it is not allowed.
@@ -26,6 +41,9 @@ pub const fn read(msr: u32) -> Option<MsrAccess> {
     match msr {
         IA32_EFER => Some(MsrAccess::GuestEfer),
         IA32_TSC => Some(MsrAccess::Tsc),
+        MSR_APIC_BASE | MSR_TSC_DEADLINE | MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => {
+            Some(MsrAccess::Apic)
+        }
         _ => None,
     }
 }
@@ -47,7 +65,12 @@ mod tests {
     fn only_listed_msrs_are_readable() {
         assert_eq!(read(IA32_EFER), Some(MsrAccess::GuestEfer));
         assert_eq!(read(IA32_TSC), Some(MsrAccess::Tsc));
-        assert_eq!(read(0x1b), None); // IA32_APIC_BASE
+        assert_eq!(read(0x1b), Some(MsrAccess::Apic)); // IA32_APIC_BASE
+        assert_eq!(read(0x6e0), Some(MsrAccess::Apic)); // IA32_TSC_DEADLINE
+        assert_eq!(read(0x80b), Some(MsrAccess::Apic)); // x2APIC EOI
+        assert_eq!(read(0x900), None);
+        assert_eq!(write(IA32_TSC), None, "the TSC is read-only");
+        assert_eq!(write(0x838), Some(MsrAccess::Apic));
         assert_eq!(read(0x3a), None); // IA32_FEATURE_CONTROL
         assert_eq!(read(0x480), None); // IA32_VMX_BASIC
     }

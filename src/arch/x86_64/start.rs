@@ -118,7 +118,7 @@ extern "C" fn tessera_x86_main(magic: u32, info: u32) -> ! {
     if let Err(e) = vm::create_all() {
         boot_error!("creating VMs: {}", e);
     }
-    vmexit::VM_PORTS.call_once(|| vm::all().iter().map(vmexit::build_ports).collect());
+    vmexit::VM_DEVICES.call_once(|| vm::all().iter().map(vmexit::build_devices).collect());
     let (used, free) = mm::heap::usage();
     println!(
         "VMs ready; heap {} KiB used, {} KiB free",

@@ -5,7 +5,7 @@
 //! the updated RSI/RCX, so a guest cannot hold its core in the hypervisor.
 
 use super::guest_walk;
-use super::vmexit::{GuestRegs, VmPorts};
+use super::vmexit::{GuestRegs, VmDevices};
 use super::vmx::read;
 use crate::exit::AccessWidth;
 use crate::vm::Vm;
@@ -69,7 +69,7 @@ fn read_linear(vm: &Vm, la: u64, width: u64) -> Option<u64> {
 /// (qualification `q` of the I/O exit).
 pub fn string_out(
     vm: &Vm,
-    ports: &VmPorts,
+    ports: &VmDevices,
     regs: &mut GuestRegs,
     port: u16,
     width: AccessWidth,

@@ -6,7 +6,9 @@
 
 use super::exit_reason::{self, reason, ExitInfo, ENTRY_FAILURE};
 use super::guest_cpuid::{guest_cpuid, Asker};
+use super::interrupts::{ApicCell, VmApics};
 use super::msr::MsrAccess;
+use super::vlapic::{Lapic, MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST};
 use super::string_io::Progress;
 use super::vmx::{read, write};
 use crate::config::UnhandledPolicy;
@@ -128,21 +130,24 @@ extern "C" {
     fn tessera_vmx_exit();
 }
 
-/// What x86 adds to a VM: its emulated port devices.
-pub struct VmPorts {
+/// What x86 adds to a VM: its emulated port devices and its vCPUs' local
+/// APICs.
+pub struct VmDevices {
     /// VM id (config).
     pub vm_id: u16,
     /// Emulated port devices.
     pub bus: PortBus,
     /// Its COM port, flushed when the VM ends.
     pub uart: Option<&'static VirtualUart16550<VmLines>>,
+    /// The virtual local APIC of each vCPU.
+    pub apics: VmApics,
 }
 
-/// Port devices of every VM, built at boot.
-pub static VM_PORTS: Once<Vec<VmPorts>> = Once::new();
+/// x86 devices of every VM, built at boot.
+pub static VM_DEVICES: Once<Vec<VmDevices>> = Once::new();
 
-fn ports_of(vm: &Vm) -> Option<&'static VmPorts> {
-    VM_PORTS
+fn devices_of(vm: &Vm) -> Option<&'static VmDevices> {
+    VM_DEVICES
         .get()?
         .iter()
         .find(|p| p.vm_id == vm.config.id)
@@ -161,6 +166,11 @@ fn local() -> &'static CpuLocal {
 pub fn enter(stack_top: u64, entry: u64, arg: u64) -> ! {
     let local = local();
     super::vmx::reset_guest_state(local.vm, local.vcpu, entry);
+    if let Some(d) = devices_of(local.vm) {
+        d.apics.start(local.vcpu.id, local.cpu);
+    }
+    // Clears what the vCPU's last run left armed.
+    super::interrupts::before_entry(local.cpu, false);
     let regs = (stack_top - REGS_SIZE) as *mut GuestRegs;
     // SAFETY: the top REGS_SIZE bytes of this core's stack are reserved for
     // the register area (the boot path starts below them); nothing else
@@ -186,6 +196,9 @@ pub fn enter(stack_top: u64, entry: u64, arg: u64) -> ! {
     unsafe { tessera_vmx_run(regs, u64::from(launch)) }
 }
 
+/// Goes past the emulated instruction (the STI or MOV SS shadow it may
+/// have sat in is cleared where an interrupt is injected:
+/// `interrupts::before_entry`).
 fn advance() {
     let rip = read(guest::RIP);
     write(guest::RIP, rip + read(ro::VMEXIT_INSTRUCTION_LEN));
@@ -229,17 +242,25 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
     if info.reason & ENTRY_FAILURE != 0 {
         entry_failure(local, info.reason);
     }
+    super::interrupts::requeue_interrupted_event();
+    // The preemption timer only says "the APIC timer is due": an x86
+    // detail the neutral layer never sees.
+    if basic == reason::PREEMPTION_TIMER {
+        local.vcpu.count(ExitKind::Irq);
+        super::interrupts::before_entry(local.cpu, false);
+        return;
+    }
     let exit = exit_reason::decode(&info);
     let then = match exit {
         Exit::IoRead { port, width } => {
             local.vcpu.count(ExitKind::PortIo);
-            let value = ports_of(local.vm).map_or(u32::MAX, |p| p.bus.read(port, width));
+            let value = devices_of(local.vm).map_or(u32::MAX, |p| p.bus.read(port, width));
             regs.rax = exit_reason::merge_in(regs.rax, width, value);
             Then::Advance
         }
         Exit::IoWrite { port, width } => {
             local.vcpu.count(ExitKind::PortIo);
-            if let Some(p) = ports_of(local.vm) {
+            if let Some(p) = devices_of(local.vm) {
                 p.bus.write(port, width, regs.rax as u32);
             }
             Then::Advance
@@ -250,7 +271,7 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
             input: false,
         } => {
             local.vcpu.count(ExitKind::PortIo);
-            match ports_of(local.vm).map(|p| {
+            match devices_of(local.vm).map(|p| {
                 super::string_io::string_out(local.vm, p, regs, port, width, info.qualification)
             }) {
                 Some(Progress::Done) => Then::Advance,
@@ -278,6 +299,7 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
             let value = match super::msr::read(msr) {
                 Some(MsrAccess::GuestEfer) => Some(read(guest::IA32_EFER_FULL)),
                 Some(MsrAccess::Tsc) => Some(super::interface::counter_now()),
+                Some(MsrAccess::Apic) => apic_of(local).and_then(|(_, a)| a.with(|l| apic_read(l, msr))),
                 None => None,
             };
             match value {
@@ -291,13 +313,22 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
         }
         Exit::MsrWrite { msr, value } => {
             local.vcpu.count(ExitKind::SysReg);
-            let efer = read(guest::IA32_EFER_FULL);
-            match super::msr::write_efer(msr, efer, value) {
-                Some(new) => {
-                    write(guest::IA32_EFER_FULL, new);
-                    Then::Advance
+            match super::msr::write(msr) {
+                Some(MsrAccess::GuestEfer) => {
+                    let efer = read(guest::IA32_EFER_FULL);
+                    match super::msr::write_efer(msr, efer, value) {
+                        Some(new) => {
+                            write(guest::IA32_EFER_FULL, new);
+                            Then::Advance
+                        }
+                        None => Then::Unhandled,
+                    }
                 }
-                None => Then::Unhandled,
+                Some(MsrAccess::Apic) => match apic_of(local) {
+                    Some((d, a)) => apic_write(local, d, a, msr, value),
+                    None => Then::Unhandled,
+                },
+                _ => Then::Unhandled,
             }
         }
         Exit::Hypercall => {
@@ -306,7 +337,7 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
         }
         Exit::Halt => {
             local.vcpu.count(ExitKind::Halt);
-            halt(local);
+            super::interrupts::halt(local, apic_of(local).map(|(_, a)| a));
             Then::Advance
         }
         Exit::ExternalInterrupt { .. } | Exit::InterruptWindow => {
@@ -315,10 +346,63 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
         }
         _ => Then::Unhandled,
     };
+    let advanced = matches!(then, Then::Advance);
     match then {
         Then::Advance => advance(),
         Then::Resume => {}
         Then::Unhandled => unhandled(local, exit, info.reason),
+    }
+    super::interrupts::before_entry(local.cpu, advanced);
+}
+
+/// The VM's x86 devices and the trapping vCPU's local APIC.
+fn apic_of(local: &CpuLocal) -> Option<(&'static VmDevices, &'static ApicCell)> {
+    let d = devices_of(local.vm)?;
+    Some((d, d.apics.of(local.vcpu.id)?))
+}
+
+/// RDMSR of an APIC MSR; `None` is #GP (an x2APIC register outside
+/// x2APIC mode, a write-only or reserved one).
+fn apic_read(a: &Lapic, msr: u32) -> Option<u64> {
+    match msr {
+        MSR_APIC_BASE => Some(a.base()),
+        MSR_TSC_DEADLINE => Some(a.tsc_deadline()),
+        _ if a.x2apic() => a
+            .read(msr - MSR_X2APIC_FIRST, super::interface::counter_now())
+            .ok(),
+        _ => None,
+    }
+}
+
+/// WRMSR of an APIC MSR: the APIC decides; an IPI it sends goes to the
+/// VM's other vCPUs.
+fn apic_write(
+    local: &CpuLocal,
+    d: &VmDevices,
+    apic: &ApicCell,
+    msr: u32,
+    value: u64,
+) -> Then {
+    let done = apic.with(|a| match msr {
+        MSR_APIC_BASE => a.write_base(value).map(|()| None),
+        MSR_TSC_DEADLINE => {
+            a.write_tsc_deadline(value);
+            Ok(None)
+        }
+        _ if a.x2apic() => a.write(
+            msr - MSR_X2APIC_FIRST,
+            value,
+            super::interface::counter_now(),
+        ),
+        _ => Err(super::vlapic::Refused),
+    });
+    match done {
+        Ok(Some(ipi)) => {
+            d.apics.deliver(local, ipi);
+            Then::Advance
+        }
+        Ok(None) => Then::Advance,
+        Err(_) => Then::Unhandled,
     }
 }
 
@@ -329,7 +413,7 @@ fn vmcall(local: &CpuLocal, regs: &mut GuestRegs) {
     match fid {
         psci::SYSTEM_OFF | psci::SYSTEM_RESET => {
             local.vcpu.count(ExitKind::Power);
-            if let Some(u) = ports_of(local.vm).and_then(|p| p.uart) {
+            if let Some(u) = devices_of(local.vm).and_then(|p| p.uart) {
                 u.flush();
             }
             if fid == psci::SYSTEM_OFF {
@@ -356,17 +440,6 @@ fn vmcall(local: &CpuLocal, regs: &mut GuestRegs) {
                 None => regs.rax = tessera_abi::NOT_SUPPORTED,
             }
         }
-    }
-}
-
-/// HLT: no virtual interrupt source exists yet, so the vCPU waits until
-/// its VM is stopped or reset.
-fn halt(local: &CpuLocal) {
-    loop {
-        if !local.vm.is_running() {
-            vm::park(local.vm, local.vcpu, local.stack_top);
-        }
-        super::interface::wait_for_kick();
     }
 }
 
@@ -447,7 +520,7 @@ extern "C" fn tessera_vmx_entry_failed(regs: &mut GuestRegs) -> ! {
 }
 
 /// Port devices of one VM from its config.
-pub fn build_ports(vm: &Vm) -> VmPorts {
+pub fn build_devices(vm: &Vm) -> VmDevices {
     use tessera_config::EmuPortKind;
     let mut bus = PortBus::default();
     let mut uart = None;
@@ -464,9 +537,10 @@ pub fn build_ports(vm: &Vm) -> VmPorts {
             }
         }
     }
-    VmPorts {
+    VmDevices {
         vm_id: vm.config.id,
         bus,
         uart,
+        apics: VmApics::new(vm.vcpus.len()),
     }
 }

@@ -153,6 +153,15 @@ struct Controls {
     entry: u32,
 }
 
+/// The MSR that says which pin-based controls may be set.
+fn pin_msr() -> u32 {
+    if rd(IA32_VMX_BASIC) & BASIC_TRUE_CTLS != 0 {
+        IA32_VMX_TRUE_PINBASED_CTLS
+    } else {
+        IA32_VMX_PINBASED_CTLS
+    }
+}
+
 fn controls() -> Result<Controls, Missing> {
     let true_ctls = rd(IA32_VMX_BASIC) & BASIC_TRUE_CTLS != 0;
     let (pin_msr, primary_msr, exit_msr, entry_msr) = if true_ctls {
@@ -210,6 +219,12 @@ pub fn setup_vmcs(cpu: usize, vm: &Vm, io_bitmaps: u64) -> Result<(), &'static s
         vmptrld(vmcs).map_err(|_| "VMPTRLD failed")?;
     }
     let c = controls().map_err(missing_line)?;
+    let preemption_rate = if rd(pin_msr()) >> 32 & u64::from(PinbasedControls::VMX_PREEMPTION_TIMER.bits()) != 0 {
+        (rd(IA32_VMX_MISC) & 0x1f) as u8
+    } else {
+        super::interrupts::NO_PREEMPTION_TIMER
+    };
+    super::interrupts::init_core(cpu, c.pin, c.primary, preemption_rate);
     write(control::PINBASED_EXEC_CONTROLS, c.pin.into());
     write(control::PRIMARY_PROCBASED_EXEC_CONTROLS, c.primary.into());
     write(control::SECONDARY_PROCBASED_EXEC_CONTROLS, c.secondary.into());

@@ -27,6 +27,11 @@ const GUEST_CHECKS: &[&str] = &[
     "msr-efer-write-nxe",
     "msr-efer-lme-refused",
     "outside-ram-gp",
+    "lapic-x2apic-mode",
+    "timer-periodic-interrupts",
+    "timer-held-while-cli",
+    "timer-interrupts-busy-loop",
+    "timer-tsc-deadline",
 ];
 
 #[track_caller]
@@ -57,7 +62,7 @@ fn expect_guest_checks(run: &Run, vm: &str) -> usize {
     expect_no_failed_check(run, vm);
     // The deliberate faults are contained and logged, then #GP.
     run.expect_prefix(&format!(
-        "[tessera] WARN: vm {vm}: unhandled RDMSR 0x1b (exit reason 31)"
+        "[tessera] WARN: vm {vm}: unhandled RDMSR 0x3a (exit reason 31)"
     ));
     run.expect_prefix(&format!(
         "[tessera] WARN: vm {vm}: unhandled WRMSR 0xc0000080 <- 0x"
@@ -71,22 +76,40 @@ fn expect_guest_checks(run: &Run, vm: &str) -> usize {
         "[tessera] summary vm {vm} (powered-off, resets=0):"
     ));
     let line = run.lines()[summary];
-    // CPUID x3, RDMSR x3 (one refused), WRMSR x2 (one refused).
-    for counter in [" sysreg=8", " hypercall=3", " power=1", " unhandled=3"] {
+    for counter in [" hypercall=3", " power=1", " unhandled=3"] {
         run.check(
             line.contains(counter),
             &format!("summary of {vm} has{counter}"),
         );
     }
+    // CPUID x3, RDMSR x3 (one refused), WRMSR x2 (one refused), 17 APIC
+    // MSR accesses and one EOI per timer interrupt (at least 8).
     run.check(
-        line.split(" port_io=")
-            .nth(1)
-            .and_then(|n| n.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|n| n > 100),
+        counter(line, "sysreg").is_some_and(|n| n >= 33),
+        "CPUID and every MSR access exit",
+    );
+    // At least 5 HLTs in the periodic check and one for the deadline.
+    run.check(counter(line, "halt").is_some_and(|n| n >= 6), "HLT exits");
+    // The held-back and busy-loop timers are preemption-timer exits.
+    run.check(
+        counter(line, "irq").is_some_and(|n| n >= 2),
+        "preemption-timer exits",
+    );
+    run.check(
+        counter(line, "port_io").is_some_and(|n| n > 100),
         "every COM1 byte and LSR poll is a port exit",
     );
     last
+}
+
+/// The value of `name=N` in a summary line.
+fn counter(line: &str, name: &str) -> Option<u64> {
+    line.split(&format!(" {name}="))
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[test]
