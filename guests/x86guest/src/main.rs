@@ -73,6 +73,7 @@ extern "C" fn guest_main() -> ! {
     let v = load(0x0200_0000); // 32 MiB: past this VM's 16 MiB of RAM
     check("outside-ram-gp", gp_count() == 3 && v == 0);
 
+    mmio_checks();
     timer_checks();
 
     println!("x86guest: done, powering off");
@@ -82,6 +83,48 @@ extern "C" fn guest_main() -> ! {
         // SAFETY: HLT exits to the hypervisor.
         unsafe { core::arch::asm!("hlt") };
     }
+}
+
+/// Emulated MMIO: the xAPIC page (the APIC starts in xAPIC mode), reached
+/// with loads and stores of each width the hypervisor decodes; what it
+/// does not emulate is #GP.
+fn mmio_checks() {
+    map_xapic_page();
+    let version = XAPIC + 0x30;
+    let tpr = XAPIC + 0x80;
+    check(
+        "mmio-load-32",
+        mmio::load32(version) == 0x6_0014 && mmio::load32(XAPIC + 0x20) == 0,
+    );
+    check(
+        "mmio-load-8-16",
+        mmio::load8_zx(version) == 0x14
+            && mmio::load16(version + 2) == 0xffff_ffff_ffff_0006
+            && mmio::load_ah(version) == 0x1400,
+    );
+    mmio::store32_imm_f0(tpr);
+    let imm = mmio::load32(tpr);
+    let sx = mmio::load8_sx(tpr);
+    mmio::store32(tpr, 0x20);
+    check(
+        "mmio-store-32",
+        imm == 0xf0 && sx == 0xffff_fff0 && mmio::load32(tpr) == 0x20,
+    );
+    mmio::store32(tpr, 0);
+    // A 1-byte store and an 8-byte load: decoded, refused by the device.
+    let gp = gp_count();
+    mmio::store8(tpr, 0x30);
+    let v = probe3(|| mmio::load64(version));
+    check(
+        "mmio-width-refused-gp",
+        gp_count() == gp + 2 && v == 0 && mmio::load32(tpr) == 0,
+    );
+    // Read-modify-write: not emulated.
+    mmio::add32(tpr, 1);
+    check(
+        "mmio-unsupported-gp",
+        gp_count() == gp + 3 && mmio::load32(tpr) == 0,
+    );
 }
 
 /// x2APIC MSRs of the virtual local APIC.
@@ -122,13 +165,17 @@ fn timer_checks() {
     }
     let base = rdmsr_value(apic::BASE);
     wrmsr(apic::BASE, base | apic::BASE_EXTD);
+    let gp = gp_count();
     check(
         "lapic-x2apic-mode",
-        gp_count() == 3
-            && rdmsr_value(apic::BASE) & apic::BASE_EXTD != 0
+        rdmsr_value(apic::BASE) & apic::BASE_EXTD != 0
             && rdmsr_value(apic::ID) == 0
-            && rdmsr_value(apic::VERSION) & 0xff == 0x14,
+            && rdmsr_value(apic::VERSION) & 0xff == 0x14
+            && gp_count() == gp,
     );
+    // The xAPIC page is gone in x2APIC mode.
+    mmio::load32(XAPIC + 0x30);
+    check("mmio-xapic-gone-in-x2apic-mode", gp_count() == gp + 1);
     wrmsr(apic::SVR, 0x1ff); // software enable, spurious vector 0xff
     wrmsr(apic::DIVIDE, 0xb); // divide by 1: counts TSC ticks
 

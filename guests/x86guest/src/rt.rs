@@ -1,14 +1,14 @@
 //! Runtime of the x86 test guests: entry, COM1 console, CPUID, VMCALL,
 //! and a minimal GDT/IDT whose #GP handler counts the fault and skips the
-//! 2-byte instruction that raised it (every probe the guests make with it
-//! is 2 bytes long: `rdmsr`, `mov eax, [rdx]`).
+//! instruction that raised it (`GP_SKIP` bytes: 2 for most probes,
+//! `rdmsr`, `mov eax, [rdx]`; [`probe3`] sets 3).
 
 // Each guest binary uses part of the runtime.
 #![allow(dead_code)]
 
 use core::arch::{asm, global_asm};
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 global_asm!(
     r#"
@@ -24,7 +24,10 @@ _start:
 .global guest_gp_handler
 guest_gp_handler:
     addq $8, %rsp
-    addq $2, (%rsp)
+    pushq %rax
+    movq GP_SKIP(%rip), %rax
+    addq %rax, 8(%rsp)
+    popq %rax
     incl GP_COUNT(%rip)
     iretq
 
@@ -139,6 +142,18 @@ pub fn rep_outsb(bytes: &[u8]) -> (u64, u64) {
 /// #GP faults taken (the handler's counter).
 #[no_mangle]
 static GP_COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// Bytes the #GP handler skips.
+#[no_mangle]
+static GP_SKIP: AtomicU64 = AtomicU64::new(2);
+
+/// Runs a 3-byte probe that may #GP (the handler then skips 3 bytes).
+pub fn probe3<R>(f: impl FnOnce() -> R) -> R {
+    GP_SKIP.store(3, Ordering::SeqCst);
+    let r = f();
+    GP_SKIP.store(2, Ordering::SeqCst);
+    r
+}
 
 /// #GP faults taken so far.
 pub fn gp_count() -> u32 {
@@ -267,6 +282,104 @@ pub fn cli() {
 pub fn sti_nop() {
     // SAFETY: the IDT has handlers for every vector the guest arms.
     unsafe { asm!("sti", "nop", options(nomem, nostack)) };
+}
+
+/// The xAPIC MMIO page.
+pub const XAPIC: u64 = 0xfee0_0000;
+
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+static mut XAPIC_PD: Table = Table([0; 512]);
+
+/// Maps the xAPIC page (in the 4th GiB, beyond the identity-mapped first
+/// GiB the hypervisor enters us with) with a 2 MiB uncacheable page of a
+/// page directory of ours, hooked into the entry tables.
+pub fn map_xapic_page() {
+    const P_RW: u64 = 0b11;
+    const PS: u64 = 1 << 7;
+    const PWT_PCD: u64 = 0b11 << 3;
+    const ADDR: u64 = 0x000f_ffff_ffff_f000;
+    // SAFETY: the entry tables are in our RAM (identity-mapped) and only
+    // gain an entry for an unused GiB; CR3 is reloaded to flush the TLB.
+    unsafe {
+        let cr3: u64;
+        asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack));
+        let pml4 = (cr3 & ADDR) as *const u64;
+        let pdpt = (*pml4 & ADDR) as *mut u64;
+        let pd = &raw mut XAPIC_PD;
+        (*pd).0[(XAPIC >> 21) as usize & 511] = XAPIC | P_RW | PS | PWT_PCD;
+        *pdpt.add(3) = pd as u64 | P_RW;
+        asm!("mov cr3, {}", in(reg) cr3, options(nostack));
+    }
+}
+
+/// The MMIO probes, each one instruction with `rdx` as the address (so
+/// their encodings are the ones named).
+pub mod mmio {
+    use core::arch::asm;
+
+    /// `mov eax, [rdx]` (8b 02).
+    pub fn load32(a: u64) -> u32 {
+        let v: u32;
+        // SAFETY: a device access the hypervisor emulates (or #GP, skipped).
+        unsafe { asm!("mov eax, [rdx]", in("rdx") a, inout("eax") 0 => v, options(nostack)) };
+        v
+    }
+    /// `movzx eax, byte [rdx]`.
+    pub fn load8_zx(a: u64) -> u32 {
+        let v: u32;
+        // SAFETY: as above.
+        unsafe { asm!("movzx eax, byte ptr [rdx]", in("rdx") a, out("eax") v, options(nostack)) };
+        v
+    }
+    /// `movsx eax, byte [rdx]`.
+    pub fn load8_sx(a: u64) -> u32 {
+        let v: u32;
+        // SAFETY: as above.
+        unsafe { asm!("movsx eax, byte ptr [rdx]", in("rdx") a, out("eax") v, options(nostack)) };
+        v
+    }
+    /// `mov ax, [rdx]` into a RAX of all ones: the upper bytes stay.
+    pub fn load16(a: u64) -> u64 {
+        let v: u64;
+        // SAFETY: as above.
+        unsafe { asm!("mov ax, [rdx]", in("rdx") a, inout("rax") u64::MAX => v, options(nostack)) };
+        v
+    }
+    /// `mov ah, [rdx]` into a RAX of zero.
+    pub fn load_ah(a: u64) -> u64 {
+        let v: u64;
+        // SAFETY: as above.
+        unsafe { asm!("mov ah, [rdx]", in("rdx") a, inout("rax") 0u64 => v, options(nostack)) };
+        v
+    }
+    /// `mov rax, [rdx]` (3 bytes; 0 when it faults).
+    pub fn load64(a: u64) -> u64 {
+        let v: u64;
+        // SAFETY: as above.
+        unsafe { asm!("mov rax, [rdx]", in("rdx") a, inout("rax") 0u64 => v, options(nostack)) };
+        v
+    }
+    /// `mov dword [rdx], ecx`.
+    pub fn store32(a: u64, v: u32) {
+        // SAFETY: as above.
+        unsafe { asm!("mov [rdx], ecx", in("rdx") a, in("ecx") v, options(nostack)) };
+    }
+    /// `mov dword [rdx], 0xf0`.
+    pub fn store32_imm_f0(a: u64) {
+        // SAFETY: as above.
+        unsafe { asm!("mov dword ptr [rdx], 0xf0", in("rdx") a, options(nostack)) };
+    }
+    /// `mov [rdx], al` (2 bytes).
+    pub fn store8(a: u64, v: u8) {
+        // SAFETY: as above.
+        unsafe { asm!("mov [rdx], al", in("rdx") a, in("al") v, options(nostack)) };
+    }
+    /// `add [rdx], eax` (2 bytes): read-modify-write.
+    pub fn add32(a: u64, v: u32) {
+        // SAFETY: as above.
+        unsafe { asm!("add [rdx], eax", in("rdx") a, in("eax") v, options(nostack)) };
+    }
 }
 
 #[panic_handler]

@@ -136,8 +136,7 @@ impl VmApics {
     /// and takes it); INIT and SIPI are not delivered (no VM has vCPUs
     /// started that way yet). A destination that is not one of the VM's
     /// vCPUs gets nothing, like a missing APIC.
-    pub fn deliver(&self, local: &CpuLocal, ipi: Ipi) {
-        let vm = local.vm;
+    pub fn deliver(&self, vm: &crate::vm::Vm, sender: usize, ipi: Ipi) {
         let raise = |target: usize, vector: u8| {
             if let (Some(a), Some(v)) = (self.of(target), vm.vcpus.get(target)) {
                 a.with(|l| l.raise(vector));
@@ -147,7 +146,7 @@ impl VmApics {
         match ipi {
             Ipi::Fixed { dest, vector } => raise(dest as usize, vector),
             Ipi::AllButSelf { vector } => (0..self.apics.len())
-                .filter(|&i| i != local.vcpu.id)
+                .filter(|&i| i != sender)
                 .for_each(|i| raise(i, vector)),
             Ipi::Init { .. } | Ipi::Startup { .. } => {}
         }

@@ -50,7 +50,13 @@ mod reg {
     pub const CURRENT_COUNT: u32 = 0x39;
     pub const DIVIDE: u32 = 0x3e;
     pub const SELF_IPI: u32 = 0x3f;
+    /// xAPIC only: destination format, ICR high half.
+    pub const DFR: u32 = 0x0e;
+    pub const ICR_HIGH: u32 = 0x31;
 }
+
+/// Size of the xAPIC MMIO page.
+pub const XAPIC_SIZE: u64 = 0x1000;
 
 /// Version register: version 0x14 (an integrated APIC), 7 LVT entries
 /// (max LVT index 6: CMCI, timer, thermal, perf, LINT0, LINT1, error).
@@ -141,6 +147,10 @@ pub struct Lapic {
     tsc_deadline: u64,
     /// When the armed timer fires next (TSC), if it is armed.
     fire_at: Option<u64>,
+    /// xAPIC logical destination and destination format registers
+    /// (x2APIC derives the logical id from the APIC id instead).
+    ldr_xapic: u32,
+    dfr: u32,
 }
 
 fn bit(v: u8) -> (usize, u64) {
@@ -174,6 +184,8 @@ impl Lapic {
             dcr: 0,
             tsc_deadline: 0,
             fire_at: None,
+            ldr_xapic: 0,
+            dfr: u32::MAX,
         }
     }
 
@@ -406,6 +418,71 @@ impl Lapic {
         }
     }
 
+    /// Whether the xAPIC MMIO page is there: the APIC is enabled and not
+    /// in x2APIC mode.
+    pub fn xapic(&self) -> bool {
+        self.base & (BASE_EN | BASE_EXTD) == BASE_EN
+    }
+
+    /// A read of `width` (1, 2 or 4) bytes at `offset` in the xAPIC MMIO
+    /// page at TSC `now`. Registers are 32 bits at 16-byte steps; a read
+    /// may take part of one register, never cross into the next 16 bytes.
+    /// Reserved registers read 0, as on hardware.
+    pub fn read_xapic(&self, offset: u64, width: u64, now: u64) -> Result<u32, Refused> {
+        let within = offset & 0xf;
+        if !self.xapic()
+            || offset >= XAPIC_SIZE
+            || !matches!(width, 1 | 2 | 4)
+            || within + width > 4
+        {
+            return Err(Refused);
+        }
+        let r = (offset >> 4) as u32;
+        let v = match r {
+            reg::ID => self.id << 24,
+            reg::LDR => self.ldr_xapic,
+            reg::DFR => self.dfr,
+            reg::ICR => self.icr as u32,
+            reg::ICR_HIGH => ((self.icr >> 32) as u32) << 24,
+            reg::SELF_IPI => 0,
+            _ => self.read(r, now).map_or(0, |v| v as u32),
+        };
+        let v = v >> (within * 8);
+        Ok(if width == 4 {
+            v
+        } else {
+            v & ((1 << (width * 8)) - 1)
+        })
+    }
+
+    /// A write of `width` bytes of `value` at `offset` in the xAPIC MMIO
+    /// page at TSC `now`: only whole 4-byte registers are written (the
+    /// SDM leaves anything else undefined; Tessera refuses it). Writes to
+    /// read-only and reserved registers are ignored, as on hardware. An
+    /// ICR low write sends the IPI with the destination of ICR high.
+    pub fn write_xapic(
+        &mut self,
+        offset: u64,
+        width: u64,
+        value: u32,
+        now: u64,
+    ) -> Result<Option<Ipi>, Refused> {
+        if !self.xapic() || offset >= XAPIC_SIZE || width != 4 || offset & 0xf != 0 {
+            return Err(Refused);
+        }
+        let r = (offset >> 4) as u32;
+        match r {
+            reg::LDR => self.ldr_xapic = value & 0xff00_0000,
+            reg::DFR => self.dfr = value | 0x0fff_ffff,
+            reg::ICR_HIGH => self.icr = u64::from(value >> 24) << 32 | (self.icr & 0xffff_ffff),
+            reg::ICR => return Ok(self.send((self.icr & !0xffff_ffff) | u64::from(value))),
+            reg::EOI => self.eoi(),
+            reg::SELF_IPI => {}
+            _ => return Ok(self.write(r, u64::from(value), now).unwrap_or(None)),
+        }
+        Ok(None)
+    }
+
     /// IA32_APIC_BASE.
     pub fn base(&self) -> u64 {
         self.base
@@ -618,6 +695,57 @@ mod tests {
             l.write(reg::ICR, 3 << 18 | 0x70, 0),
             Ok(Some(Ipi::AllButSelf { vector: 0x70 }))
         );
+    }
+
+    #[test]
+    fn xapic_page_registers_and_widths() {
+        let mut l = Lapic::new(2);
+        assert_eq!(l.read_xapic(0x20, 4, 0), Ok(2 << 24), "ID in bits 31:24");
+        assert_eq!(l.read_xapic(0x30, 4, 0), Ok(0x6_0014));
+        assert_eq!(l.read_xapic(0x30, 1, 0), Ok(0x14));
+        assert_eq!(l.read_xapic(0x32, 2, 0), Ok(0x6));
+        assert_eq!(
+            l.read_xapic(0x33, 2, 0),
+            Err(Refused),
+            "crosses the register"
+        );
+        assert_eq!(l.read_xapic(0x30, 8, 0), Err(Refused));
+        assert_eq!(l.read_xapic(0x34, 4, 0), Err(Refused), "past the 32 bits");
+        assert_eq!(l.read_xapic(0x40, 4, 0), Ok(0), "reserved reads 0");
+        assert_eq!(l.read_xapic(0x1000, 4, 0), Err(Refused));
+        // Stores: whole registers only; read-only ones ignore them.
+        assert_eq!(l.write_xapic(0x80, 4, 0xf0, 0), Ok(None));
+        assert_eq!(l.read_xapic(0x80, 4, 0), Ok(0xf0));
+        assert_eq!(l.write_xapic(0x80, 1, 0x10, 0), Err(Refused));
+        assert_eq!(l.write_xapic(0x84, 4, 0x10, 0), Err(Refused));
+        assert_eq!(l.write_xapic(0x30, 4, 0, 0), Ok(None));
+        assert_eq!(l.read_xapic(0x30, 4, 0), Ok(0x6_0014));
+        // The timer through the page, and EOI with any value.
+        l.write_xapic(0xf0, 4, 0x1ff, 0).unwrap();
+        l.write_xapic(0x3e0, 4, 0xb, 0).unwrap();
+        l.write_xapic(0x320, 4, 0x40, 0).unwrap();
+        l.write_xapic(0x380, 4, 100, 0).unwrap();
+        assert_eq!(l.read_xapic(0x390, 4, 40), Ok(60));
+        l.write_xapic(0x80, 4, 0, 0).unwrap();
+        l.poll(100);
+        assert_eq!(l.pending(), Some(0x40));
+        l.accept(0x40);
+        l.write_xapic(0xb0, 4, 0x1234, 0).unwrap();
+        assert_eq!(l.ppr(), 0);
+        // ICR: high half first, then the low half sends.
+        l.write_xapic(0x310, 4, 5 << 24, 0).unwrap();
+        assert_eq!(
+            l.write_xapic(0x300, 4, 0x45, 0),
+            Ok(Some(Ipi::Fixed {
+                dest: 5,
+                vector: 0x45
+            }))
+        );
+        assert_eq!(l.read_xapic(0x310, 4, 0), Ok(5 << 24));
+        // Gone in x2APIC mode.
+        l.write_base(XAPIC_BASE | BASE_EN | BASE_EXTD).unwrap();
+        assert_eq!(l.read_xapic(0x30, 4, 0), Err(Refused));
+        assert_eq!(l.write_xapic(0x80, 4, 0, 0), Err(Refused));
     }
 
     #[test]

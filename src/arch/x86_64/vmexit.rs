@@ -8,11 +8,13 @@ use super::exit_reason::{self, reason, ExitInfo, ENTRY_FAILURE};
 use super::guest_cpuid::{guest_cpuid, Asker};
 use super::interrupts::{ApicCell, VmApics};
 use super::msr::MsrAccess;
-use super::vlapic::{Lapic, MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST};
+use super::mmio::{Refusal, XapicPage};
+use super::vlapic::{Lapic, XAPIC_SIZE, MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST};
 use super::string_io::Progress;
 use super::vmx::{read, write};
 use crate::config::UnhandledPolicy;
 use crate::devices::port::PortBus;
+use crate::devices::MmioBus;
 use crate::devices::uart16550::VirtualUart16550;
 use crate::console::VmLines;
 use crate::exit::{Exit, ExitKind};
@@ -48,6 +50,39 @@ pub struct GuestRegs {
     pub rdi: u64,
     /// R8-R15.
     pub r: [u64; 8],
+}
+
+impl GuestRegs {
+    /// General-purpose register number `i` (x86 encoding: 0 = RAX ... 15
+    /// = R15; RSP comes from the VMCS).
+    pub fn gpr(&self, i: u8) -> u64 {
+        match i & 15 {
+            0 => self.rax,
+            1 => self.rcx,
+            2 => self.rdx,
+            3 => self.rbx,
+            4 => read(guest::RSP),
+            5 => self.rbp,
+            6 => self.rsi,
+            7 => self.rdi,
+            n => self.r[usize::from(n - 8) & 7],
+        }
+    }
+
+    /// Sets general-purpose register number `i` (as [`GuestRegs::gpr`]).
+    pub fn set_gpr(&mut self, i: u8, v: u64) {
+        match i & 15 {
+            0 => self.rax = v,
+            1 => self.rcx = v,
+            2 => self.rdx = v,
+            3 => self.rbx = v,
+            4 => write(guest::RSP, v),
+            5 => self.rbp = v,
+            6 => self.rsi = v,
+            7 => self.rdi = v,
+            n => self.r[usize::from(n - 8) & 7] = v,
+        }
+    }
 }
 
 /// Bytes reserved for [`GuestRegs`] at the top of each core's stack.
@@ -140,7 +175,9 @@ pub struct VmDevices {
     /// Its COM port, flushed when the VM ends.
     pub uart: Option<&'static VirtualUart16550<VmLines>>,
     /// The virtual local APIC of each vCPU.
-    pub apics: VmApics,
+    pub apics: &'static VmApics,
+    /// x86 MMIO devices (the xAPIC page), after the VM's own `mmio` bus.
+    pub mmio: MmioBus,
 }
 
 /// x86 devices of every VM, built at boot.
@@ -251,6 +288,7 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
         return;
     }
     let exit = exit_reason::decode(&info);
+    let mut refusal = None;
     let then = match exit {
         Exit::IoRead { port, width } => {
             local.vcpu.count(ExitKind::PortIo);
@@ -344,13 +382,27 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
             local.vcpu.count(ExitKind::Irq);
             Then::Resume
         }
+        Exit::EptViolation {
+            gpa,
+            write,
+            fetch: false,
+        } if super::mmio::is_device(local, devices_of(local.vm), gpa) => {
+            match super::mmio::emulate(local, devices_of(local.vm), regs, gpa, write) {
+                // RIP is past the instruction already.
+                Ok(()) => Then::Resume,
+                Err(why) => {
+                    refusal = Some(why);
+                    Then::Unhandled
+                }
+            }
+        }
         _ => Then::Unhandled,
     };
     let advanced = matches!(then, Then::Advance);
     match then {
         Then::Advance => advance(),
         Then::Resume => {}
-        Then::Unhandled => unhandled(local, exit, info.reason),
+        Then::Unhandled => unhandled(local, exit, info.reason, refusal),
     }
     super::interrupts::before_entry(local.cpu, advanced);
 }
@@ -398,7 +450,7 @@ fn apic_write(
     });
     match done {
         Ok(Some(ipi)) => {
-            d.apics.deliver(local, ipi);
+            d.apics.deliver(local.vm, local.vcpu.id, ipi);
             Then::Advance
         }
         Ok(None) => Then::Advance,
@@ -448,12 +500,13 @@ const INJECT_GP: u64 = 13 | 3 << 8 | 1 << 11 | 1 << 31;
 
 #[cold]
 #[inline(never)]
-fn unhandled(local: &CpuLocal, exit: Exit, raw_reason: u32) {
+fn unhandled(local: &CpuLocal, exit: Exit, raw_reason: u32, why: Option<Refusal>) {
     local.vcpu.count(ExitKind::Unhandled);
     let rip = read(guest::RIP);
+    let why = Because(why);
     let what = format_args!(
-        "unhandled {} (exit reason {}) at rip {:#x}",
-        exit, raw_reason as u16, rip
+        "unhandled {} (exit reason {}) at rip {:#x}{}",
+        exit, raw_reason as u16, rip, why
     );
     // A triple fault leaves nothing to inject into: the VM stops at least.
     let policy = match (local.vm.config.on_unhandled, raw_reason as u16) {
@@ -475,6 +528,18 @@ fn unhandled(local: &CpuLocal, exit: Exit, raw_reason: u32) {
             local.vm.report(what, Given::Restarted);
             local.vm.reset();
             vm::park(local.vm, local.vcpu, local.stack_top);
+        }
+    }
+}
+
+/// ` (why)` after an exit's description, when there is a why.
+struct Because(Option<Refusal>);
+
+impl core::fmt::Display for Because {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self.0 {
+            Some(r) => write!(f, " ({r})"),
+            None => Ok(()),
         }
     }
 }
@@ -519,8 +584,9 @@ extern "C" fn tessera_vmx_entry_failed(regs: &mut GuestRegs) -> ! {
     vm::park(local.vm, local.vcpu, local.stack_top)
 }
 
-/// Port devices of one VM from its config.
-pub fn build_devices(vm: &Vm) -> VmDevices {
+/// x86 devices of one VM: its port devices from the config, its vCPUs'
+/// local APICs and their xAPIC page.
+pub fn build_devices(vm: &'static Vm) -> VmDevices {
     use tessera_config::EmuPortKind;
     let mut bus = PortBus::default();
     let mut uart = None;
@@ -537,10 +603,18 @@ pub fn build_devices(vm: &Vm) -> VmDevices {
             }
         }
     }
+    let apics: &'static VmApics = alloc::boxed::Box::leak(alloc::boxed::Box::new(VmApics::new(vm.vcpus.len())));
+    let mut mmio = MmioBus::default();
+    mmio.add(
+        XapicPage::BASE,
+        XAPIC_SIZE,
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(XapicPage { apics, vm })),
+    );
     VmDevices {
         vm_id: vm.config.id,
         bus,
         uart,
-        apics: VmApics::new(vm.vcpus.len()),
+        apics,
+        mmio,
     }
 }
