@@ -46,6 +46,22 @@ guest_timer_handler:
     popq %rcx
     popq %rax
     iretq
+
+// IPIs: the same, on their own counter.
+.global guest_ipi_handler
+guest_ipi_handler:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    incl IPI_COUNT(%rip)
+    movl $0x80b, %ecx
+    xorl %eax, %eax
+    xorl %edx, %edx
+    wrmsr
+    popq %rdx
+    popq %rcx
+    popq %rax
+    iretq
 "#,
     options(att_syntax)
 );
@@ -182,9 +198,28 @@ pub fn timer_count() -> u32 {
     TIMER_COUNT.load(Ordering::SeqCst)
 }
 
+/// IPIs taken (the IPI handler's counter).
+#[no_mangle]
+static IPI_COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// IPIs taken so far.
+pub fn ipi_count() -> u32 {
+    IPI_COUNT.load(Ordering::SeqCst)
+}
+
 extern "C" {
     fn guest_gp_handler();
     fn guest_timer_handler();
+    fn guest_ipi_handler();
+}
+
+/// Points vector `v` (below `IDT_ENTRIES`) at the IPI handler.
+pub fn install_ipi_vector(v: usize) {
+    // SAFETY: as for `install_timer_vector`.
+    unsafe {
+        let idt = &raw mut IDT;
+        (*idt)[v] = gate(guest_ipi_handler);
+    }
 }
 
 /// An interrupt gate to `handler` in the 64-bit code segment.

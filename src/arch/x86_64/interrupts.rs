@@ -9,6 +9,7 @@
 //! here until an interrupt can be taken.
 
 use super::vlapic::{Ipi, Lapic};
+use crate::vm::Power;
 use super::vmx::{read, write};
 use crate::vcpu::CpuLocal;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
@@ -107,6 +108,8 @@ impl ApicCell {
 /// The local APICs of a VM's vCPUs, by vCPU index (= APIC id).
 pub struct VmApics {
     apics: alloc::vec::Vec<ApicCell>,
+    /// vCPUs that took INIT while off: waiting for a start-up IPI.
+    wait_for_sipi: alloc::vec::Vec<AtomicBool>,
 }
 
 impl VmApics {
@@ -114,6 +117,7 @@ impl VmApics {
     pub fn new(vcpus: usize) -> Self {
         Self {
             apics: (0..vcpus).map(|i| ApicCell::new(i as u32)).collect(),
+            wait_for_sipi: (0..vcpus).map(|_| AtomicBool::new(false)).collect(),
         }
     }
 
@@ -133,9 +137,12 @@ impl VmApics {
 
     /// Delivers an IPI one of the VM's APICs sent. Fixed interrupts become
     /// pending in their target (which is kicked, so a running vCPU exits
-    /// and takes it); INIT and SIPI are not delivered (no VM has vCPUs
-    /// started that way yet). A destination that is not one of the VM's
-    /// vCPUs gets nothing, like a missing APIC.
+    /// and takes it). INIT to a vCPU that is off puts it in
+    /// wait-for-SIPI; a start-up IPI then starts it in real mode at
+    /// `vector << 12` (the neutral CPU_ON, so the power-state machine
+    /// knows). INIT to a running vCPU is ignored (not modelled). A
+    /// destination that is not one of the VM's vCPUs gets nothing, like a
+    /// missing APIC.
     pub fn deliver(&self, vm: &crate::vm::Vm, sender: usize, ipi: Ipi) {
         let raise = |target: usize, vector: u8| {
             if let (Some(a), Some(v)) = (self.of(target), vm.vcpus.get(target)) {
@@ -148,7 +155,20 @@ impl VmApics {
             Ipi::AllButSelf { vector } => (0..self.apics.len())
                 .filter(|&i| i != sender)
                 .for_each(|i| raise(i, vector)),
-            Ipi::Init { .. } | Ipi::Startup { .. } => {}
+            Ipi::Init { dest } => {
+                let off = vm.vcpu_power(dest as usize) == Ok(Power::Off);
+                if let Some(w) = self.wait_for_sipi.get(dest as usize).filter(|_| off) {
+                    w.store(true, Ordering::Release);
+                }
+            }
+            Ipi::Startup { dest, vector } => {
+                let d = dest as usize;
+                if self.wait_for_sipi.get(d).is_some_and(|w| w.swap(false, Ordering::AcqRel)) {
+                    // Refused only when the VM is stopping or the target
+                    // is no longer off: a SIPI then does nothing.
+                    let _ = vm.cpu_on(d, u64::from(vector) << 12, 0);
+                }
+            }
         }
     }
 }

@@ -10,9 +10,13 @@ pub const IA32_EFER: u32 = 0xc000_0080;
 /// IA32_TIME_STAMP_COUNTER.
 pub const IA32_TSC: u32 = 0x10;
 
-/// EFER bits a guest may change at will: SCE (SYSCALL) and NXE. LME/LMA
-/// follow the guest's mode, which the entry state fixes to 64-bit.
+/// EFER bits a guest may change at will: SCE (SYSCALL) and NXE.
 const EFER_GUEST_WRITABLE: u64 = 1 << 0 | 1 << 11;
+/// EFER.LME: changeable while paging is off (an AP on its way from real
+/// to long mode), #GP while it is on, as on hardware.
+const EFER_LME: u64 = 1 << 8;
+/// EFER.LMA: read-only, the CPU sets it; a write's LMA is ignored.
+const EFER_LMA: u64 = 1 << 10;
 
 /// Where an allowed MSR access goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +53,16 @@ pub const fn read(msr: u32) -> Option<MsrAccess> {
 }
 
 /// Whether a WRMSR of `value` to `msr` is allowed, given the current guest
-/// EFER (`efer`); the new EFER when it is.
-pub const fn write_efer(msr: u32, efer: u64, value: u64) -> Option<u64> {
-    if msr != IA32_EFER || (value ^ efer) & !EFER_GUEST_WRITABLE != 0 {
+/// EFER (`efer`) and whether the guest's paging is on; the new EFER when
+/// it is.
+pub const fn write_efer(msr: u32, efer: u64, value: u64, paging: bool) -> Option<u64> {
+    let value = (value & !EFER_LMA) | (efer & EFER_LMA);
+    let writable = if paging {
+        EFER_GUEST_WRITABLE
+    } else {
+        EFER_GUEST_WRITABLE | EFER_LME
+    };
+    if msr != IA32_EFER || (value ^ efer) & !writable != 0 {
         return None;
     }
     Some(value)
@@ -78,9 +89,30 @@ mod tests {
     #[test]
     fn efer_writes_change_sce_and_nxe_only() {
         let efer = 0x500; // LME | LMA
-        assert_eq!(write_efer(IA32_EFER, efer, 0xd01), Some(0xd01));
-        assert_eq!(write_efer(IA32_EFER, efer, 0x100), None, "LMA cleared");
-        assert_eq!(write_efer(IA32_EFER, efer, 0x500 | 1 << 12), None, "SVME");
-        assert_eq!(write_efer(IA32_TSC, efer, 0x500), None);
+        assert_eq!(write_efer(IA32_EFER, efer, 0xd01, true), Some(0xd01));
+        assert_eq!(
+            write_efer(IA32_EFER, efer, 0x100, true),
+            Some(0x500),
+            "LMA is read-only"
+        );
+        assert_eq!(
+            write_efer(IA32_EFER, efer, 0x400, true),
+            None,
+            "LME with paging on"
+        );
+        assert_eq!(
+            write_efer(IA32_EFER, efer, 0x500 | 1 << 12, true),
+            None,
+            "SVME"
+        );
+        assert_eq!(write_efer(IA32_TSC, efer, 0x500, true), None);
+        // Paging off (an AP in real or protected mode): LME may change.
+        assert_eq!(write_efer(IA32_EFER, 0, 0x100, false), Some(0x100));
+        assert_eq!(write_efer(IA32_EFER, 0x100, 0, false), Some(0));
+        assert_eq!(
+            write_efer(IA32_EFER, 0, 0x400, false),
+            Some(0),
+            "LMA ignored"
+        );
     }
 }

@@ -411,6 +411,8 @@ impl Lapic {
                 None
             }
             (0, 0) => Some(Ipi::Fixed { dest, vector }),
+            // INIT level de-assert (level 0, trigger level): nothing.
+            (0, 5) if icr & 1 << 14 == 0 && icr & 1 << 15 != 0 => None,
             (0, 5) => Some(Ipi::Init { dest }),
             (0, 6) => Some(Ipi::Startup { dest, vector }),
             // Lowest priority, SMI, NMI, other shorthands: not modelled.
@@ -686,6 +688,11 @@ mod tests {
         assert_eq!(
             l.write(reg::ICR, 2 << 32 | 5 << 8 | 1 << 14, 0),
             Ok(Some(Ipi::Init { dest: 2 }))
+        );
+        assert_eq!(
+            l.write(reg::ICR, 2 << 32 | 5 << 8 | 1 << 15, 0),
+            Ok(None),
+            "INIT level de-assert"
         );
         assert_eq!(
             l.write(reg::ICR, 2 << 32 | 6 << 8 | 0x08, 0),

@@ -354,7 +354,8 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
             match super::msr::write(msr) {
                 Some(MsrAccess::GuestEfer) => {
                     let efer = read(guest::IA32_EFER_FULL);
-                    match super::msr::write_efer(msr, efer, value) {
+                    let paging = read(guest::CR0) & 1 << 31 != 0;
+                    match super::msr::write_efer(msr, efer, value, paging) {
                         Some(new) => {
                             write(guest::IA32_EFER_FULL, new);
                             Then::Advance
@@ -378,7 +379,17 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
             super::interrupts::halt(local, apic_of(local).map(|(_, a)| a));
             Then::Advance
         }
-        Exit::ExternalInterrupt { .. } | Exit::InterruptWindow => {
+        Exit::ExternalInterrupt { .. } => {
+            // A kick (the only interrupt a core takes): acknowledged on
+            // exit, ended here; the VM may be stopping or resetting.
+            local.vcpu.count(ExitKind::Irq);
+            super::smp::eoi();
+            if !local.vm.is_running() {
+                vm::park(local.vm, local.vcpu, local.stack_top);
+            }
+            Then::Resume
+        }
+        Exit::InterruptWindow => {
             local.vcpu.count(ExitKind::Irq);
             Then::Resume
         }

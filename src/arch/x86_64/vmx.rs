@@ -44,6 +44,10 @@ const AR_CODE64: u64 = 0xa09b;
 const AR_DATA: u64 = 0xc093;
 const AR_TSS_BUSY: u64 = 0x8b;
 const AR_UNUSABLE: u64 = 1 << 16;
+/// Real mode (SDM 26.3.1.2 with unrestricted guest): code and data
+/// segments, present, accessed, 16-bit.
+const AR_CODE16: u64 = 0x9b;
+const AR_DATA16: u64 = 0x93;
 
 fn rd(msr: u32) -> u64 {
     // SAFETY: only architectural MSRs whose presence was checked (VMX
@@ -187,7 +191,11 @@ fn controls() -> Result<Controls, Missing> {
     let secondary = SecondaryControls::ENABLE_EPT
         | SecondaryControls::ENABLE_VPID
         | SecondaryControls::UNRESTRICTED_GUEST;
+    // Acknowledging on exit takes a kick out of the APIC's request
+    // register at once (the exit handler ends it): otherwise it would stay
+    // pending and exit every entry.
     let exit = ExitControls::HOST_ADDRESS_SPACE_SIZE
+        | ExitControls::ACK_INTERRUPT_ON_EXIT
         | ExitControls::SAVE_IA32_EFER
         | ExitControls::LOAD_IA32_EFER;
     let entry = EntryControls::IA32E_MODE_GUEST | EntryControls::LOAD_IA32_EFER;
@@ -351,16 +359,18 @@ fn flush_vm_tlb(vm: &Vm) {
     }
 }
 
-/// Sets the VMCS guest state for vCPU `v` starting at `entry` in 64-bit
-/// mode (docs/X86.md, "Entry state"), with the VM's cached translations
-/// dropped.
+/// Sets the VMCS guest state for vCPU `v` starting at `entry`, with the
+/// VM's cached translations dropped: vCPU 0 in 64-bit mode (docs/X86.md,
+/// "Entry state"), the others in real mode as a start-up IPI leaves an AP
+/// (CS base `entry` = SIPI vector << 12, IP 0).
 pub fn reset_guest_state(vm: &Vm, v: &Vcpu, entry: u64) {
     flush_vm_tlb(vm);
-    let cr3 = if v.id == 0 {
-        write_guest_tables(vm)
-    } else {
-        read(guest::CR3)
-    };
+    if v.id != 0 {
+        return real_mode_state(entry);
+    }
+    let cr3 = write_guest_tables(vm);
+    let entry_ctls = read(control::VMENTRY_CONTROLS) | u64::from(EntryControls::IA32E_MODE_GUEST.bits());
+    write(control::VMENTRY_CONTROLS, entry_ctls);
     let cr0 = fix_cr(
         CR0_GUEST,
         rd(IA32_VMX_CR0_FIXED0),
@@ -405,9 +415,14 @@ pub fn reset_guest_state(vm: &Vm, v: &Vcpu, entry: u64) {
     write(guest::GDTR_LIMIT, 0);
     write(guest::IDTR_BASE, 0);
     write(guest::IDTR_LIMIT, 0);
-    write(guest::DR7, 0x400);
     write(guest::RSP, 0);
     write(guest::RIP, entry);
+    common_state();
+}
+
+/// State every vCPU starts with, whatever its mode.
+fn common_state() {
+    write(guest::DR7, 0x400);
     write(guest::RFLAGS, 0x2);
     write(guest::INTERRUPTIBILITY_STATE, 0);
     write(guest::ACTIVITY_STATE, 0);
@@ -418,6 +433,56 @@ pub fn reset_guest_state(vm: &Vm, v: &Vcpu, entry: u64) {
     write(guest::IA32_SYSENTER_EIP, 0);
     write(guest::LINK_PTR_FULL, u64::MAX);
     write(control::VMENTRY_INTERRUPTION_INFO_FIELD, 0);
+}
+
+/// An AP after INIT and a start-up IPI: real mode, CS = `base >> 4` with
+/// that base, IP 0, every other segment 0 with a 64 KiB limit, paging and
+/// protection off (unrestricted guest), EFER 0.
+fn real_mode_state(base: u64) {
+    // PE and PG may be 0 with unrestricted guest; the other fixed bits
+    // (NE) stay as the CPU requires.
+    let fixed0 = rd(IA32_VMX_CR0_FIXED0) & !(1 << 0 | 1 << 31);
+    let cr0 = fix_cr(1 << 4, fixed0, rd(IA32_VMX_CR0_FIXED1));
+    let cr4 = fix_cr(CR4_VMXE, rd(IA32_VMX_CR4_FIXED0), rd(IA32_VMX_CR4_FIXED1));
+    write(guest::CR0, cr0);
+    write(control::CR0_READ_SHADOW, cr0);
+    write(guest::CR3, 0);
+    write(guest::CR4, cr4);
+    write(control::CR4_READ_SHADOW, cr4 & !CR4_VMXE);
+    write(guest::IA32_EFER_FULL, 0);
+    let entry_ctls = read(control::VMENTRY_CONTROLS) & !u64::from(EntryControls::IA32E_MODE_GUEST.bits());
+    write(control::VMENTRY_CONTROLS, entry_ctls);
+    write(guest::CS_SELECTOR, (base >> 4) & 0xffff);
+    write(guest::CS_BASE, base);
+    write(guest::CS_LIMIT, 0xffff);
+    write(guest::CS_ACCESS_RIGHTS, AR_CODE16);
+    for (sel, b, limit, ar) in [
+        (guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS),
+        (guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS),
+        (guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS),
+        (guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS),
+        (guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS),
+    ] {
+        write(sel, 0);
+        write(b, 0);
+        write(limit, 0xffff);
+        write(ar, AR_DATA16);
+    }
+    write(guest::TR_SELECTOR, 0);
+    write(guest::TR_BASE, 0);
+    write(guest::TR_LIMIT, 0xffff);
+    write(guest::TR_ACCESS_RIGHTS, AR_TSS_BUSY);
+    write(guest::LDTR_SELECTOR, 0);
+    write(guest::LDTR_BASE, 0);
+    write(guest::LDTR_LIMIT, 0xffff);
+    write(guest::LDTR_ACCESS_RIGHTS, AR_UNUSABLE);
+    write(guest::GDTR_BASE, 0);
+    write(guest::GDTR_LIMIT, 0xffff);
+    write(guest::IDTR_BASE, 0);
+    write(guest::IDTR_LIMIT, 0xffff);
+    write(guest::RSP, 0);
+    write(guest::RIP, 0);
+    common_state();
 }
 
 static LAUNCHED: [AtomicBool; tessera_config::MAX_CPUS] =

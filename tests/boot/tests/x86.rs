@@ -257,3 +257,36 @@ fn x86_bench_is_deterministic() {
     );
     first.check(first.status == Some(0), "the bench VM powers off");
 }
+
+/// A VM with two vCPUs on two CPUs: vCPU 0 starts vCPU 1 with INIT and a
+/// start-up IPI (real mode, through protected mode to long mode), IPIs go
+/// both ways (one into a loop that never exits: only the hypervisor's
+/// kick brings it in), and the VM powers off while vCPU 1 spins.
+#[test]
+fn x86_vm_starts_its_ap_with_init_sipi_and_exchanges_ipis() {
+    let iso = iso_ok("tests/configs/x86-smp.toml");
+    let (run, _) = boot_bochs(&iso, DEADLINE);
+    run.expect_line("[smp] x86smp: vCPU 0 up, 2 vCPUs");
+    let mut last = 0;
+    for c in [
+        "smp-ap-started-by-init-sipi",
+        "smp-ipi-wakes-halted-ap",
+        "smp-ipi-kicks-running-ap",
+        "smp-ipi-to-bsp",
+    ] {
+        let at = run.expect_line(&format!("[smp] TEST {c}: PASS"));
+        run.check(at > last, &format!("check {c} in order"));
+        last = at;
+    }
+    expect_no_failed_check(&run, "smp");
+    run.expect_line("[smp] x86smp: done, powering off with vCPU 1 spinning");
+    run.expect_absent("still running after SYSTEM_OFF");
+    let summary = run.expect_prefix("[tessera] summary vm smp (powered-off, resets=0):");
+    // The kicks: one for the IPI into the spinning vCPU, one for the stop.
+    run.check(
+        counter(run.lines()[summary], "irq").is_some_and(|n| n >= 2),
+        "kick exits counted",
+    );
+    run.expect_line("[tessera] all VMs powered off; system off");
+    run.check(run.status == Some(0), "the VM powered off");
+}
