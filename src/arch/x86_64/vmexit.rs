@@ -605,9 +605,12 @@ pub fn build_devices(vm: &'static Vm) -> VmDevices {
         match d.kind {
             EmuPortKind::Uart16550 => {
                 let dev: &'static VirtualUart16550<VmLines> = alloc::boxed::Box::leak(
-                    alloc::boxed::Box::new(VirtualUart16550::new(VmLines {
-                        name: vm.config.name,
-                    })),
+                    alloc::boxed::Box::new(
+                        VirtualUart16550::new(VmLines {
+                            name: vm.config.name,
+                        })
+                        .with_input(crate::console::vm_input(vm.config.name)),
+                    ),
                 );
                 uart = Some(dev);
                 bus.add(d.range(), dev);

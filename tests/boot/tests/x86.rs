@@ -3,7 +3,7 @@
 //! Failures print the whole console. A Bochs boot takes about 7 s here.
 
 use std::time::Duration;
-use tessera_boot_tests::bochs::{boot_bochs, boot_qemu_x86, iso_ok};
+use tessera_boot_tests::bochs::{boot_bochs, boot_bochs_typing, boot_qemu_x86, iso_ok};
 use tessera_boot_tests::Run;
 
 /// Generous for Bochs on a loaded 2-core machine.
@@ -289,4 +289,26 @@ fn x86_vm_starts_its_ap_with_init_sipi_and_exchanges_ipis() {
     );
     run.expect_line("[tessera] all VMs powered off; system off");
     run.check(run.status == Some(0), "the VM powered off");
+}
+
+/// Console input on x86: bytes typed on the console's COM1 reach only the
+/// VM that has input (the first one); Ctrl-\ moves input to the next.
+#[test]
+fn x86_typed_input_reaches_only_the_selected_vm_and_the_hotkey_moves_it() {
+    let iso = iso_ok("tests/configs/x86-input.toml");
+    let script = "expect [echoa] x86echo: ready\n\
+                  expect [echob] x86echo: ready\n\
+                  send hello\\r\n\
+                  expect [echoa] x86echo: got 'hello'\n\
+                  send \\x1c\n\
+                  expect [tessera] input: echob\n\
+                  send world\\r\n";
+    let (run, _) = boot_bochs_typing(&iso, DEADLINE, Some(script));
+    run.expect_line("[tessera] input: echoa (Ctrl-\\ moves it to the next VM)");
+    let a = run.expect_line("[echoa] x86echo: got 'hello'");
+    let switched = run.expect_line("[tessera] input: echob");
+    let b = run.expect_line("[echob] x86echo: got 'world'");
+    run.check(a < switched && switched < b, "hello, switch, world");
+    run.expect_absent("[echob] x86echo: got 'hello'");
+    run.check(run.status == Some(0), "both VMs powered off");
 }
