@@ -12,6 +12,7 @@
 //! Locks nest only as `INPUT` → `CONSOLE`.
 
 use super::input::{Action, InputSwitch};
+use super::monitor::{list_vms, vm_alive};
 use super::mux::Ring;
 use crate::config::SYSTEM;
 use crate::devices::line::{LineBuffer, LineSink};
@@ -248,40 +249,6 @@ fn route(inputs: &mut Inputs, byte: u8) {
             }
         }
         Action::None => {}
-    }
-}
-
-/// Whether VM `name` can still take input (it is not off for good).
-fn vm_alive(name: &str) -> bool {
-    crate::vm::all()
-        .iter()
-        .find(|vm| vm.config.name == name)
-        .is_some_and(|vm| vm.power.state() != crate::vm::VmState::Off)
-}
-
-/// The monitor's `l`: one line per VM with its state.
-fn list_vms(target: Option<&str>) {
-    use crate::vm::VmState;
-    for vm in crate::vm::all() {
-        let state = match vm.power.state() {
-            VmState::Running => "running",
-            VmState::Stopping => "stopping",
-            VmState::Resetting => "resetting",
-            VmState::Off => "off",
-            VmState::Finishing => "finishing",
-        };
-        crate::println!(
-            "  vm {}: {}, {} vCPU(s), resets={}{}",
-            vm.config.name,
-            state,
-            vm.vcpus.len(),
-            vm.resets(),
-            if target == Some(vm.config.name) {
-                ", has input"
-            } else {
-                ""
-            }
-        );
     }
 }
 

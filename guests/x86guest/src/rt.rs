@@ -31,13 +31,15 @@ guest_gp_handler:
     incl GP_COUNT(%rip)
     iretq
 
-// Timer interrupts: count, then EOI through the x2APIC EOI MSR.
-.global guest_timer_handler
-guest_timer_handler:
+// Interrupt handlers that count into `counter`, then EOI through the
+// x2APIC EOI MSR: timer interrupts and IPIs.
+.macro counting_handler name, counter
+.global \name
+\name:
     pushq %rax
     pushq %rcx
     pushq %rdx
-    incl TIMER_COUNT(%rip)
+    incl \counter(%rip)
     movl $0x80b, %ecx
     xorl %eax, %eax
     xorl %edx, %edx
@@ -46,22 +48,9 @@ guest_timer_handler:
     popq %rcx
     popq %rax
     iretq
-
-// IPIs: the same, on their own counter.
-.global guest_ipi_handler
-guest_ipi_handler:
-    pushq %rax
-    pushq %rcx
-    pushq %rdx
-    incl IPI_COUNT(%rip)
-    movl $0x80b, %ecx
-    xorl %eax, %eax
-    xorl %edx, %edx
-    wrmsr
-    popq %rdx
-    popq %rcx
-    popq %rax
-    iretq
+.endm
+counting_handler guest_timer_handler, TIMER_COUNT
+counting_handler guest_ipi_handler, IPI_COUNT
 "#,
     options(att_syntax)
 );

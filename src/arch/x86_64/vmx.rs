@@ -365,63 +365,103 @@ fn flush_vm_tlb(vm: &Vm) {
 /// (CS base `entry` = SIPI vector << 12, IP 0).
 pub fn reset_guest_state(vm: &Vm, v: &Vcpu, entry: u64) {
     flush_vm_tlb(vm);
-    if v.id != 0 {
-        return real_mode_state(entry);
-    }
-    let cr3 = write_guest_tables(vm);
-    let entry_ctls = read(control::VMENTRY_CONTROLS) | u64::from(EntryControls::IA32E_MODE_GUEST.bits());
-    write(control::VMENTRY_CONTROLS, entry_ctls);
-    let cr0 = fix_cr(
-        CR0_GUEST,
-        rd(IA32_VMX_CR0_FIXED0),
-        rd(IA32_VMX_CR0_FIXED1),
-    );
-    let cr4 = fix_cr(
-        CR4_PAE | CR4_VMXE,
-        rd(IA32_VMX_CR4_FIXED0),
-        rd(IA32_VMX_CR4_FIXED1),
-    );
-    write(guest::CR0, cr0);
-    write(control::CR0_READ_SHADOW, cr0);
-    write(guest::CR3, cr3);
+    let state = if v.id == 0 {
+        StartState {
+            cr0: fix_cr(CR0_GUEST, rd(IA32_VMX_CR0_FIXED0), rd(IA32_VMX_CR0_FIXED1)),
+            cr3: write_guest_tables(vm),
+            cr4: CR4_PAE,
+            efer: EFER_LONG_MODE,
+            cs: (0x08, 0, 0xffff_ffff, AR_CODE64),
+            data: (0x10, 0xffff_ffff, AR_DATA),
+            tr: (0x18, 0x67),
+            table_limit: 0,
+            rip: entry,
+        }
+    } else {
+        // PE and PG may be 0 with unrestricted guest; the other fixed
+        // bits (NE) stay as the CPU requires.
+        let fixed0 = rd(IA32_VMX_CR0_FIXED0) & !(1 << 0 | 1 << 31);
+        StartState {
+            cr0: fix_cr(1 << 4, fixed0, rd(IA32_VMX_CR0_FIXED1)),
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+            cs: ((entry >> 4) & 0xffff, entry, 0xffff, AR_CODE16),
+            data: (0, 0xffff, AR_DATA16),
+            tr: (0, 0xffff),
+            table_limit: 0xffff,
+            rip: 0,
+        }
+    };
+    load_start_state(&state);
+}
+
+/// How a vCPU starts: 64-bit mode for vCPU 0, real mode for an AP after
+/// INIT and a start-up IPI (every segment but CS 0 with a 64 KiB limit,
+/// paging and protection off: unrestricted guest).
+struct StartState {
+    /// CR0 (already fixed for VMX), CR3, CR4 as the guest sees it
+    /// (VMXE is added and hidden here), EFER.
+    cr0: u64,
+    cr3: u64,
+    cr4: u64,
+    efer: u64,
+    /// CS selector, base, limit, access rights.
+    cs: (u64, u64, u64, u64),
+    /// SS, DS, ES, FS, GS: selector, limit, access rights (base 0).
+    data: (u64, u64, u64),
+    /// TR selector and limit (a busy TSS at 0).
+    tr: (u64, u64),
+    /// Limit of LDTR (unusable), GDTR and IDTR (base 0).
+    table_limit: u64,
+    rip: u64,
+}
+
+fn load_start_state(s: &StartState) {
+    let cr4 = fix_cr(s.cr4 | CR4_VMXE, rd(IA32_VMX_CR4_FIXED0), rd(IA32_VMX_CR4_FIXED1));
+    write(guest::CR0, s.cr0);
+    write(control::CR0_READ_SHADOW, s.cr0);
+    write(guest::CR3, s.cr3);
     write(guest::CR4, cr4);
     write(control::CR4_READ_SHADOW, cr4 & !CR4_VMXE);
-    write(guest::IA32_EFER_FULL, EFER_LONG_MODE);
-    write(guest::CS_SELECTOR, 0x08);
-    write(guest::CS_BASE, 0);
-    write(guest::CS_LIMIT, 0xffff_ffff);
-    write(guest::CS_ACCESS_RIGHTS, AR_CODE64);
-    for (sel, base, limit, ar) in [
+    write(guest::IA32_EFER_FULL, s.efer);
+    // The IA-32e mode guest entry control must match EFER.LMA.
+    let ia32e = u64::from(EntryControls::IA32E_MODE_GUEST.bits());
+    let entry_ctls = read(control::VMENTRY_CONTROLS) & !ia32e;
+    let long = if s.efer & EFER_LONG_MODE != 0 { ia32e } else { 0 };
+    write(control::VMENTRY_CONTROLS, entry_ctls | long);
+    let (sel, base, limit, ar) = s.cs;
+    write(guest::CS_SELECTOR, sel);
+    write(guest::CS_BASE, base);
+    write(guest::CS_LIMIT, limit);
+    write(guest::CS_ACCESS_RIGHTS, ar);
+    let (sel, limit, ar) = s.data;
+    for (sel_f, base_f, limit_f, ar_f) in [
         (guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS),
         (guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS),
         (guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS),
         (guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS),
         (guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS),
     ] {
-        write(sel, 0x10);
-        write(base, 0);
-        write(limit, 0xffff_ffff);
-        write(ar, AR_DATA);
+        write(sel_f, sel);
+        write(base_f, 0);
+        write(limit_f, limit);
+        write(ar_f, ar);
     }
-    write(guest::TR_SELECTOR, 0x18);
+    write(guest::TR_SELECTOR, s.tr.0);
     write(guest::TR_BASE, 0);
-    write(guest::TR_LIMIT, 0x67);
+    write(guest::TR_LIMIT, s.tr.1);
     write(guest::TR_ACCESS_RIGHTS, AR_TSS_BUSY);
     write(guest::LDTR_SELECTOR, 0);
     write(guest::LDTR_BASE, 0);
-    write(guest::LDTR_LIMIT, 0);
+    write(guest::LDTR_LIMIT, s.table_limit);
     write(guest::LDTR_ACCESS_RIGHTS, AR_UNUSABLE);
     write(guest::GDTR_BASE, 0);
-    write(guest::GDTR_LIMIT, 0);
+    write(guest::GDTR_LIMIT, s.table_limit);
     write(guest::IDTR_BASE, 0);
-    write(guest::IDTR_LIMIT, 0);
+    write(guest::IDTR_LIMIT, s.table_limit);
     write(guest::RSP, 0);
-    write(guest::RIP, entry);
-    common_state();
-}
-
-/// State every vCPU starts with, whatever its mode.
-fn common_state() {
+    write(guest::RIP, s.rip);
     write(guest::DR7, 0x400);
     write(guest::RFLAGS, 0x2);
     write(guest::INTERRUPTIBILITY_STATE, 0);
@@ -433,56 +473,6 @@ fn common_state() {
     write(guest::IA32_SYSENTER_EIP, 0);
     write(guest::LINK_PTR_FULL, u64::MAX);
     write(control::VMENTRY_INTERRUPTION_INFO_FIELD, 0);
-}
-
-/// An AP after INIT and a start-up IPI: real mode, CS = `base >> 4` with
-/// that base, IP 0, every other segment 0 with a 64 KiB limit, paging and
-/// protection off (unrestricted guest), EFER 0.
-fn real_mode_state(base: u64) {
-    // PE and PG may be 0 with unrestricted guest; the other fixed bits
-    // (NE) stay as the CPU requires.
-    let fixed0 = rd(IA32_VMX_CR0_FIXED0) & !(1 << 0 | 1 << 31);
-    let cr0 = fix_cr(1 << 4, fixed0, rd(IA32_VMX_CR0_FIXED1));
-    let cr4 = fix_cr(CR4_VMXE, rd(IA32_VMX_CR4_FIXED0), rd(IA32_VMX_CR4_FIXED1));
-    write(guest::CR0, cr0);
-    write(control::CR0_READ_SHADOW, cr0);
-    write(guest::CR3, 0);
-    write(guest::CR4, cr4);
-    write(control::CR4_READ_SHADOW, cr4 & !CR4_VMXE);
-    write(guest::IA32_EFER_FULL, 0);
-    let entry_ctls = read(control::VMENTRY_CONTROLS) & !u64::from(EntryControls::IA32E_MODE_GUEST.bits());
-    write(control::VMENTRY_CONTROLS, entry_ctls);
-    write(guest::CS_SELECTOR, (base >> 4) & 0xffff);
-    write(guest::CS_BASE, base);
-    write(guest::CS_LIMIT, 0xffff);
-    write(guest::CS_ACCESS_RIGHTS, AR_CODE16);
-    for (sel, b, limit, ar) in [
-        (guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS),
-        (guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS),
-        (guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS),
-        (guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS),
-        (guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS),
-    ] {
-        write(sel, 0);
-        write(b, 0);
-        write(limit, 0xffff);
-        write(ar, AR_DATA16);
-    }
-    write(guest::TR_SELECTOR, 0);
-    write(guest::TR_BASE, 0);
-    write(guest::TR_LIMIT, 0xffff);
-    write(guest::TR_ACCESS_RIGHTS, AR_TSS_BUSY);
-    write(guest::LDTR_SELECTOR, 0);
-    write(guest::LDTR_BASE, 0);
-    write(guest::LDTR_LIMIT, 0xffff);
-    write(guest::LDTR_ACCESS_RIGHTS, AR_UNUSABLE);
-    write(guest::GDTR_BASE, 0);
-    write(guest::GDTR_LIMIT, 0xffff);
-    write(guest::IDTR_BASE, 0);
-    write(guest::IDTR_LIMIT, 0xffff);
-    write(guest::RSP, 0);
-    write(guest::RIP, 0);
-    common_state();
 }
 
 static LAUNCHED: [AtomicBool; tessera_config::MAX_CPUS] =
