@@ -9,7 +9,8 @@
 //! log, flushes and the UART interrupt wait for it. Virtual UARTs are told
 //! about freed room after `TERMINAL` is released.
 
-use super::input::{Action, InputSwitch, VmCommand, VmName};
+use super::input::{Action, InputSwitch};
+use super::monitor::{self, vm_alive};
 use super::mux::{Mux, Ring, Sink, Source};
 use crate::config::SYSTEM;
 use crate::devices::pl011::{SerialBackend, VirtualPl011};
@@ -367,86 +368,18 @@ fn route(input: &mut InputSwitch, byte: u8) {
                 crate::println!("input: {}", p.name);
             }
         }
-        Action::MonitorOpened | Action::MonitorHelp => {
-            crate::println!(
-                "monitor: l = list VMs, s NAME = stop, r NAME = restart, n = move input to the next VM, q = leave"
-            );
-        }
-        Action::ListVms => list_vms(),
-        Action::AskName(command) => {
-            crate::println!("monitor: {} which VM? (name, Enter)", command_text(command))
-        }
-        Action::OnVm(command, name) => on_vm(command, &name),
-        Action::BadName => crate::println!("monitor: no such VM name"),
-        Action::Cancelled => crate::println!("monitor: cancelled"),
         Action::MonitorClosed { target } => {
             if let Some(p) = port(target) {
                 crate::println!("monitor closed; input: {}", p.name);
             }
         }
         Action::None => {}
-    }
-}
-
-/// Whether VM `name` can still take input (it is not off for good).
-fn vm_alive(name: &str) -> bool {
-    crate::vm::all()
-        .iter()
-        .find(|vm| vm.config.name == name)
-        .is_some_and(|vm| vm.power.state() != crate::vm::VmState::Off)
-}
-
-/// The monitor's `l`: two lines per VM, its state and its counters.
-fn list_vms() {
-    let target = port(INPUT_TARGET.load(Ordering::Relaxed)).map(|p| p.name);
-    for vm in crate::vm::all() {
-        crate::println!(
-            "  vm {}: {}, {} vCPU(s), resets={}{}",
-            vm.config.name,
-            vm.power.state().name(),
-            vm.vcpus.len(),
-            vm.resets(),
-            if target == Some(vm.config.name) {
-                ", has input"
-            } else {
-                ""
-            }
-        );
-        crate::println!("    {} counters:{}", vm.config.name, vm.counters());
-    }
-}
-
-fn command_text(command: VmCommand) -> &'static str {
-    match command {
-        VmCommand::Stop => "stop",
-        VmCommand::Restart => "restart",
-    }
-}
-
-/// The monitor's `s NAME` and `r NAME`: says what it does, then asks the
-/// VM's lifecycle to do it (the VM's own cores carry it out).
-fn on_vm(command: VmCommand, name: &VmName) {
-    let what = command_text(command);
-    let Some(vm) = crate::vm::all()
-        .iter()
-        .find(|vm| vm.config.name == name.as_str())
-    else {
-        crate::println!("monitor: {} {}: no such VM", what, name.as_str());
-        return;
-    };
-    // Said first: the VM's own lines (stopped, reset #N) follow it.
-    crate::println!("monitor: {} {}", what, vm.config.name);
-    let done = match command {
-        VmCommand::Stop => vm.operator_stop(),
-        VmCommand::Restart => vm.operator_restart(),
-    };
-    if let Err(state) = done {
-        crate::println!(
-            "monitor: {} {} refused: the VM is {}",
-            what,
-            vm.config.name,
-            state.name()
-        );
+        monitor_action => {
+            monitor::act(
+                monitor_action,
+                port(INPUT_TARGET.load(Ordering::Relaxed)).map(|p| p.name),
+            );
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod esr;
 mod insn;
 mod stage2;
 mod vgic;
+mod x86_mmio;
 
 use alloc::boxed::Box;
 
