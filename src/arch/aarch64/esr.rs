@@ -63,6 +63,16 @@ pub const fn dabt_has_syndrome(esr: u64) -> bool {
     esr & dabt::ISV != 0 && esr & (dabt::FNV | dabt::S1PTW) == 0
 }
 
+/// The common MMIO trap in one test: a stage-2 translation fault (no
+/// mapping at the IPA, any level) with the syndrome valid (ISV set, FAR
+/// valid, not a stage-1 walk). Implies [`dabt_has_syndrome`] and not
+/// [`abort_is_permission_fault`]; every other data abort takes the full
+/// classification.
+#[inline(always)]
+pub const fn dabt_is_plain_mmio(esr: u64) -> bool {
+    esr & (dabt::ISV | dabt::FNV | dabt::S1PTW | 0b11_1100) == dabt::ISV | 0b00_0100
+}
+
 /// Whether a data abort needs the instruction decoded (ISV clear) and can be
 /// (FAR valid, not a stage-1 walk).
 #[inline(always)]
@@ -92,25 +102,7 @@ pub fn decode(esr: u64, ipa: u64) -> Exit {
     match exception_class(esr) {
         ec::HVC64 => Exit::Call { smc: false },
         ec::SMC64 => Exit::Call { smc: true },
-        ec::DABT_LOW if dabt_has_syndrome(esr) => {
-            let width = AccessWidth::from_log2(((esr >> dabt::SAS_SHIFT) & 3) as u32);
-            let reg = ((esr >> dabt::SRT_SHIFT) & 0x1f) as u8;
-            if dabt_is_write(esr) {
-                Exit::MmioWrite {
-                    addr: ipa,
-                    width,
-                    reg,
-                }
-            } else {
-                Exit::MmioRead {
-                    addr: ipa,
-                    width,
-                    reg,
-                    sign_extend: esr & dabt::SSE != 0,
-                    reg_is_64: esr & dabt::SF != 0,
-                }
-            }
-        }
+        ec::DABT_LOW if dabt_has_syndrome(esr) => decode_mmio(esr, ipa),
         ec::DABT_LOW | ec::IABT_LOW => Exit::GuestFault { addr: ipa },
         ec::SYS64 => {
             let (sysreg, reg, is_read) = decode_sysreg_iss(esr);
@@ -123,6 +115,29 @@ pub fn decode(esr: u64, ipa: u64) -> Exit {
         ec::WFX if esr & 1 == 0 => Exit::Halt,
         ec::WFX => Exit::WaitEvent,
         _ => Exit::Unknown { syndrome: esr },
+    }
+}
+
+/// The MMIO access of a data abort whose syndrome is valid (the caller
+/// checked [`dabt_has_syndrome`] or [`dabt_is_plain_mmio`]).
+#[inline(always)]
+pub fn decode_mmio(esr: u64, ipa: u64) -> Exit {
+    let width = AccessWidth::from_log2(((esr >> dabt::SAS_SHIFT) & 3) as u32);
+    let reg = ((esr >> dabt::SRT_SHIFT) & 0x1f) as u8;
+    if dabt_is_write(esr) {
+        Exit::MmioWrite {
+            addr: ipa,
+            width,
+            reg,
+        }
+    } else {
+        Exit::MmioRead {
+            addr: ipa,
+            width,
+            reg,
+            sign_extend: esr & dabt::SSE != 0,
+            reg_is_64: esr & dabt::SF != 0,
+        }
     }
 }
 
@@ -169,6 +184,25 @@ mod tests {
         assert!(!abort_is_permission_fault(esr(ec::DABT_LOW, 0x05)));
         // Access-flag faults (0b0010xx) are not permission faults either.
         assert!(!abort_is_permission_fault(esr(ec::DABT_LOW, 0x0b)));
+    }
+
+    #[test]
+    fn plain_mmio_is_a_translation_fault_with_a_valid_syndrome() {
+        const ISV: u64 = 1 << 24;
+        const DABT: u64 = 0x24 << 26 | 1 << 25;
+        for level in 0..4 {
+            let esr = DABT | ISV | 0b00_0100 | level | 1 << 6;
+            assert!(dabt_is_plain_mmio(esr), "translation fault, level {level}");
+            assert!(dabt_has_syndrome(esr) && !abort_is_permission_fault(esr));
+            assert!(!dabt_is_plain_mmio(esr & !ISV), "ISV clear");
+            assert!(!dabt_is_plain_mmio(esr | 1 << 10), "FnV");
+            assert!(!dabt_is_plain_mmio(esr | 1 << 7), "stage-1 walk");
+            let permission = esr & !0b11_1111 | 0b00_1100 | level;
+            assert!(!dabt_is_plain_mmio(permission));
+            assert!(abort_is_permission_fault(permission));
+            let access_flag = esr & !0b11_1111 | 0b00_1000 | level;
+            assert!(!dabt_is_plain_mmio(access_flag), "access flag: full path");
+        }
     }
 
     #[test]

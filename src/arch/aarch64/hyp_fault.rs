@@ -66,8 +66,6 @@ const KINDS: [&str; 8] = [
     "FIQ",
     "SError",
 ];
-/// `kind` of an SError found pending before a guest entry but not taken.
-const KIND_PENDING_SERROR: u64 = 8;
 
 /// Which stack a slot is.
 struct Slot(usize);
@@ -86,7 +84,7 @@ impl core::fmt::Display for Slot {
 #[no_mangle]
 extern "C" fn tessera_hyp_fault(kind: u64, sp: u64, cpu: u64) -> ! {
     let (esr, elr, far) = (ESR_EL2.get(), ELR_EL2.get(), FAR_EL2.get());
-    let serror_kind = kind == 3 || kind == 7 || kind == KIND_PENDING_SERROR;
+    let serror_kind = kind == 3 || kind == 7;
     if serror_kind {
         // Taken at EL2 outside the guest-exit window: no guest to charge
         // (`serror::outcome` with `SErrorOrigin::Hypervisor`: the machine

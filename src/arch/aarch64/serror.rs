@@ -2,11 +2,12 @@
 //! EC 0x2f): can it be contained to the VM that was running, or may it have
 //! corrupted state the other VMs or the hypervisor depend on?
 //!
-//! Where: the hypervisor runs with SError masked and opens it at its
-//! boundaries (`vectors.rs`): on every exit from a guest, after a DSB, so an
-//! SError the guest's accesses raised is taken then and charged to that
-//! guest; before every entry, so one the hypervisor's own work raised is
-//! taken at EL2 and never charged to the guest about to run.
+//! Where: on every exit from a guest, after a DSB, the vectors
+//! (`vectors.rs`) unmask SError in a one-instruction window, so an SError
+//! the guest's accesses raised is taken then and charged to that guest; it
+//! stays unmasked while the hypervisor handles the trap, so one the
+//! hypervisor's own work raises is taken at EL2 outside the window and
+//! never charged to the guest about to run.
 
 /// ISS.IDS: the syndrome is implementation defined.
 const IDS: u64 = 1 << 24;
@@ -43,8 +44,8 @@ pub fn classify(esr: u64) -> SErrorKind {
 pub enum SErrorOrigin {
     /// While a guest ran: its own SError vector, or the guest-exit window.
     Guest,
-    /// At EL2 anywhere else (pending before a guest entry, or during the
-    /// hypervisor's work): the hypervisor's own.
+    /// At EL2 anywhere else (during the hypervisor's work): the
+    /// hypervisor's own.
     Hypervisor,
 }
 

@@ -88,6 +88,9 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
         ),
         Err(e) => boot_error!("EL2 map protection: {}", e),
     }
+    if !super::vectors::serror_windows_in_place() {
+        boot_error!("the EL2 vectors' SError window is not where the SError vector looks");
+    }
     check_firmware_tree(dtb);
     // The top `channel_bytes` of the region back inter-VM channels.
     // SAFETY: from the image's end to the channels, the hypervisor's

@@ -5,11 +5,12 @@
 //! hypervisor is built soft-float and never touches FP registers), and
 //! ELR_EL2/SPSR_EL2 are only read when a handler needs them.
 //!
-//! SError boundaries (the hypervisor runs with SError masked): on every
-//! exit from the guest, after a DSB, an SError still pending from the
-//! guest's accesses is taken in a one-instruction window and handed to the
-//! guest SError handler (its VM's policy); before every entry, one pending
-//! then is the hypervisor's own and stops the machine, instead of being
+//! SError boundaries: on every exit from the guest, after a DSB, SError is
+//! unmasked and one still pending from the guest's accesses is taken in a
+//! one-instruction window and handed to the guest SError handler (its VM's
+//! policy). SError then stays unmasked while the hypervisor handles the
+//! trap, so one its own work raises is taken there, at EL2 outside the
+//! window: it is the hypervisor's and stops the machine, instead of being
 //! taken by, and blamed on, the guest about to run.
 //!
 //! An exception taken at EL2 itself is a hypervisor bug and fatal: it
@@ -40,22 +41,22 @@ global_asm!(
     str     x30, [sp, #(8 * 30)]
 .endm
 
-// The guest-exit SError boundary is inline (4 instructions when nothing is
-// pending): the guest's accesses complete (DSB), then ISR_EL1.A says
-// whether one of them left an SError pending.
+// The guest-exit SError boundary, inline (3 instructions): the guest's
+// accesses complete (DSB), SError is unmasked, and an SError they left
+// pending is taken at the latest right after the ISB — in the window the
+// EL2 SError vector recognises by its offset in the slot (it is the
+// guest's). From there on SError stays unmasked until the ERET: one the
+// hypervisor's own work raises is taken where it happens, outside the
+// window, and is the hypervisor's.
 .macro VECTOR handler
 .balign 0x80
     SAVE_GUEST_REGS
     dsb     sy
-    isb
-    mrs     x0, isr_el1
-    tbnz    x0, #8, 1f
-2:  mov     x0, sp
+    msr     daifclr, #4
+    isb                             // at SERROR_WINDOW (checked at boot)
+    mov     x0, sp
     bl      \handler
     b       tessera_return_to_guest
-1:  bl      tessera_take_guest_serror
-    cbz     x0, 2b                  // nothing taken after all: the trap as usual
-    b       tessera_guest_serror_late
 .endm
 
 // An exception at EL2 itself: fatal. x0 names the vector for the report;
@@ -76,20 +77,24 @@ tessera_el2_vectors:
     HYP_VECTOR 2
     HYP_VECTOR 3
     // Current EL with SP_EL2: a hypervisor bug, except an SError taken in
-    // the guest-exit window (below).
+    // a guest-exit window: ELR_EL2 at the window's ISB or right after it,
+    // in one of the lower-EL slots.
     HYP_VECTOR 4
     HYP_VECTOR 5
     HYP_VECTOR 6
 .balign 0x80
     mrs     x1, elr_el2
-    adr     x2, tessera_serror_window
+    adr     x2, tessera_el2_vectors + 0x400
     sub     x1, x1, x2
+    cmp     x1, #0x400
+    b.hs    1f
+    and     x1, x1, #0x7f
+    sub     x1, x1, #{serror_window}
     cmp     x1, #4
     b.hi    1f
-    // The guest's SError, taken in the window: back into the window with
-    // x0 = its syndrome (non-zero: EC 0x2f).
-    mrs     x0, esr_el2
-    eret
+    // The guest's: SP is still its trap frame (x0-x30 saved), ESR_EL2 the
+    // SError's; the trap is abandoned for the VM's SError policy.
+    b       tessera_guest_serror_late
 1:  mov     x0, #7
     b       tessera_hyp_exception
     // Lower EL, AArch64.
@@ -103,40 +108,13 @@ tessera_el2_vectors:
     VECTOR tessera_guest_irq
     VECTOR tessera_guest_serror
 
-// An SError is pending at a guest exit (ISR_EL1.A): takes it, returning
-// x0 = its ESR_EL2 (ELR/SPSR/ESR_EL2 of the trap are then lost: the VM's
-// SError policy never returns to it), or 0 if none came. Clobbers x0-x2.
-tessera_take_guest_serror:
-    mov     x0, #0
-    msr     daifclr, #4
-    // The window: the SError is taken at the earliest right after the
-    // unmask, at the latest right after this ISB (ELR_EL2 is one of the
-    // two; the vector above checks).
-.global tessera_serror_window
-tessera_serror_window:
-    isb
-    msr     daifset, #4
-    ret
-
 tessera_guest_serror_late:
     mov     x0, sp
     bl      tessera_guest_serror
     b       tessera_return_to_guest
 
-// Before entering the guest: an SError pending now was raised by the
-// hypervisor's own work (the guest's were taken at exit): taken here at
-// EL2, outside the window, it is fatal and reported as the hypervisor's.
-tessera_hyp_serror_pending:
-    msr     daifclr, #4
-    isb
-    msr     daifset, #4
-    mov     x0, #8
-    b       tessera_hyp_exception
-
 .global tessera_return_to_guest
 tessera_return_to_guest:
-    mrs     x0, isr_el1
-    tbnz    x0, #8, tessera_hyp_serror_pending
     ldp     x2, x3, [sp, #(8 * 2)]
     ldp     x4, x5, [sp, #(8 * 4)]
     ldp     x6, x7, [sp, #(8 * 6)]
@@ -210,8 +188,37 @@ tessera_hyp_exception:
     b       9b
 "#,
     max_cpus = const crate::config::MAX_CPUS,
+    serror_window = const SERROR_WINDOW,
     emergency_stack = const super::hyp_fault::EMERGENCY_STACK_SIZE,
 );
+
+/// Offset of the guest-exit SError window's ISB in a vector slot: after the
+/// 16 stores of the register frame, the DSB and the unmask.
+const SERROR_WINDOW: usize = 16 * 4 + 2 * 4;
+
+/// `MSR DAIFClr, #4` and `ISB`, as encoded.
+const MSR_DAIFCLR_A: u32 = 0xd503_44ff;
+const ISB: u32 = 0xd503_3fdf;
+
+/// Whether every lower-EL vector slot has its SError window where the EL2
+/// SError vector looks for it (the unmask, then the ISB at
+/// [`SERROR_WINDOW`]): a changed save sequence must fail the boot, not
+/// misattribute an SError.
+pub fn serror_windows_in_place() -> bool {
+    let base = tessera_el2_vectors as *const () as usize + 0x400;
+    (0..8).all(|slot| {
+        let isb = base + slot * 0x80 + SERROR_WINDOW;
+        // SAFETY: reads two words of the vector table in the image's text,
+        // which the EL2 map keeps readable.
+        let (unmask, barrier) = unsafe {
+            (
+                core::ptr::read_volatile((isb - 4) as *const u32),
+                core::ptr::read_volatile(isb as *const u32),
+            )
+        };
+        unmask == MSR_DAIFCLR_A && barrier == ISB
+    })
+}
 
 extern "C" {
     /// The vector table (VBAR_EL2).
