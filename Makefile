@@ -17,6 +17,11 @@ BUILD_ASSETS :=
 else
 $(error ARCH=$(ARCH) is not supported (aarch64 or x86_64))
 endif
+# `make image PLATFORM=rpi4`: the Raspberry Pi 4 SD card (docs/RPI4.md).
+PLATFORM ?=
+ifeq ($(PLATFORM),rpi4)
+DEFAULT_CONFIG := configs/rpi4.toml
+endif
 CONFIG ?= $(DEFAULT_CONFIG)
 
 # Debian's Rust builds core/alloc from source for bare-metal targets
@@ -56,7 +61,7 @@ LINUX_IMAGE := $(LINUX_DIR)/Image
 LINUX_INITRAMFS := $(LINUX_DIR)/initramfs.cpio.gz
 LINUX_ASSETS := $(LINUX_IMAGE) $(LINUX_INITRAMFS)
 
-.PHONY: all setup setup-x86 guests x86-guests build iso run test unit-test boot-test fuzz bench \
+.PHONY: all setup setup-x86 guests x86-guests build iso image run test unit-test boot-test fuzz bench \
 	check fmt clean linux-assets linux-baseline
 
 all: build
@@ -106,6 +111,18 @@ endif
 	@grub-mkrescue -o $(ISO) $(IMAGE_DIR)/iso >$(IMAGE_DIR)/grub-mkrescue.log 2>&1 || \
 		{ cat $(IMAGE_DIR)/grub-mkrescue.log; exit 1; }
 	@echo "iso: $(ISO)"
+
+# A Raspberry Pi 4 SD-card image (PLATFORM=rpi4): the boot firmware and
+# device tree from Debian (scripts/fetch-rpi4.sh, cached in build/rpi4/),
+# config.txt and the hypervisor in one FAT32 partition, written without
+# root: build/aarch64/<config>/sdcard.img, ready for dd.
+SDCARD := $(IMAGE_DIR)/sdcard.img
+image: build
+ifneq ($(PLATFORM),rpi4)
+	$(error make image is for PLATFORM=rpi4)
+endif
+	@bash scripts/fetch-rpi4.sh
+	@bash scripts/mkimage-rpi4.sh $(IMAGE_DIR)/tessera.elf $(IMAGE) $(SDCARD)
 
 ifeq ($(ARCH),x86_64)
 run: iso
