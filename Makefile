@@ -62,7 +62,7 @@ LINUX_INITRAMFS := $(LINUX_DIR)/initramfs.cpio.gz
 LINUX_ASSETS := $(LINUX_IMAGE) $(LINUX_INITRAMFS)
 
 .PHONY: all setup setup-x86 guests x86-guests build iso image run test unit-test boot-test fuzz bench \
-	check fmt clean linux-assets linux-baseline
+	check fmt clean linux-assets linux-baseline rpi4-assets
 
 all: build
 
@@ -117,11 +117,10 @@ endif
 # config.txt and the hypervisor in one FAT32 partition, written without
 # root: build/aarch64/<config>/sdcard.img, ready for dd.
 SDCARD := $(IMAGE_DIR)/sdcard.img
-image: build
+image: build rpi4-assets
 ifneq ($(PLATFORM),rpi4)
 	$(error make image is for PLATFORM=rpi4)
 endif
-	@bash scripts/fetch-rpi4.sh
 	@bash scripts/mkimage-rpi4.sh $(IMAGE_DIR)/tessera.elf $(IMAGE) $(SDCARD)
 
 ifeq ($(ARCH),x86_64)
@@ -162,6 +161,10 @@ fuzz:
 # it rebuilds the initramfs when guests/linux/ changed.
 linux-assets:
 	@bash scripts/fetch-linux.sh
+
+# The Pi's boot firmware and device tree (idempotent, cached in build/rpi4/).
+rpi4-assets:
+	@bash scripts/fetch-rpi4.sh
 
 # The Linux guest booted in plain QEMU (no hypervisor), its checks verified.
 linux-baseline: linux-assets
