@@ -56,7 +56,9 @@ const PASSWORD: u32 = 0x5a;
 /// Watchdog ticks before the reset: as Linux, 10 (about 150 us).
 const RESET_TICKS: u32 = 10;
 /// GPIO function select value of alternate function 0.
-const ALT0: u32 = 0b100;
+pub const ALT0: u32 = 0b100;
+/// GPIO function select value of a plain input.
+pub const INPUT: u32 = 0b000;
 
 fn pm(base: u64) -> &'static PmRegs {
     // SAFETY: the board's `[bcm2711] pm_base` page holds the PM block; the
@@ -88,13 +90,14 @@ fn full_reset(regs: &PmRegs) {
         .modify(PM_RSTC::PASSWORD.val(PASSWORD) + PM_RSTC::WRCFG::FullReset);
 }
 
-/// Gives GPIO `pin` alternate function 0 (GPIO14/15: PL011 UART0 TXD/RXD).
-pub fn set_alt0(gpio_base: u64, pin: usize) {
+/// Gives GPIO `pin` function `func` ([`ALT0`] on GPIO14/15: PL011 UART0
+/// TXD/RXD; [`INPUT`]).
+pub fn set_function(gpio_base: u64, pin: usize, func: u32) {
     let Some(reg) = gpio(gpio_base).gpfsel.get(pin / 10) else {
         return;
     };
     let shift = (pin % 10) * 3;
-    let v = reg.get() & !(0b111 << shift) | ALT0 << shift;
+    let v = reg.get() & !(0b111 << shift) | (func & 0b111) << shift;
     reg.set(v);
 }
 

@@ -89,15 +89,20 @@ pub fn power_off() {
 
 /// On a BCM2711 board: puts the console PL011 on GPIO14/15 (alternate
 /// function 0; the firmware gives those pins to the mini UART unless an
-/// overlay says otherwise) and programs its baud rate from the board's
-/// UART clock. Before the console is enabled. Nothing elsewhere: the
+/// overlay says otherwise), takes it off the Bluetooth pins, and programs
+/// its baud rate from the board's UART clock. Before the console is enabled. Nothing elsewhere: the
 /// firmware's settings are kept.
 pub fn prepare_console() {
     let Some(b) = SYSTEM.board.bcm2711 else {
         return;
     };
-    bcm2711::set_alt0(b.gpio.base, 14);
-    bcm2711::set_alt0(b.gpio.base, 15);
+    // GPIO32/33 carry UART0 to the Bluetooth chip when it is muxed so
+    // (ALT3); two pins on one UART's RXD is undefined, so they become
+    // plain inputs: the hypervisor's console owns UART0.
+    bcm2711::set_function(b.gpio.base, 32, bcm2711::INPUT);
+    bcm2711::set_function(b.gpio.base, 33, bcm2711::INPUT);
+    bcm2711::set_function(b.gpio.base, 14, bcm2711::ALT0);
+    bcm2711::set_function(b.gpio.base, 15, bcm2711::ALT0);
     if let Some((ibrd, fbrd)) = uart_divisor::pl011_divisors(b.uart_clock_hz, b.baud) {
         Pl011::new(SYSTEM.board.console.base).set_divisors(ibrd, fbrd);
     }
