@@ -254,17 +254,7 @@ pub fn boot_typing(
     markers: &[&str],
     script: &[Typing],
 ) -> Run {
-    run_qemu(
-        image,
-        DEFAULT_MACHINE,
-        DEFAULT_CPU,
-        extra,
-        deadline,
-        markers,
-        script,
-        None,
-    )
-    .0
+    boot_machine_typing(image, DEFAULT_MACHINE, extra, deadline, markers, script)
 }
 
 /// What to ask QEMU's monitor once every marker was seen (the guests still
@@ -456,6 +446,18 @@ fn run_qemu(
         monitor_out,
     )
 }
+
+/// The irq guest's checks of the virtual GIC's rules, in the order it
+/// prints them (guests/irqguest).
+pub const IRQ_GUEST_CHECKS: [&str; 7] = [
+    "vgic-identity",
+    "vtimer-interrupt",
+    "sgi-to-other-vcpu",
+    "sgi-to-foreign-cpus-ignored",
+    "unowned-interrupts-ignored",
+    "gicd-odd-widths",
+    "gicd-isv0-pair-writeback",
+];
 
 /// Checks that every functional check of the test guest passed in VM `vm`
 /// (`vcpus` tells which PSCI checks must have run) and returns the index

@@ -211,15 +211,7 @@ fn bare_metal_vms_run_and_the_watchdog_powers_the_pi_off() {
     );
     run.check(!run.timed_out, "the run ends by itself in time");
     run.expect_line("[tessera] firmware tree: 4 CPUs, memory [(0, 3c000000)], PSCI no");
-    for check in [
-        "vgic-identity",
-        "vtimer-interrupt",
-        "sgi-to-other-vcpu",
-        "sgi-to-foreign-cpus-ignored",
-        "unowned-interrupts-ignored",
-        "gicd-odd-widths",
-        "gicd-isv0-pair-writeback",
-    ] {
+    for check in IRQ_GUEST_CHECKS {
         run.expect_line(&format!("[irq] TEST {check}: PASS"));
     }
     run.expect_line("[irq] RESULT: pass=7 fail=0");
