@@ -18,20 +18,36 @@ macro_rules! boot_error {
     }};
 }
 
+/// Whether `[addr, addr + len)` is mapped by the EL2 map: a board RAM bank
+/// or the low device window (read there byte by byte, so no alignment
+/// fault).
+fn el2_mapped(addr: u64, len: u64) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    end <= super::el2_map::DEVICE_WINDOW_END
+        || SYSTEM
+            .board
+            .memory
+            .iter()
+            .any(|m| addr >= m.base && end <= m.end())
+}
+
 /// The firmware's device tree at `dtb`, if it has the magic.
 fn firmware_tree(dtb: u64) -> Option<FirmwareBoot> {
-    if dtb == 0 || !dtb.is_multiple_of(8) {
+    if dtb == 0 || !dtb.is_multiple_of(8) || !el2_mapped(dtb, 8) {
         return None;
     }
-    // SAFETY: firmware passes a device tree in x0; its address lies in the
-    // low RAM the EL2 map covers. Only the 8-byte header is read before the
-    // magic and size are known, and the size is bounded.
+    // SAFETY: firmware passes a device tree in x0; the 8-byte header is
+    // mapped (checked above) and only read before the magic and size are
+    // known.
     let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, 8) };
     let size = firmware::total_size(header).ok()?;
-    if size > firmware::MAX_TREE {
+    if size > firmware::MAX_TREE || !el2_mapped(dtb, size as u64) {
         return None;
     }
-    // SAFETY: as above, `size` bytes the firmware says the tree has.
+    // SAFETY: the `size` bytes the firmware says the tree has, mapped
+    // (checked above) and not written by anyone while they are read.
     let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, size) };
     FirmwareBoot::parse(blob).ok()
 }
