@@ -222,3 +222,32 @@ fn bare_metal_vms_run_and_the_watchdog_powers_the_pi_off() {
         "QEMU exits 0: the watchdog's halt reached its power-management model",
     );
 }
+
+/// The 8 GB board (RAM above 4 GiB, a VM placed there) builds, and its EL2
+/// map with the banks above 4 GiB installs and passes its protection
+/// checks; QEMU raspi4b reports only the first GiB, so the boot then stops
+/// with the firmware's memory map named, as on a Pi with less RAM than its
+/// board file.
+#[test]
+fn eight_gb_board_maps_above_4_gib_and_refuses_a_smaller_machine() {
+    let image = build_ok("tests/configs/rpi4-8g.toml");
+    let dtb = pi_dtb();
+    let dtb = dtb.display().to_string();
+    let run = boot_machine_until_all(
+        &image,
+        RASPI4B_MACHINE,
+        DEFAULT_CPU,
+        &["-dtb", &dtb],
+        DEADLINE,
+        &["[tessera] boot error:"],
+    );
+    run.expect_line("[tessera] Tessera 0.1.0 on rpi4-8g (4 CPUs, 1 VMs)");
+    run.expect_line(
+        "[tessera] EL2 map: text RX, rodata R, data and all RAM RW XN, WXN on, 9 stack guard pages",
+    );
+    run.expect_line(
+        "[tessera] boot error: board RAM [0x40000000, 0xfc000000) is not in the firmware's \
+         memory map [(0, 3c000000)]",
+    );
+    run.expect_absent("[bm]");
+}
