@@ -240,3 +240,29 @@ fn hypervisor_pages_and_sub_page_registers_are_checked() {
     assert_error(&e, "bcm2711.pm_base: [0x100000, 0x101000) overlaps RAM");
     assert_error(&e, "bcm2711.gpio_base: 0xfe200800 is not 4 KiB aligned");
 }
+
+#[test]
+fn a_sub_page_device_alone_in_its_page_is_given_its_page() {
+    use super::tests::{check, vm};
+    let board = "name = \"p\"\ncpu_mpidrs = [0, 1]\n[[memory]]\nbase = 0\nsize = 0x8000_0000\n\
+                 [hypervisor]\nbase = 0x4000_0000\nsize = 0x0400_0000\n\
+                 [console]\nbase = 0xfe20_1000\nsize = 0x200\n\
+                 [gic]\nversion = 2\ngicd_base = 0xff84_1000\ngicc_base = 0xff84_2000\n\
+                 gich_base = 0xff84_4000\ngicv_base = 0xff84_6000\n\
+                 [[devices]]\nname = \"lonely\"\nbase = 0xfe80_4040\nsize = 0x40\nirqs = [149]\n";
+    let sys = format!(
+        "board = \"b.toml\"\n{}passthrough_devices = [{{ name = \"lonely\" }}]\n",
+        vm(0, "alpha", "[0]", 0x4800_0000)
+    );
+    let (sys, board) = check(&sys, board).unwrap_or_else(|e| panic!("{e:#?}"));
+    let dev = &board.devices[0];
+    assert!(validate::page_sharers(&board, dev).is_empty());
+    assert_eq!(
+        dev.window(),
+        MemRange {
+            base: 0xfe80_4000,
+            size: 0x1000
+        }
+    );
+    assert_eq!(sys.vms[0].passthrough_devices[0].name, "lonely");
+}
