@@ -126,6 +126,12 @@ endif
 ifeq ($(ARCH),x86_64)
 run: iso
 	FOLLOW=1 BOCHS_TIMEOUT=300 bash scripts/run-bochs.sh $(ISO) $(IMAGE_DIR)/com1.log
+else ifeq ($(PLATFORM),rpi4)
+# The Pi system on QEMU's raspi4b, loaded as the Pi firmware would (EL2,
+# the board's device tree in x0, secondaries on the spin table).
+run: build rpi4-assets
+	timeout --foreground $(QEMU_TIMEOUT) qemu-system-aarch64 -M raspi4b -smp 4 -m 2G \
+		-nographic -dtb build/rpi4/bcm2711-rpi-4-b.dtb -kernel $(IMAGE)
 else
 run: build
 	@[ -f $(RUN_DISK) ] || { printf 'TESSERA-DISK-PATTERN\n' > $(RUN_DISK); truncate -s 4M $(RUN_DISK); }
