@@ -108,13 +108,26 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
             "tessera_config::BoardDevice {{ name: {:?}, mmio: {}, irqs: {}, dma: {}, \
              compatible: {} }}",
             d.name,
-            range(&d.mmio),
+            range(&d.window()),
             list(&d.irqs, u32::to_string),
             d.dma,
             list(&d.compatible, |c| format!("{c:?}"))
         ))
     );
     let _ = writeln!(o, "        semihosting_exit: {},", board.semihosting_exit);
+    let bcm2711 = board.bcm2711.map_or_else(
+        || String::from("None"),
+        |b| {
+            format!(
+                "Some(tessera_config::Bcm2711 {{ pm: {}, gpio: {}, uart_clock_hz: {}, baud: {} }})",
+                range(&b.pm),
+                range(&b.gpio),
+                b.uart_clock_hz,
+                b.baud
+            )
+        },
+    );
+    let _ = writeln!(o, "        bcm2711: {bcm2711},");
     let _ = writeln!(o, "    }},");
     let _ = writeln!(o, "    vms: &[");
     for (vm, vp) in sys.vms.iter().zip(&plan.vms) {
@@ -201,7 +214,8 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
                 // would have failed the build before code generation.
                 let dev = board.devices.iter().find(|d| d.name == p.name);
                 let (hpa, size, all) = dev.map_or((0, 0, &[][..]), |d| {
-                    (d.mmio.base, d.mmio.size, d.irqs.as_slice())
+                    let w = d.window();
+                    (w.base, w.size, d.irqs.as_slice())
                 });
                 let irqs = p.irqs.as_deref().unwrap_or(all);
                 format!(

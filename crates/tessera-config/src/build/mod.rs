@@ -21,6 +21,8 @@ mod tests_channel;
 #[cfg(test)]
 mod tests_linux;
 #[cfg(test)]
+mod tests_rpi4;
+#[cfg(test)]
 mod x86_tests;
 
 use std::fmt;
@@ -41,7 +43,7 @@ pub use layout::{
 pub use model::{
     BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, PassthroughSpec, SystemSpec, Trigger, VmSpec,
 };
-pub use parse::{board_path_of, parse_board, parse_system};
+pub use parse::{board_path_of, parse_board, parse_system, resolve_board_extends};
 pub use plan::{plan, Blob, Placed, Plan, Source, VmPlan, HEAP_MIN, HYP_CODE_RESERVE};
 pub use validate::{validate_board, validate_system, Files, IPA_LIMIT, MAX_NAME_LEN};
 
@@ -231,6 +233,25 @@ pub fn load(config: &Path, repo_root: &Path, images: Images) -> Loaded {
             let msg = format!("cannot read board file {}: {e}", board_path.display());
             return fail(inputs, "board", msg);
         }
+    };
+    // A board variant (`extends = "<file>"`) starts from a sibling board.
+    let board_dir = board_path.parent().unwrap_or(dir).to_path_buf();
+    let read_sibling = |name: &str| {
+        std::fs::read_to_string(board_dir.join(name)).map_err(|e| {
+            format!(
+                "extends: cannot read {}: {e}",
+                board_dir.join(name).display()
+            )
+        })
+    };
+    let board_src = match resolve_board_extends(&board_src, read_sibling) {
+        Ok((merged, base)) => {
+            if let Some(base) = base {
+                inputs.push(board_dir.join(base));
+            }
+            merged
+        }
+        Err(msg) => return fail(inputs, "board", format!("{board_file}: {msg}")),
     };
 
     let image_path = |rel: &str| normalize(&repo_root.join(rel));
