@@ -24,14 +24,8 @@ SOURCE_LINE="deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http
 log() { echo "fetch-rpi4: $*"; }
 die() { echo "fetch-rpi4: $*" >&2; exit 1; }
 
-SUDO=
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO=sudo
-fi
-APT_DOWNLOAD=(apt-get download -q)
-if [ "$(id -u)" -eq 0 ]; then
-    APT_DOWNLOAD+=(-o APT::Sandbox::User=root)
-fi
+# shellcheck source=scripts/lib-apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib-apt.sh"
 
 all_present() {
     local f
