@@ -95,10 +95,10 @@ pub fn handle(local: &CpuLocal, exit: Exit, regs: &mut impl GuestRegisters) -> O
     }
 }
 
-/// Serves Tessera hypercall `nr`: up to five result values (x0-x4), or `None` for
-/// an unknown call.
+/// Serves Tessera hypercall `nr` with arguments `args` (x1-x3): up to five
+/// result values (x0-x4), or `None` for an unknown call.
 #[inline(always)]
-pub fn hypercall(local: &CpuLocal, nr: u32) -> Option<[u64; 5]> {
+pub fn hypercall(local: &CpuLocal, nr: u32, args: [u64; 3]) -> Option<[u64; 5]> {
     use tessera_abi::tessera;
     let vm = local.vm;
     match nr {
@@ -110,6 +110,6 @@ pub fn hypercall(local: &CpuLocal, nr: u32) -> Option<[u64; 5]> {
             vm.boot_ram_size,
             vm.resets() as u64,
         ]),
-        _ => None,
+        _ => crate::ivc::hypercall(vm.config.id, nr, args),
     }
 }

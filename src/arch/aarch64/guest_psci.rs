@@ -19,7 +19,7 @@ pub(super) fn serve_call(local: &CpuLocal, regs: &mut GuestRegs) {
         return;
     }
     local.vcpu.count(ExitKind::Hypercall);
-    match vcpu::hypercall(local, fid) {
+    match vcpu::hypercall(local, fid, [regs.x[1], regs.x[2], regs.x[3]]) {
         Some(ret) => regs.x[..5].copy_from_slice(&ret),
         None => regs.x[0] = smccc::NOT_SUPPORTED,
     }

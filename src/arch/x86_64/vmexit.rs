@@ -345,7 +345,7 @@ fn vmcall(local: &CpuLocal, regs: &mut GuestRegs) {
         }
         _ => {
             local.vcpu.count(ExitKind::Hypercall);
-            match vcpu::hypercall(local, fid) {
+            match vcpu::hypercall(local, fid, [regs.rbx, regs.rcx, regs.rdx]) {
                 Some([a, b, c, d, s]) => {
                     regs.rax = a;
                     regs.rbx = b;
