@@ -12,6 +12,7 @@ use super::pool::{Extent, Pool, Status, Teardown};
 use super::Notify;
 use crate::devices::{AccessError, Accessor, MmioDevice};
 use crate::exit::AccessWidth;
+use crate::mm::table::MapError;
 use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
 use tessera_abi::{ivc, tessera};
@@ -21,7 +22,7 @@ use tessera_config::{ChannelPool, MAX_CHANNEL_MEMBERS};
 pub trait PoolMemory {
     /// Maps host `[hpa, hpa + size)` read-write at guest `[gpa, gpa +
     /// size)` of VM `vm_id`, whose vCPUs may be running.
-    fn map(&self, vm_id: u16, gpa: u64, hpa: u64, size: u64) -> Result<(), ()>;
+    fn map(&self, vm_id: u16, gpa: u64, hpa: u64, size: u64) -> Result<(), MapError>;
     /// Removes that mapping and every TLB entry of VM `vm_id` that could
     /// still translate it, on every core, before returning.
     fn unmap(&self, vm_id: u16, gpa: u64, size: u64);
@@ -374,9 +375,9 @@ mod tests {
     }
 
     impl PoolMemory for Hw {
-        fn map(&self, vm: u16, gpa: u64, hpa: u64, size: u64) -> Result<(), ()> {
+        fn map(&self, vm: u16, gpa: u64, hpa: u64, size: u64) -> Result<(), MapError> {
             if self.fail_map.load(Ordering::Relaxed) {
-                return Err(());
+                return Err(MapError::NoMemory);
             }
             self.ops.lock().push(Op::Map(vm, gpa, hpa, size));
             Ok(())

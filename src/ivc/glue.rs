@@ -9,6 +9,7 @@ use crate::arch::{self, MemKind};
 use crate::config::{MAX_VMS, SYSTEM};
 use crate::devices::vgic::{OwnedSpi, Vgic};
 use crate::devices::MmioBus;
+use crate::mm::table::MapError;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use spin::Once;
@@ -70,12 +71,13 @@ struct LiveStage2;
 
 #[cfg(target_arch = "aarch64")]
 impl PoolMemory for LiveStage2 {
-    fn map(&self, vm_id: u16, gpa: u64, hpa: u64, size: u64) -> Result<(), ()> {
+    fn map(&self, vm_id: u16, gpa: u64, hpa: u64, size: u64) -> Result<(), MapError> {
+        // Pool members are VMs of the config: always found.
         let vm = crate::vm::all()
             .iter()
             .find(|v| v.config.id == vm_id)
-            .ok_or(())?;
-        arch::aarch64::stage2_live::map(vm.stage2_root, gpa, hpa, size).map_err(|_| ())
+            .ok_or(MapError::OutOfRange)?;
+        arch::aarch64::stage2_live::map(vm.stage2_root, gpa, hpa, size)
     }
 
     fn unmap(&self, vm_id: u16, gpa: u64, size: u64) {
@@ -100,8 +102,8 @@ impl PoolMemory for LiveStage2 {
 /// nothing calls this.
 #[cfg(not(target_arch = "aarch64"))]
 impl PoolMemory for LiveStage2 {
-    fn map(&self, _: u16, _: u64, _: u64, _: u64) -> Result<(), ()> {
-        Err(())
+    fn map(&self, _: u16, _: u64, _: u64, _: u64) -> Result<(), MapError> {
+        Err(MapError::OutOfRange)
     }
     fn unmap(&self, _: u16, _: u64, _: u64) {}
     fn scrub(&self, _: u64, _: u64) {}
