@@ -84,6 +84,11 @@ fn bad_channel_config_fails_the_build_naming_file_channel_vm_and_field() {
          guest window [0x41000000, 0x41400000) overlaps the VM's memory_regions[0]",
         "error: tests/configs/bad-ivc.toml: channel \"view\", vm \"pong\": members[1].irq: \
          INTID 48 is also the interrupt of channel \"pingpong\" members[1].irq",
+        "error: tests/configs/bad-ivc.toml: channel_pool \"dyn\", vm \"ping\": members[0].window: \
+         guest window [0x50000000, 0x50100000) overlaps channel \"pingpong\" members[0].gpa \
+         [0x50000000, 0x50400000)",
+        "error: tests/configs/bad-ivc.toml: channel_pool \"dyn\": max_per_vm: 3 is not in \
+         1..=max_channels (2)",
     ] {
         assert!(b.log.contains(line), "missing {line:?} in:\n{}", b.log);
     }
