@@ -295,7 +295,6 @@ fn fuzz_ivc_pool() {
                     && info == Some([0, pool_size, pool_size, u64::from(max_channels.min(32)), 0]),
                 || format!("after every departure: {shadow:x?} mapped, info {info:x?}"),
             )?;
-            drop(bells);
             Ok(Some(match (attached, ids.is_empty()) {
                 (true, _) => "with attaches",
                 (false, false) => "with allocations only",
