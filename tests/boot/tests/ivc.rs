@@ -124,7 +124,9 @@ fn linux_userspace_exchanges_messages_with_a_bare_metal_vm() {
 #[test]
 fn dynamic_channels_allocate_attach_release_and_a_reset_releases_them() {
     let image = build_ok("tests/configs/ivc-dynamic.toml");
-    let run = boot(&image, &[], DEADLINE);
+    // A healthy run takes about 2 s of QEMU; a lost doorbell leaves a
+    // guest in WFI, so the deadline is what bounds a failure.
+    let run = boot(&image, &[], Duration::from_secs(90));
     run.expect_line("[outsider] TEST not-granted-vm-refused: PASS");
     run.expect_line("[outsider] RESULT: pass=1 fail=0");
     for check in [
