@@ -19,9 +19,17 @@ pub(super) fn serve_call(local: &CpuLocal, regs: &mut GuestRegs) {
         return;
     }
     local.vcpu.count(ExitKind::Hypercall);
-    match vcpu::hypercall(local, fid, [regs.x[1], regs.x[2], regs.x[3]]) {
+    match vcpu::hypercall(local, fid) {
         Some(ret) => regs.x[..5].copy_from_slice(&ret),
-        None => regs.x[0] = smccc::NOT_SUPPORTED,
+        None => {
+            let served = regs
+                .x
+                .first_chunk_mut::<5>()
+                .is_some_and(|x| vcpu::cold_hypercall(local, fid, x));
+            if !served {
+                regs.x[0] = smccc::NOT_SUPPORTED;
+            }
+        }
     }
 }
 
