@@ -6,6 +6,8 @@
 # named after it), no window (RFB display with no
 # wait for a client), sound off. Bochs's debugger is built in, so a command
 # file tells it to continue. With FOLLOW=1 the console is shown as it runs.
+# With COM1_INPUT=<script>, COM1 is a socket instead and
+# scripts/bochs-com1.py logs it and types what the script says.
 #
 # Exit status, read from the console: 0 when every VM powered off, 1 when a
 # VM was stopped, 2 otherwise (boot error, panic, timeout after
@@ -23,6 +25,14 @@ dbg="$base.debugger-rc"
 vgabios=/usr/share/bochs/VGABIOS-lgpl-latest
 [ -f "$vgabios" ] || vgabios=/usr/share/vgabios/vgabios.bin
 
+if [ -n "${COM1_INPUT:-}" ]; then
+    # A free port for Bochs's COM1 socket server.
+    com1_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("localhost", 0)); print(s.getsockname()[1])')
+    com1_line="com1: enabled=1, mode=socket-server, dev=localhost:$com1_port"
+else
+    com1_line="com1: enabled=1, mode=file, dev=\"$com1\""
+fi
+
 cat >"$rc" <<BOCHSRC
 megs: 256
 cpu: model=corei7_skylake_x, count=${BOCHS_CPUS:-2}
@@ -31,7 +41,7 @@ vgaromimage: file=$vgabios
 display_library: rfb, options="timeout=0"
 ata0-master: type=cdrom, path="$iso", status=inserted
 boot: cdrom
-com1: enabled=1, mode=file, dev="$com1"
+$com1_line
 speaker: enabled=0
 sound: driver=dummy
 log: $base.bochs.log
@@ -45,10 +55,14 @@ printf 'c\nquit\n' >"$dbg"
 : >"$com1"
 timeout "${BOCHS_TIMEOUT:-300}" bochs -q -f "$rc" -rc "$dbg" </dev/null >"$base.bochs.out" 2>&1 &
 pid=$!
+if [ -n "${COM1_INPUT:-}" ]; then
+    python3 "$(dirname "$0")/bochs-com1.py" "$com1_port" "$com1" "$COM1_INPUT" &
+fi
 if [ -n "${FOLLOW:-}" ]; then
     tail -n +1 -f --pid="$pid" "$com1" | tr -d '\r'
 fi
 wait "$pid" || true
+wait || true
 
 if grep -q 'all VMs powered off; system off' "$com1"; then
     exit 0

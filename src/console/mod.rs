@@ -16,6 +16,9 @@
 pub mod input;
 pub mod mux;
 
+#[cfg(target_os = "none")]
+mod monitor;
+
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod physical;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]

@@ -10,6 +10,7 @@
 //! about freed room after `TERMINAL` is released.
 
 use super::input::{Action, InputSwitch};
+use super::monitor::{list_vms, vm_alive};
 use super::mux::{Mux, Ring, Sink, Source};
 use crate::config::SYSTEM;
 use crate::devices::pl011::{SerialBackend, VirtualPl011};
@@ -327,48 +328,13 @@ fn route(input: &mut InputSwitch, byte: u8) {
         Action::MonitorOpened | Action::MonitorHelp => {
             crate::println!("monitor: l = list VMs, n = move input to the next VM, q = leave");
         }
-        Action::ListVms => list_vms(),
+        Action::ListVms => list_vms(port(INPUT_TARGET.load(Ordering::Relaxed)).map(|p| p.name)),
         Action::MonitorClosed { target } => {
             if let Some(p) = port(target) {
                 crate::println!("monitor closed; input: {}", p.name);
             }
         }
         Action::None => {}
-    }
-}
-
-/// Whether VM `name` can still take input (it is not off for good).
-fn vm_alive(name: &str) -> bool {
-    crate::vm::all()
-        .iter()
-        .find(|vm| vm.config.name == name)
-        .is_some_and(|vm| vm.power.state() != crate::vm::VmState::Off)
-}
-
-/// The monitor's `l`: one line per VM with its state.
-fn list_vms() {
-    use crate::vm::VmState;
-    let target = port(INPUT_TARGET.load(Ordering::Relaxed)).map(|p| p.name);
-    for vm in crate::vm::all() {
-        let state = match vm.power.state() {
-            VmState::Running => "running",
-            VmState::Stopping => "stopping",
-            VmState::Resetting => "resetting",
-            VmState::Off => "off",
-            VmState::Finishing => "finishing",
-        };
-        crate::println!(
-            "  vm {}: {}, {} vCPU(s), resets={}{}",
-            vm.config.name,
-            state,
-            vm.vcpus.len(),
-            vm.resets(),
-            if target == Some(vm.config.name) {
-                ", has input"
-            } else {
-                ""
-            }
-        );
     }
 }
 

@@ -1,7 +1,8 @@
 //! Virtual 16550 UART (COM port) for x86 guests: enough of the register
-//! model for a polled driver (transmitter always ready, nothing to
-//! receive, no interrupts). Transmitted bytes are collected into lines for
-//! a [`LineSink`] (the hypervisor console, tagged with the VM name).
+//! model for a polled driver (transmitter always ready, no interrupts).
+//! Transmitted bytes are collected into lines for a [`LineSink`] (the
+//! hypervisor console, tagged with the VM name); received bytes come from
+//! an optional [`ByteSource`] (the console's input switch).
 
 use super::line::{LineBuffer, LineSink};
 use super::port::PortDevice;
@@ -38,9 +39,21 @@ const IIR_NONE: u8 = 1;
 /// MSR: clear to send, data set ready, carrier detect (a cable is there).
 const MSR_CTS_DSR_DCD: u8 = 1 << 4 | 1 << 5 | 1 << 7;
 
+/// Where a virtual UART's received bytes come from.
+pub trait ByteSource: Send + Sync {
+    /// Whether a byte is waiting (the source may look for new input).
+    fn ready(&self) -> bool;
+    /// The next byte, if one is waiting.
+    fn take(&self) -> Option<u8>;
+}
+
+/// LSR: data ready.
+const LSR_DR: u8 = 1 << 0;
+
 /// The virtual UART.
 pub struct VirtualUart16550<S: LineSink> {
     out: LineBuffer<S>,
+    input: Option<&'static dyn ByteSource>,
     ier: AtomicU8,
     lcr: AtomicU8,
     mcr: AtomicU8,
@@ -54,6 +67,7 @@ impl<S: LineSink> VirtualUart16550<S> {
     pub fn new(sink: S) -> Self {
         Self {
             out: LineBuffer::new(sink),
+            input: None,
             ier: AtomicU8::new(0),
             lcr: AtomicU8::new(0),
             mcr: AtomicU8::new(0),
@@ -61,6 +75,12 @@ impl<S: LineSink> VirtualUart16550<S> {
             dll: AtomicU8::new(0),
             dlm: AtomicU8::new(0),
         }
+    }
+
+    /// The same UART, receiving from `input`.
+    pub fn with_input(mut self, input: &'static dyn ByteSource) -> Self {
+        self.input = Some(input);
+        self
     }
 
     fn dlab(&self) -> bool {
@@ -80,12 +100,13 @@ impl<S: LineSink> PortDevice for VirtualUart16550<S> {
         }
         let v = match offset {
             reg::DATA if self.dlab() => self.dll.load(Ordering::Relaxed),
-            reg::DATA => 0,
+            reg::DATA => self.input.and_then(|i| i.take()).unwrap_or(0),
             reg::IER if self.dlab() => self.dlm.load(Ordering::Relaxed),
             reg::IER => self.ier.load(Ordering::Relaxed),
             reg::IIR_FCR => IIR_NONE,
             reg::LCR => self.lcr.load(Ordering::Relaxed),
             reg::MCR => self.mcr.load(Ordering::Relaxed),
+            reg::LSR if self.input.is_some_and(|i| i.ready()) => LSR_THRE_TEMT | LSR_DR,
             reg::LSR => LSR_THRE_TEMT,
             reg::MSR => MSR_CTS_DSR_DCD,
             reg::SCR => self.scr.load(Ordering::Relaxed),
@@ -150,6 +171,31 @@ mod tests {
         assert_eq!(*lines.0.lock(), ["hi"]);
         u.flush();
         assert_eq!(*lines.0.lock(), ["hi", "you"]);
+    }
+
+    struct Typed(Mutex<Vec<u8>>);
+    impl ByteSource for Typed {
+        fn ready(&self) -> bool {
+            !self.0.lock().is_empty()
+        }
+        fn take(&self) -> Option<u8> {
+            let mut v = self.0.lock();
+            (!v.is_empty()).then(|| v.remove(0))
+        }
+    }
+
+    #[test]
+    fn received_bytes_set_data_ready_and_read_in_order() {
+        let (u, _) = uart();
+        let typed: &'static Typed =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(Typed(Mutex::new(b"ok".to_vec()))));
+        let u = u.with_input(typed);
+        let lsr = |u: &VirtualUart16550<_>| u.read(reg::LSR, AccessWidth::Byte).unwrap();
+        assert_eq!(lsr(&u), u32::from(LSR_THRE_TEMT | LSR_DR));
+        assert_eq!(u.read(reg::DATA, AccessWidth::Byte), Ok(u32::from(b'o')));
+        assert_eq!(u.read(reg::DATA, AccessWidth::Byte), Ok(u32::from(b'k')));
+        assert_eq!(lsr(&u), u32::from(LSR_THRE_TEMT));
+        assert_eq!(u.read(reg::DATA, AccessWidth::Byte), Ok(0), "nothing left");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The physical 16550 UART (a PC COM port) the hypervisor prints on, at an
-//! I/O port base (polled transmit only).
+//! I/O port base (polled transmit and receive).
 
 use x86::io::{inb, outb};
 
 /// Line status register: transmit holding register empty.
 const LSR_THRE: u8 = 1 << 5;
+/// Line status register: data ready.
+const LSR_DR: u8 = 1 << 0;
 
 /// Register offsets.
 mod reg {
@@ -47,6 +49,11 @@ impl Uart16550 {
         self.out(reg::LCR, 0x03); // 8 bits, no parity, 1 stop bit
         self.out(reg::FCR, 0x07); // FIFOs enabled and cleared
         self.out(reg::MCR, 0x03); // DTR, RTS
+    }
+
+    /// A received byte, if one is waiting.
+    pub fn get(&self) -> Option<u8> {
+        (self.inp(reg::LSR) & LSR_DR != 0).then(|| self.inp(reg::DATA))
     }
 
     /// Sends one byte, waiting while the transmitter is busy.

@@ -10,6 +10,7 @@ mod insn;
 mod ivc;
 mod stage2;
 mod vgic;
+mod x86_mmio;
 
 use alloc::boxed::Box;
 

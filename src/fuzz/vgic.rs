@@ -10,7 +10,7 @@
 use super::devices::{fuzz_device, Access, Model};
 use super::Leaked;
 use crate::devices::vgic::gicv3::{Distributor, Redistributors, GICD_SIZE, GICR_FRAME_SIZE};
-use crate::devices::vgic::{Deliverable, OwnedSpi, Vgic, VgicHw, PRIVATE_INTIDS};
+use crate::devices::vgic::{Batch, Deliverable, OwnedSpi, Vgic, VgicHw, PRIVATE_INTIDS};
 use crate::devices::AccessError;
 use crate::exit::AccessWidth;
 use alloc::vec::Vec;
@@ -46,13 +46,9 @@ impl VgicHw for Recorder {
         phys_cpu == self.this_cpu
     }
     fn deliver_local(&self, vgic: &Vgic, vcpu: usize) {
-        let mut lrs = [Deliverable {
-            intid: 0,
-            priority: 0,
-            hw: false,
-        }; 4];
-        let (n, _) = vgic.take_deliverable(vcpu, &mut lrs);
-        self.log(Call::Deliver(vcpu, lrs[..n].to_vec()));
+        let mut lrs = Batch::new();
+        vgic.take_deliverable(vcpu, 4, &mut lrs);
+        self.log(Call::Deliver(vcpu, lrs.to_vec()));
     }
     fn kick(&self, phys_cpu: usize) {
         self.log(Call::Kick(phys_cpu));

@@ -3,4 +3,5 @@
 
 #[cfg(target_os = "none")]
 pub mod heap;
+pub mod page_table;
 pub mod table;

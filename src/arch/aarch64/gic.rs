@@ -3,7 +3,7 @@
 //! board is compiled in (`SYSTEM` is an immutable static), so the choice
 //! folds away at build time and the GICv3 path costs what it did before.
 
-use super::{gicv2, gicv3};
+use super::{gicd_spi, gicv2, gicv3};
 use crate::config::{GicVersion, SYSTEM};
 
 /// Whether the board's GIC is a GICv2.
@@ -84,11 +84,7 @@ pub fn end_of_interrupt(ack: u32) {
 
 /// Enables or disables SPI `intid`.
 pub fn set_spi_enabled(intid: u32, enabled: bool) {
-    if is_v2() {
-        gicv2::set_spi_enabled(intid, enabled);
-    } else {
-        gicv3::set_spi_enabled(intid, enabled);
-    }
+    gicd_spi::set_enabled(intid, enabled);
 }
 
 /// Routes SPI `intid` to board CPU `cpu`.
@@ -102,18 +98,11 @@ pub fn route_spi(intid: u32, cpu: usize) {
 
 /// Makes SPI `intid` edge- or level-triggered.
 pub fn set_spi_edge(intid: u32, edge: bool) {
-    if is_v2() {
-        gicv2::set_spi_edge(intid, edge);
-    } else {
-        gicv3::set_spi_edge(intid, edge);
-    }
+    gicd_spi::set_edge(intid, edge);
 }
 
-/// Quiesces SPI `intid` (VM reset).
+/// Quiesces SPI `intid` (VM reset). GICv3 puts it in group 1; GICv2 keeps
+/// the grouping the firmware chose.
 pub fn quiesce_spi(intid: u32) {
-    if is_v2() {
-        gicv2::quiesce_spi(intid);
-    } else {
-        gicv3::quiesce_spi(intid);
-    }
+    gicd_spi::quiesce(intid, !is_v2());
 }

@@ -13,6 +13,7 @@
 
 use crate::config::SYSTEM;
 use core::sync::atomic::{AtomicU8, Ordering};
+use super::gicd_spi;
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::register_structs;
@@ -20,17 +21,10 @@ use tock_registers::register_structs;
 register_structs! {
     GicdRegs {
         (0x000 => ctlr: ReadWrite<u32>),
+        // The per-interrupt banks up to 0x7ff: `gicd_spi`.
         (0x004 => _reserved0),
-        (0x100 => isenabler: [ReadWrite<u32>; 32]),
-        (0x180 => icenabler: [ReadWrite<u32>; 32]),
-        (0x200 => _ispendr),
-        (0x280 => icpendr: [ReadWrite<u32>; 32]),
-        (0x300 => _isactiver),
-        (0x380 => icactiver: [ReadWrite<u32>; 32]),
-        (0x400 => ipriorityr: [ReadWrite<u8>; 1024]),
         (0x800 => itargetsr: [ReadWrite<u8>; 1024]),
-        (0xc00 => icfgr: [ReadWrite<u32>; 64]),
-        (0xd00 => _reserved1),
+        (0xc00 => _reserved1),
         (0xf00 => sgir: WriteOnly<u32>),
         (0xf04 => _reserved2),
         (0x1000 => @END),
@@ -66,8 +60,6 @@ const ENABLE: u32 = 1;
 /// GICC_CTLR.EOImode (EOImodeS without security extensions, EOImodeNS in
 /// the non-secure view): EOIR drops priority, DIR deactivates.
 const CTLR_EOIMODE: u32 = 1 << 9;
-/// Priority of every physical interrupt the hypervisor takes.
-const PRIORITY: u8 = 0xa0;
 /// Private interrupts each core enables: the kick, the maintenance
 /// interrupt, and the EL1 timers it forwards to its vCPU.
 const PRIVATE_ENABLED: u32 =
@@ -160,12 +152,8 @@ pub fn init_this_cpu(cpu_index: usize) -> bool {
     if let Some(slot) = CPU_MASKS.get(cpu_index) {
         slot.store(mask, Ordering::Relaxed);
     }
-    for p in &d.ipriorityr[..32] {
-        p.set(PRIORITY);
-    }
     // A forwarded timer left active by a previous run must not stay stuck.
-    d.icactiver[0].set(PRIVATE_ENABLED);
-    d.isenabler[0].set(PRIVATE_ENABLED);
+    gicd_spi::init_banked_private(PRIVATE_ENABLED);
     let c = gicc();
     c.pmr.set(0xff);
     c.ctlr.set(ENABLE | CTLR_EOIMODE);
@@ -174,7 +162,7 @@ pub fn init_this_cpu(cpu_index: usize) -> bool {
 
 /// Deactivates this core's forwarded timer PPIs (a vCPU (re)starts).
 pub fn deactivate_forwarded_ppis() {
-    gicd().icactiver[0].set(FORWARDED_PPIS);
+    gicd_spi::deactivate_banked_private(FORWARDED_PPIS);
 }
 
 /// Sends the kick SGI to board CPU `cpu`.
@@ -209,57 +197,11 @@ pub fn deactivate(iar: u32) {
     gicc().dir.set(iar);
 }
 
-fn spi_word_bit(intid: u32) -> Option<(usize, u32)> {
-    (32..1020)
-        .contains(&intid)
-        .then_some(((intid / 32) as usize, 1 << (intid % 32)))
-}
-
-/// Enables or disables SPI `intid`.
-pub fn set_spi_enabled(intid: u32, enabled: bool) {
-    if let Some((w, bit)) = spi_word_bit(intid) {
-        let regs = if enabled {
-            &gicd().isenabler
-        } else {
-            &gicd().icenabler
-        };
-        regs[w].set(bit);
-    }
-}
-
 /// Targets SPI `intid` at board CPU `cpu` (byte-wide ITARGETSR: no
 /// read-modify-write).
 pub fn route_spi(intid: u32, cpu: usize) {
     let mask = CPU_MASKS.get(cpu).map_or(0, |m| m.load(Ordering::Relaxed));
-    if spi_word_bit(intid).is_some() && mask != 0 {
+    if gicd_spi::spi_word_bit(intid).is_some() && mask != 0 {
         gicd().itargetsr[intid as usize].set(mask);
-    }
-}
-
-/// Serialises read-modify-write of GICD_ICFGR words, which hold SPIs that
-/// may belong to different VMs.
-static RMW_LOCK: spin::Mutex<()> = spin::Mutex::new(());
-
-/// Makes SPI `intid` edge- or level-triggered.
-pub fn set_spi_edge(intid: u32, edge: bool) {
-    if spi_word_bit(intid).is_none() {
-        return;
-    }
-    let d = gicd();
-    let (w, bit) = ((intid / 16) as usize, 2 << (2 * (intid % 16)));
-    let _guard = RMW_LOCK.lock();
-    let old = d.icfgr[w].get();
-    d.icfgr[w].set(if edge { old | bit } else { old & !bit });
-}
-
-/// Puts SPI `intid` in the state a VM finds it in at (re)start: at the
-/// hypervisor's priority, disabled, neither pending nor active.
-pub fn quiesce_spi(intid: u32) {
-    if let Some((w, bit)) = spi_word_bit(intid) {
-        let d = gicd();
-        d.icenabler[w].set(bit);
-        d.icpendr[w].set(bit);
-        d.icactiver[w].set(bit);
-        d.ipriorityr[intid as usize].set(PRIORITY);
     }
 }

@@ -6,6 +6,7 @@
 
 use aarch64_cpu::asm::barrier;
 use core::sync::atomic::{AtomicU64, Ordering};
+use super::gicd_spi::{self, PRIORITY};
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite};
 use tock_registers::{register_bitfields, register_structs};
@@ -32,18 +33,8 @@ register_bitfields! {u64,
 register_structs! {
     GicdRegs {
         (0x0000 => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
+        // The per-interrupt banks up to 0xcff: `gicd_spi`.
         (0x0004 => _reserved0),
-        (0x0080 => igroupr: [ReadWrite<u32>; 32]),
-        (0x0100 => isenabler: [ReadWrite<u32>; 32]),
-        (0x0180 => icenabler: [ReadWrite<u32>; 32]),
-        (0x0200 => _ispendr),
-        (0x0280 => icpendr: [ReadWrite<u32>; 32]),
-        (0x0300 => _isactiver),
-        (0x0380 => icactiver: [ReadWrite<u32>; 32]),
-        (0x0400 => ipriorityr: [ReadWrite<u8>; 1024]),
-        (0x0800 => _reserved1),
-        (0x0c00 => icfgr: [ReadWrite<u32>; 64]),
-        (0x0d00 => _reserved2),
         (0x6000 => irouter: [ReadWrite<u64>; 1024]),
         (0x8000 => _reserved3),
         (0x10000 => @END),
@@ -77,8 +68,6 @@ const GICR_STRIDE: u64 = 0x20000;
 pub const KICK_SGI: u32 = 0;
 /// The virtual interface's maintenance interrupt (PPI).
 pub const MAINTENANCE_PPI: u32 = 25;
-/// Priority of every physical interrupt the hypervisor takes.
-const PRIORITY: u8 = 0xa0;
 /// Private interrupts each core enables: the kick, the maintenance
 /// interrupt, and the EL1 timers it forwards to its vCPU.
 const PRIVATE_ENABLED: u32 = 1 << KICK_SGI | 1 << MAINTENANCE_PPI | FORWARDED_PPIS;
@@ -233,58 +222,10 @@ fn gicd() -> &'static GicdRegs {
     unsafe { &*(crate::config::SYSTEM.board.gic.gicd_base as *const GicdRegs) }
 }
 
-fn spi_word_bit(intid: u32) -> Option<(usize, u32)> {
-    (32..1020)
-        .contains(&intid)
-        .then_some(((intid / 32) as usize, 1 << (intid % 32)))
-}
-
-/// Enables or disables SPI `intid`.
-pub fn set_spi_enabled(intid: u32, enabled: bool) {
-    if let Some((w, bit)) = spi_word_bit(intid) {
-        let regs = if enabled {
-            &gicd().isenabler
-        } else {
-            &gicd().icenabler
-        };
-        regs[w].set(bit);
-    }
-}
-
 /// Routes SPI `intid` to the core with affinity `mpidr`.
 pub fn route_spi(intid: u32, mpidr: u64) {
-    if spi_word_bit(intid).is_some() {
+    if gicd_spi::spi_word_bit(intid).is_some() {
         let aff = (mpidr & 0xff_ffff) | (mpidr >> 32 & 0xff) << 32;
         gicd().irouter[intid as usize].set(aff);
-    }
-}
-
-/// Serialises read-modify-write of GICD_IGROUPR and GICD_ICFGR words, which
-/// hold SPIs that may belong to different VMs.
-static RMW_LOCK: spin::Mutex<()> = spin::Mutex::new(());
-
-/// Makes SPI `intid` edge- or level-triggered.
-pub fn set_spi_edge(intid: u32, edge: bool) {
-    if spi_word_bit(intid).is_none() {
-        return;
-    }
-    let d = gicd();
-    let (w, bit) = ((intid / 16) as usize, 2 << (2 * (intid % 16)));
-    let _guard = RMW_LOCK.lock();
-    let old = d.icfgr[w].get();
-    d.icfgr[w].set(if edge { old | bit } else { old & !bit });
-}
-
-/// Puts SPI `intid` in the state a VM finds it in at (re)start: group 1 at
-/// the hypervisor's priority, disabled, neither pending nor active.
-pub fn quiesce_spi(intid: u32) {
-    if let Some((w, bit)) = spi_word_bit(intid) {
-        let d = gicd();
-        d.icenabler[w].set(bit);
-        d.icpendr[w].set(bit);
-        d.icactiver[w].set(bit);
-        d.ipriorityr[intid as usize].set(PRIORITY);
-        let _guard = RMW_LOCK.lock();
-        d.igroupr[w].set(d.igroupr[w].get() | bit);
     }
 }

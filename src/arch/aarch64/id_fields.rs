@@ -47,46 +47,38 @@ struct Field {
 }
 
 // Table entries are macros (struct literals) so the tables are promoted to
-// statics.
-macro_rules! pass {
-    ($shift:expr) => {
+// statics; one shape, five names.
+macro_rules! field {
+    ($shift:expr, $policy:expr) => {
         Field {
             shift: $shift,
-            policy: Policy::Pass,
+            policy: $policy,
         }
+    };
+}
+macro_rules! pass {
+    ($shift:expr) => {
+        field!($shift, Policy::Pass)
     };
 }
 macro_rules! cap {
     ($shift:expr, $max:expr) => {
-        Field {
-            shift: $shift,
-            policy: Policy::Cap($max),
-        }
+        field!($shift, Policy::Cap($max))
     };
 }
 macro_rules! gic {
     ($shift:expr) => {
-        Field {
-            shift: $shift,
-            policy: Policy::GicV3,
-        }
+        field!($shift, Policy::GicV3)
     };
 }
-
 macro_rules! fixed {
     ($shift:expr, $value:expr) => {
-        Field {
-            shift: $shift,
-            policy: Policy::Fixed($value),
-        }
+        field!($shift, Policy::Fixed($value))
     };
 }
 macro_rules! pmu {
     ($shift:expr) => {
-        Field {
-            shift: $shift,
-            policy: Policy::Pmu,
-        }
+        field!($shift, Policy::Pmu)
     };
 }
 

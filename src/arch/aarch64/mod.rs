@@ -29,6 +29,7 @@ bare_metal! {
     pub mod contract;
     pub mod cpu;
     pub mod gic;
+    pub mod gicd_spi;
     pub mod gicv2;
     pub mod gicv3;
     mod guest_psci;

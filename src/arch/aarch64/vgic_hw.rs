@@ -7,7 +7,7 @@
 
 use super::list_regs::{self, lr, Placement};
 use super::{cpu, gic, gicv2, list_regs_v2};
-use crate::devices::vgic::{Deliverable, Vgic, VgicHw};
+use crate::devices::vgic::{Batch, Deliverable, Vgic, VgicHw, MAX_LIST_REGS};
 use crate::vcpu::CpuLocal;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -153,7 +153,7 @@ pub fn init_this_cpu() {
         unsafe { core::arch::asm!("mrs {}, ich_vtr_el2", out(reg) vtr) };
         (vtr & 0x1f) as usize + 1
     };
-    LIST_REGS.store(count.min(16), Ordering::Relaxed);
+    LIST_REGS.store(count.min(MAX_LIST_REGS), Ordering::Relaxed);
 }
 
 /// Switches this core's virtual CPU interface off (its vCPU is parked): no
@@ -202,26 +202,41 @@ pub fn deliver(vgic: &Vgic, vcpu: usize) {
 
 fn deliver_in<L: ListRegs>(vgic: &Vgic, vcpu: usize) {
     let nr = list_regs();
-    let mut batch = [Deliverable {
-        intid: 0,
-        priority: 0,
-        hw: false,
-    }; 16];
-    let (n, mut more) = vgic.take_deliverable(vcpu, &mut batch[..nr]);
-    if n == 0 && !more {
-        L::enable(false);
+    let mut batch = Batch::new();
+    let mut more = vgic.take_deliverable(vcpu, nr, &mut batch);
+    if batch.is_empty() {
+        L::enable(more);
         return;
     }
-    let mut lrs = [0u64; 16];
-    for (i, v) in lrs[..nr].iter_mut().enumerate() {
-        *v = L::read(i);
+    let mut free = L::elrsr() & ((1u64 << nr) - 1);
+    if free == (1u64 << nr) - 1 {
+        // Every list register is empty (the vCPU handled everything it was
+        // given, the usual case): nothing to merge with, so each interrupt
+        // takes the lowest free register, as `place` would choose, without
+        // reading any of them.
+        for d in &batch {
+            let index = free.trailing_zeros() as usize;
+            free &= free - 1;
+            L::write(index, L::value(d));
+        }
+        L::enable(more);
+        return;
     }
-    let mut free = L::elrsr();
-    for d in &batch[..n] {
+    // Placement looks only at occupied registers: an empty one (its ELRSR
+    // bit set) is not read.
+    let mut lrs = [0u64; MAX_LIST_REGS];
+    for (i, lr) in lrs.iter_mut().enumerate().take(nr) {
+        if free & 1 << i == 0 {
+            *lr = L::read(i);
+        }
+    }
+    for d in &batch {
         match L::place(&lrs[..nr], &mut free, d) {
             Placement::Write { index, value } => {
                 L::write(index, value);
-                lrs[index] = value;
+                if let Some(lr) = lrs.get_mut(index) {
+                    *lr = value;
+                }
             }
             Placement::Merged => {}
             Placement::NoRoom => {

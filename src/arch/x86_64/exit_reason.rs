@@ -37,6 +37,8 @@ pub mod reason {
     pub const EPT_VIOLATION: u16 = 48;
     /// EPT misconfiguration.
     pub const EPT_MISCONFIG: u16 = 49;
+    /// The VMX-preemption timer counted down to zero.
+    pub const PREEMPTION_TIMER: u16 = 52;
 }
 
 /// Exit-reason bit 31: the VM entry failed.

@@ -1,5 +1,6 @@
 //! The CPUID a guest sees: the host's values with VMX hidden, the
-//! hypervisor bit set, the vCPU's own APIC id, and a Tessera leaf range at
+//! hypervisor bit set, the vCPU's own APIC id (an x2APIC with the
+//! TSC-deadline timer, which `vlapic` emulates), and a Tessera leaf range at
 //! 0x4000_0000 (the range hypervisors use; Linux reads its signature).
 
 /// Leaf 0x4000_0000: EAX = highest Tessera leaf, EBX:ECX:EDX = [`SIGNATURE`].
@@ -13,6 +14,11 @@ pub const SIGNATURE: &[u8; 12] = b"TesseraTsrHV";
 const ECX_VMX: u32 = 1 << 5;
 /// CPUID.1:ECX bit 31: running under a hypervisor.
 const ECX_HYPERVISOR: u32 = 1 << 31;
+/// CPUID.1:ECX: x2APIC and the TSC-deadline timer mode, both of which
+/// the virtual local APIC provides whatever the host has.
+const ECX_X2APIC_TSC_DEADLINE: u32 = 1 << 21 | 1 << 24;
+/// CPUID.1:EDX: an on-chip APIC.
+const EDX_APIC: u32 = 1 << 9;
 
 /// Who asks.
 #[derive(Debug, Clone, Copy)]
@@ -28,10 +34,11 @@ pub struct Asker {
 /// The guest's EAX, EBX, ECX, EDX for `leaf`, given what the host CPU
 /// answered for it (`host`, ignored for the Tessera leaves).
 pub fn guest_cpuid(leaf: u32, host: [u32; 4], who: Asker) -> [u32; 4] {
-    let [a, mut b, mut c, d] = host;
+    let [a, mut b, mut c, mut d] = host;
     match leaf {
         1 => {
-            c = (c & !ECX_VMX) | ECX_HYPERVISOR;
+            c = (c & !ECX_VMX) | ECX_HYPERVISOR | ECX_X2APIC_TSC_DEADLINE;
+            d |= EDX_APIC;
             // EBX[31:24] initial APIC id, [23:16] logical processors.
             b = (b & 0x0000_ffff) | (who.vcpu & 0xff) << 24 | (who.vcpus & 0xff) << 16;
             [a, b, c, d]
@@ -71,7 +78,11 @@ mod tests {
         assert_eq!(a, 0x506e3);
         assert_eq!(c & ECX_VMX, 0);
         assert_ne!(c & ECX_HYPERVISOR, 0);
-        assert_eq!(c & !ECX_HYPERVISOR, 0x7ffa_fbff & !ECX_VMX);
+        assert_eq!(
+            c & !(ECX_HYPERVISOR | ECX_X2APIC_TSC_DEADLINE),
+            0x7ffa_fbff & !(ECX_VMX | ECX_X2APIC_TSC_DEADLINE)
+        );
+        assert_eq!(c & ECX_X2APIC_TSC_DEADLINE, ECX_X2APIC_TSC_DEADLINE);
         assert_eq!(b >> 24, 1, "APIC id is the vCPU index");
         assert_eq!((b >> 16) & 0xff, 2);
         assert_eq!(b & 0xffff, 0x0800);

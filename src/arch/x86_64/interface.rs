@@ -13,18 +13,25 @@ pub fn this_cpu() -> usize {
     cpu::index()
 }
 
-/// Makes physical CPU `cpu` look at its vCPU's state. Only the boot CPU
-/// runs today (application processors are not started yet), so there is
-/// no other core to send an IPI to.
-pub fn kick_cpu(_cpu: usize) {}
+/// Makes physical CPU `cpu` look at its vCPU's state: an IPI that makes
+/// it leave its guest (`smp::kick`). A core in the hypervisor sees the
+/// state on its own (it loops on it), so the IPI only costs it one extra
+/// exit at its next entry.
+pub fn kick_cpu(cpu: usize) {
+    if cpu != cpu::index() {
+        super::smp::kick(cpu);
+    }
+}
 
-/// Waits until this core is kicked. Without IPIs yet this is one pause:
-/// callers loop on the state they wait for.
+/// Waits for the state the caller loops on: one pause (a core waiting in
+/// the hypervisor spins; it does not sleep on the kick IPI, which stays
+/// pending until its next VM entry).
 pub fn wait_for_kick() {
     core::hint::spin_loop();
 }
 
-/// Consumes pending kicks (none without IPIs).
+/// Nothing to consume: a kick that arrived in the hypervisor is taken as
+/// an external-interrupt exit right after the next entry.
 pub fn drain_kicks() {}
 
 /// Starts this core's vCPU at guest-physical `entry` with RDI = `arg`,

@@ -2,7 +2,7 @@
 //! decoding. See docs/X86.md.
 //!
 //! Pure parts (`controls`, `ept`, `exit_reason`, `guest_cpuid`,
-//! `guest_paging`, `guest_walk`, `io_bitmap`, `msr`) build on the host too and are unit-tested there;
+//! `guest_paging`, `guest_walk`, `io_bitmap`, `mmio_decode`, `msr`, `vlapic`) build on the host too and are unit-tested there;
 //! everything that touches the CPU is bare-metal only.
 
 pub mod controls;
@@ -12,7 +12,9 @@ pub mod guest_cpuid;
 pub mod guest_paging;
 pub mod guest_walk;
 pub mod io_bitmap;
+pub mod mmio_decode;
 pub mod msr;
+pub mod vlapic;
 
 /// Items that touch the hardware: built for the bare-metal target only.
 macro_rules! bare_metal {
@@ -24,6 +26,9 @@ bare_metal! {
     pub mod contract;
     pub mod cpu;
     mod desc;
+    mod guest_memory;
+    mod mmio;
+    pub mod interrupts;
     pub mod interface;
     mod smp;
     mod start;

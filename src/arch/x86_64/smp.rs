@@ -50,6 +50,45 @@ fn send_ipi(apic_id: u32, command: u32) {
     }
 }
 
+/// Vector of the IPI that kicks a core out of its guest.
+const KICK_VECTOR: u32 = 0xf2;
+/// ICR: fixed delivery, level assert.
+const ICR_FIXED: u32 = 1 << 14;
+/// Spurious-interrupt vector register, and its APIC software-enable bit.
+const SVR: u64 = 0xf0;
+const SVR_ENABLE: u32 = 1 << 8;
+/// End-of-interrupt register.
+const EOI: u64 = 0xb0;
+
+/// Software-enables this core's local APIC (spurious vector 0xff) so it
+/// accepts kicks. The hypervisor runs with interrupts off: a kick that
+/// arrives in VMX root stays pending and makes the next VM entry exit at
+/// once, which is what a kick is for.
+pub fn enable_local_apic() {
+    let svr = apic_base() + SVR;
+    // SAFETY: this core's local APIC register (identity-mapped); enabling
+    // it only lets it accept interrupts, which stay masked by RFLAGS.IF.
+    unsafe {
+        let v = core::ptr::read_volatile(svr as *const u32);
+        core::ptr::write_volatile(svr as *mut u32, v | SVR_ENABLE | 0xff);
+    }
+}
+
+/// Kicks CPU `cpu`: an IPI that makes it leave its guest (an
+/// external-interrupt exit) and look at its vCPU's state.
+pub fn kick(cpu: usize) {
+    if let Some(&apic_id) = SYSTEM.board.cpu_mpidrs.get(cpu) {
+        send_ipi(apic_id as u32, ICR_FIXED | KICK_VECTOR);
+    }
+}
+
+/// Ends the interrupt this core acknowledged on a VM exit.
+pub fn eoi() {
+    // SAFETY: this core's local APIC EOI register; writing 0 retires the
+    // in-service interrupt.
+    unsafe { core::ptr::write_volatile((apic_base() + EOI) as *mut u32, 0) };
+}
+
 /// Called first by every AP in Rust: tells the boot CPU it has arrived.
 pub fn arrived(cpu: usize) {
     AP_ARRIVED.store(cpu as u64, Ordering::Release);

@@ -105,6 +105,7 @@ extern "C" fn tessera_x86_main(magic: u32, info: u32) -> ! {
     }
     desc::init(me);
     mask_legacy_pics();
+    smp::enable_local_apic();
     // The CPU first: without VMX nothing else matters.
     if let Err(e) = vmx::check_cpu() {
         boot_error!("{}", e);
@@ -118,7 +119,7 @@ extern "C" fn tessera_x86_main(magic: u32, info: u32) -> ! {
     if let Err(e) = vm::create_all() {
         boot_error!("creating VMs: {}", e);
     }
-    vmexit::VM_PORTS.call_once(|| vm::all().iter().map(vmexit::build_ports).collect());
+    vmexit::VM_DEVICES.call_once(|| vm::all().iter().map(vmexit::build_devices).collect());
     let (used, free) = mm::heap::usage();
     println!(
         "VMs ready; heap {} KiB used, {} KiB free",
@@ -140,6 +141,7 @@ extern "C" fn tessera_x86_ap_main(cpu_index: u64) -> ! {
     let cpu_index = cpu_index as usize;
     smp::arrived(cpu_index);
     desc::init(cpu_index);
+    smp::enable_local_apic();
     if let Err(e) = vmx::enable_on_this_core() {
         println!("CPU {}: {}; it stays idle", cpu_index, e);
         cpu::halt();

@@ -4,8 +4,8 @@
 //! own RAM. A long `REP` is done in chunks: the instruction restarts with
 //! the updated RSI/RCX, so a guest cannot hold its core in the hypervisor.
 
-use super::guest_walk;
-use super::vmexit::{GuestRegs, VmPorts};
+use super::guest_memory::read_linear;
+use super::vmexit::{GuestRegs, VmDevices};
 use super::vmx::read;
 use crate::exit::AccessWidth;
 use crate::vm::Vm;
@@ -15,8 +15,6 @@ use x86::vmx::vmcs::{guest, ro};
 const CHUNK: u64 = 256;
 /// RFLAGS.DF: string instructions count down.
 const RFLAGS_DF: u64 = 1 << 10;
-/// CR0.PG.
-const CR0_PG: u64 = 1 << 31;
 /// VM-exit instruction information: address size 64-bit (bits 9:7 = 2).
 const ADDRESS_SIZE_64: u64 = 2;
 /// Segment registers with a base in 64-bit mode (FS, GS).
@@ -34,42 +32,11 @@ pub enum Progress {
     Refused,
 }
 
-/// `width` bytes of the VM's RAM at guest-physical `gpa`, if they lie in
-/// one of its regions.
-fn read_ram(vm: &Vm, gpa: u64, width: u64) -> Option<u64> {
-    let r = vm
-        .config
-        .memory_regions
-        .iter()
-        .find(|r| gpa.wrapping_sub(r.gpa) < r.size && gpa - r.gpa + width <= r.size)?;
-    let hpa = r.hpa + (gpa - r.gpa);
-    let mut bytes = [0u8; 8];
-    // SAFETY: `hpa..hpa + width` lies in a RAM region of this VM (checked
-    // above), identity-mapped in the hypervisor; width <= 8.
-    unsafe {
-        core::ptr::copy_nonoverlapping(hpa as *const u8, bytes.as_mut_ptr(), width as usize)
-    };
-    Some(u64::from_le_bytes(bytes))
-}
-
-/// `width` bytes at guest linear `la` (not crossing a page).
-fn read_linear(vm: &Vm, la: u64, width: u64) -> Option<u64> {
-    if (la & 0xfff) + width > 0x1000 {
-        return None;
-    }
-    let gpa = if read(guest::CR0) & CR0_PG != 0 {
-        guest_walk::translate(read(guest::CR3), la, |g| read_ram(vm, g, 8)).ok()?
-    } else {
-        la
-    };
-    read_ram(vm, gpa, width)
-}
-
 /// Emulates `OUTS`/`REP OUTS` of `width`-byte elements to `port`
 /// (qualification `q` of the I/O exit).
 pub fn string_out(
     vm: &Vm,
-    ports: &VmPorts,
+    ports: &VmDevices,
     regs: &mut GuestRegs,
     port: u16,
     width: AccessWidth,

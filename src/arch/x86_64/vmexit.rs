@@ -6,11 +6,15 @@
 
 use super::exit_reason::{self, reason, ExitInfo, ENTRY_FAILURE};
 use super::guest_cpuid::{guest_cpuid, Asker};
+use super::interrupts::{ApicCell, VmApics};
 use super::msr::MsrAccess;
+use super::mmio::{Refusal, XapicPage};
+use super::vlapic::{Lapic, XAPIC_SIZE, MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST};
 use super::string_io::Progress;
 use super::vmx::{read, write};
 use crate::config::UnhandledPolicy;
 use crate::devices::port::PortBus;
+use crate::devices::MmioBus;
 use crate::devices::uart16550::VirtualUart16550;
 use crate::console::VmLines;
 use crate::exit::{Exit, ExitKind};
@@ -46,6 +50,39 @@ pub struct GuestRegs {
     pub rdi: u64,
     /// R8-R15.
     pub r: [u64; 8],
+}
+
+impl GuestRegs {
+    /// General-purpose register number `i` (x86 encoding: 0 = RAX ... 15
+    /// = R15; RSP comes from the VMCS).
+    pub fn gpr(&self, i: u8) -> u64 {
+        match i & 15 {
+            0 => self.rax,
+            1 => self.rcx,
+            2 => self.rdx,
+            3 => self.rbx,
+            4 => read(guest::RSP),
+            5 => self.rbp,
+            6 => self.rsi,
+            7 => self.rdi,
+            n => self.r[usize::from(n - 8) & 7],
+        }
+    }
+
+    /// Sets general-purpose register number `i` (as [`GuestRegs::gpr`]).
+    pub fn set_gpr(&mut self, i: u8, v: u64) {
+        match i & 15 {
+            0 => self.rax = v,
+            1 => self.rcx = v,
+            2 => self.rdx = v,
+            3 => self.rbx = v,
+            4 => write(guest::RSP, v),
+            5 => self.rbp = v,
+            6 => self.rsi = v,
+            7 => self.rdi = v,
+            n => self.r[usize::from(n - 8) & 7] = v,
+        }
+    }
 }
 
 /// Bytes reserved for [`GuestRegs`] at the top of each core's stack.
@@ -128,21 +165,26 @@ extern "C" {
     fn tessera_vmx_exit();
 }
 
-/// What x86 adds to a VM: its emulated port devices.
-pub struct VmPorts {
+/// What x86 adds to a VM: its emulated port devices and its vCPUs' local
+/// APICs.
+pub struct VmDevices {
     /// VM id (config).
     pub vm_id: u16,
     /// Emulated port devices.
     pub bus: PortBus,
     /// Its COM port, flushed when the VM ends.
     pub uart: Option<&'static VirtualUart16550<VmLines>>,
+    /// The virtual local APIC of each vCPU.
+    pub apics: &'static VmApics,
+    /// x86 MMIO devices (the xAPIC page), after the VM's own `mmio` bus.
+    pub mmio: MmioBus,
 }
 
-/// Port devices of every VM, built at boot.
-pub static VM_PORTS: Once<Vec<VmPorts>> = Once::new();
+/// x86 devices of every VM, built at boot.
+pub static VM_DEVICES: Once<Vec<VmDevices>> = Once::new();
 
-fn ports_of(vm: &Vm) -> Option<&'static VmPorts> {
-    VM_PORTS
+fn devices_of(vm: &Vm) -> Option<&'static VmDevices> {
+    VM_DEVICES
         .get()?
         .iter()
         .find(|p| p.vm_id == vm.config.id)
@@ -161,6 +203,11 @@ fn local() -> &'static CpuLocal {
 pub fn enter(stack_top: u64, entry: u64, arg: u64) -> ! {
     let local = local();
     super::vmx::reset_guest_state(local.vm, local.vcpu, entry);
+    if let Some(d) = devices_of(local.vm) {
+        d.apics.start(local.vcpu.id, local.cpu);
+    }
+    // Clears what the vCPU's last run left armed.
+    super::interrupts::before_entry(local.cpu, false);
     let regs = (stack_top - REGS_SIZE) as *mut GuestRegs;
     // SAFETY: the top REGS_SIZE bytes of this core's stack are reserved for
     // the register area (the boot path starts below them); nothing else
@@ -186,6 +233,9 @@ pub fn enter(stack_top: u64, entry: u64, arg: u64) -> ! {
     unsafe { tessera_vmx_run(regs, u64::from(launch)) }
 }
 
+/// Goes past the emulated instruction (the STI or MOV SS shadow it may
+/// have sat in is cleared where an interrupt is injected:
+/// `interrupts::before_entry`).
 fn advance() {
     let rip = read(guest::RIP);
     write(guest::RIP, rip + read(ro::VMEXIT_INSTRUCTION_LEN));
@@ -229,17 +279,26 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
     if info.reason & ENTRY_FAILURE != 0 {
         entry_failure(local, info.reason);
     }
+    super::interrupts::requeue_interrupted_event();
+    // The preemption timer only says "the APIC timer is due": an x86
+    // detail the neutral layer never sees.
+    if basic == reason::PREEMPTION_TIMER {
+        local.vcpu.count(ExitKind::Irq);
+        super::interrupts::before_entry(local.cpu, false);
+        return;
+    }
     let exit = exit_reason::decode(&info);
+    let mut refusal = None;
     let then = match exit {
         Exit::IoRead { port, width } => {
             local.vcpu.count(ExitKind::PortIo);
-            let value = ports_of(local.vm).map_or(u32::MAX, |p| p.bus.read(port, width));
+            let value = devices_of(local.vm).map_or(u32::MAX, |p| p.bus.read(port, width));
             regs.rax = exit_reason::merge_in(regs.rax, width, value);
             Then::Advance
         }
         Exit::IoWrite { port, width } => {
             local.vcpu.count(ExitKind::PortIo);
-            if let Some(p) = ports_of(local.vm) {
+            if let Some(p) = devices_of(local.vm) {
                 p.bus.write(port, width, regs.rax as u32);
             }
             Then::Advance
@@ -250,7 +309,7 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
             input: false,
         } => {
             local.vcpu.count(ExitKind::PortIo);
-            match ports_of(local.vm).map(|p| {
+            match devices_of(local.vm).map(|p| {
                 super::string_io::string_out(local.vm, p, regs, port, width, info.qualification)
             }) {
                 Some(Progress::Done) => Then::Advance,
@@ -278,6 +337,7 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
             let value = match super::msr::read(msr) {
                 Some(MsrAccess::GuestEfer) => Some(read(guest::IA32_EFER_FULL)),
                 Some(MsrAccess::Tsc) => Some(super::interface::counter_now()),
+                Some(MsrAccess::Apic) => apic_of(local).and_then(|(_, a)| a.with(|l| apic_read(l, msr))),
                 None => None,
             };
             match value {
@@ -291,13 +351,23 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
         }
         Exit::MsrWrite { msr, value } => {
             local.vcpu.count(ExitKind::SysReg);
-            let efer = read(guest::IA32_EFER_FULL);
-            match super::msr::write_efer(msr, efer, value) {
-                Some(new) => {
-                    write(guest::IA32_EFER_FULL, new);
-                    Then::Advance
+            match super::msr::write(msr) {
+                Some(MsrAccess::GuestEfer) => {
+                    let efer = read(guest::IA32_EFER_FULL);
+                    let paging = read(guest::CR0) & 1 << 31 != 0;
+                    match super::msr::write_efer(msr, efer, value, paging) {
+                        Some(new) => {
+                            write(guest::IA32_EFER_FULL, new);
+                            Then::Advance
+                        }
+                        None => Then::Unhandled,
+                    }
                 }
-                None => Then::Unhandled,
+                Some(MsrAccess::Apic) => match apic_of(local) {
+                    Some((d, a)) => apic_write(local, d, a, msr, value),
+                    None => Then::Unhandled,
+                },
+                _ => Then::Unhandled,
             }
         }
         Exit::Hypercall => {
@@ -306,19 +376,96 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
         }
         Exit::Halt => {
             local.vcpu.count(ExitKind::Halt);
-            halt(local);
+            super::interrupts::halt(local, apic_of(local).map(|(_, a)| a));
             Then::Advance
         }
-        Exit::ExternalInterrupt { .. } | Exit::InterruptWindow => {
+        Exit::ExternalInterrupt { .. } => {
+            // A kick (the only interrupt a core takes): acknowledged on
+            // exit, ended here; the VM may be stopping or resetting.
+            local.vcpu.count(ExitKind::Irq);
+            super::smp::eoi();
+            if !local.vm.is_running() {
+                vm::park(local.vm, local.vcpu, local.stack_top);
+            }
+            Then::Resume
+        }
+        Exit::InterruptWindow => {
             local.vcpu.count(ExitKind::Irq);
             Then::Resume
         }
+        Exit::EptViolation {
+            gpa,
+            write,
+            fetch: false,
+        } if super::mmio::is_device(local, devices_of(local.vm), gpa) => {
+            match super::mmio::emulate(local, devices_of(local.vm), regs, gpa, write) {
+                // RIP is past the instruction already.
+                Ok(()) => Then::Resume,
+                Err(why) => {
+                    refusal = Some(why);
+                    Then::Unhandled
+                }
+            }
+        }
         _ => Then::Unhandled,
     };
+    let advanced = matches!(then, Then::Advance);
     match then {
         Then::Advance => advance(),
         Then::Resume => {}
-        Then::Unhandled => unhandled(local, exit, info.reason),
+        Then::Unhandled => unhandled(local, exit, info.reason, refusal),
+    }
+    super::interrupts::before_entry(local.cpu, advanced);
+}
+
+/// The VM's x86 devices and the trapping vCPU's local APIC.
+fn apic_of(local: &CpuLocal) -> Option<(&'static VmDevices, &'static ApicCell)> {
+    let d = devices_of(local.vm)?;
+    Some((d, d.apics.of(local.vcpu.id)?))
+}
+
+/// RDMSR of an APIC MSR; `None` is #GP (an x2APIC register outside
+/// x2APIC mode, a write-only or reserved one).
+fn apic_read(a: &Lapic, msr: u32) -> Option<u64> {
+    match msr {
+        MSR_APIC_BASE => Some(a.base()),
+        MSR_TSC_DEADLINE => Some(a.tsc_deadline()),
+        _ if a.x2apic() => a
+            .read(msr - MSR_X2APIC_FIRST, super::interface::counter_now())
+            .ok(),
+        _ => None,
+    }
+}
+
+/// WRMSR of an APIC MSR: the APIC decides; an IPI it sends goes to the
+/// VM's other vCPUs.
+fn apic_write(
+    local: &CpuLocal,
+    d: &VmDevices,
+    apic: &ApicCell,
+    msr: u32,
+    value: u64,
+) -> Then {
+    let done = apic.with(|a| match msr {
+        MSR_APIC_BASE => a.write_base(value).map(|()| None),
+        MSR_TSC_DEADLINE => {
+            a.write_tsc_deadline(value);
+            Ok(None)
+        }
+        _ if a.x2apic() => a.write(
+            msr - MSR_X2APIC_FIRST,
+            value,
+            super::interface::counter_now(),
+        ),
+        _ => Err(super::vlapic::Refused),
+    });
+    match done {
+        Ok(Some(ipi)) => {
+            d.apics.deliver(local.vm, local.vcpu.id, ipi);
+            Then::Advance
+        }
+        Ok(None) => Then::Advance,
+        Err(_) => Then::Unhandled,
     }
 }
 
@@ -329,7 +476,7 @@ fn vmcall(local: &CpuLocal, regs: &mut GuestRegs) {
     match fid {
         psci::SYSTEM_OFF | psci::SYSTEM_RESET => {
             local.vcpu.count(ExitKind::Power);
-            if let Some(u) = ports_of(local.vm).and_then(|p| p.uart) {
+            if let Some(u) = devices_of(local.vm).and_then(|p| p.uart) {
                 u.flush();
             }
             if fid == psci::SYSTEM_OFF {
@@ -359,28 +506,18 @@ fn vmcall(local: &CpuLocal, regs: &mut GuestRegs) {
     }
 }
 
-/// HLT: no virtual interrupt source exists yet, so the vCPU waits until
-/// its VM is stopped or reset.
-fn halt(local: &CpuLocal) {
-    loop {
-        if !local.vm.is_running() {
-            vm::park(local.vm, local.vcpu, local.stack_top);
-        }
-        super::interface::wait_for_kick();
-    }
-}
-
 /// General-protection fault, hardware exception, error code 0.
 const INJECT_GP: u64 = 13 | 3 << 8 | 1 << 11 | 1 << 31;
 
 #[cold]
 #[inline(never)]
-fn unhandled(local: &CpuLocal, exit: Exit, raw_reason: u32) {
+fn unhandled(local: &CpuLocal, exit: Exit, raw_reason: u32, why: Option<Refusal>) {
     local.vcpu.count(ExitKind::Unhandled);
     let rip = read(guest::RIP);
+    let why = Because(why);
     let what = format_args!(
-        "unhandled {} (exit reason {}) at rip {:#x}",
-        exit, raw_reason as u16, rip
+        "unhandled {} (exit reason {}) at rip {:#x}{}",
+        exit, raw_reason as u16, rip, why
     );
     // A triple fault leaves nothing to inject into: the VM stops at least.
     let policy = match (local.vm.config.on_unhandled, raw_reason as u16) {
@@ -402,6 +539,18 @@ fn unhandled(local: &CpuLocal, exit: Exit, raw_reason: u32) {
             local.vm.report(what, Given::Restarted);
             local.vm.reset();
             vm::park(local.vm, local.vcpu, local.stack_top);
+        }
+    }
+}
+
+/// ` (why)` after an exit's description, when there is a why.
+struct Because(Option<Refusal>);
+
+impl core::fmt::Display for Because {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self.0 {
+            Some(r) => write!(f, " ({r})"),
+            None => Ok(()),
         }
     }
 }
@@ -446,8 +595,9 @@ extern "C" fn tessera_vmx_entry_failed(regs: &mut GuestRegs) -> ! {
     vm::park(local.vm, local.vcpu, local.stack_top)
 }
 
-/// Port devices of one VM from its config.
-pub fn build_ports(vm: &Vm) -> VmPorts {
+/// x86 devices of one VM: its port devices from the config, its vCPUs'
+/// local APICs and their xAPIC page.
+pub fn build_devices(vm: &'static Vm) -> VmDevices {
     use tessera_config::EmuPortKind;
     let mut bus = PortBus::default();
     let mut uart = None;
@@ -455,18 +605,30 @@ pub fn build_ports(vm: &Vm) -> VmPorts {
         match d.kind {
             EmuPortKind::Uart16550 => {
                 let dev: &'static VirtualUart16550<VmLines> = alloc::boxed::Box::leak(
-                    alloc::boxed::Box::new(VirtualUart16550::new(VmLines {
-                        name: vm.config.name,
-                    })),
+                    alloc::boxed::Box::new(
+                        VirtualUart16550::new(VmLines {
+                            name: vm.config.name,
+                        })
+                        .with_input(crate::console::vm_input(vm.config.name)),
+                    ),
                 );
                 uart = Some(dev);
                 bus.add(d.range(), dev);
             }
         }
     }
-    VmPorts {
+    let apics: &'static VmApics = alloc::boxed::Box::leak(alloc::boxed::Box::new(VmApics::new(vm.vcpus.len())));
+    let mut mmio = MmioBus::default();
+    mmio.add(
+        XapicPage::BASE,
+        XAPIC_SIZE,
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(XapicPage { apics, vm })),
+    );
+    VmDevices {
         vm_id: vm.config.id,
         bus,
         uart,
+        apics,
+        mmio,
     }
 }

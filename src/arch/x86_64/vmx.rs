@@ -44,6 +44,10 @@ const AR_CODE64: u64 = 0xa09b;
 const AR_DATA: u64 = 0xc093;
 const AR_TSS_BUSY: u64 = 0x8b;
 const AR_UNUSABLE: u64 = 1 << 16;
+/// Real mode (SDM 26.3.1.2 with unrestricted guest): code and data
+/// segments, present, accessed, 16-bit.
+const AR_CODE16: u64 = 0x9b;
+const AR_DATA16: u64 = 0x93;
 
 fn rd(msr: u32) -> u64 {
     // SAFETY: only architectural MSRs whose presence was checked (VMX
@@ -153,6 +157,15 @@ struct Controls {
     entry: u32,
 }
 
+/// The MSR that says which pin-based controls may be set.
+fn pin_msr() -> u32 {
+    if rd(IA32_VMX_BASIC) & BASIC_TRUE_CTLS != 0 {
+        IA32_VMX_TRUE_PINBASED_CTLS
+    } else {
+        IA32_VMX_PINBASED_CTLS
+    }
+}
+
 fn controls() -> Result<Controls, Missing> {
     let true_ctls = rd(IA32_VMX_BASIC) & BASIC_TRUE_CTLS != 0;
     let (pin_msr, primary_msr, exit_msr, entry_msr) = if true_ctls {
@@ -178,7 +191,11 @@ fn controls() -> Result<Controls, Missing> {
     let secondary = SecondaryControls::ENABLE_EPT
         | SecondaryControls::ENABLE_VPID
         | SecondaryControls::UNRESTRICTED_GUEST;
+    // Acknowledging on exit takes a kick out of the APIC's request
+    // register at once (the exit handler ends it): otherwise it would stay
+    // pending and exit every entry.
     let exit = ExitControls::HOST_ADDRESS_SPACE_SIZE
+        | ExitControls::ACK_INTERRUPT_ON_EXIT
         | ExitControls::SAVE_IA32_EFER
         | ExitControls::LOAD_IA32_EFER;
     let entry = EntryControls::IA32E_MODE_GUEST | EntryControls::LOAD_IA32_EFER;
@@ -210,6 +227,12 @@ pub fn setup_vmcs(cpu: usize, vm: &Vm, io_bitmaps: u64) -> Result<(), &'static s
         vmptrld(vmcs).map_err(|_| "VMPTRLD failed")?;
     }
     let c = controls().map_err(missing_line)?;
+    let preemption_rate = if rd(pin_msr()) >> 32 & u64::from(PinbasedControls::VMX_PREEMPTION_TIMER.bits()) != 0 {
+        (rd(IA32_VMX_MISC) & 0x1f) as u8
+    } else {
+        super::interrupts::NO_PREEMPTION_TIMER
+    };
+    super::interrupts::init_core(cpu, c.pin, c.primary, preemption_rate);
     write(control::PINBASED_EXEC_CONTROLS, c.pin.into());
     write(control::PRIMARY_PROCBASED_EXEC_CONTROLS, c.primary.into());
     write(control::SECONDARY_PROCBASED_EXEC_CONTROLS, c.secondary.into());
@@ -336,63 +359,110 @@ fn flush_vm_tlb(vm: &Vm) {
     }
 }
 
-/// Sets the VMCS guest state for vCPU `v` starting at `entry` in 64-bit
-/// mode (docs/X86.md, "Entry state"), with the VM's cached translations
-/// dropped.
+/// Sets the VMCS guest state for vCPU `v` starting at `entry`, with the
+/// VM's cached translations dropped: vCPU 0 in 64-bit mode (docs/X86.md,
+/// "Entry state"), the others in real mode as a start-up IPI leaves an AP
+/// (CS base `entry` = SIPI vector << 12, IP 0).
 pub fn reset_guest_state(vm: &Vm, v: &Vcpu, entry: u64) {
     flush_vm_tlb(vm);
-    let cr3 = if v.id == 0 {
-        write_guest_tables(vm)
+    let state = if v.id == 0 {
+        StartState {
+            cr0: fix_cr(CR0_GUEST, rd(IA32_VMX_CR0_FIXED0), rd(IA32_VMX_CR0_FIXED1)),
+            cr3: write_guest_tables(vm),
+            cr4: CR4_PAE,
+            efer: EFER_LONG_MODE,
+            cs: (0x08, 0, 0xffff_ffff, AR_CODE64),
+            data: (0x10, 0xffff_ffff, AR_DATA),
+            tr: (0x18, 0x67),
+            table_limit: 0,
+            rip: entry,
+        }
     } else {
-        read(guest::CR3)
+        // PE and PG may be 0 with unrestricted guest; the other fixed
+        // bits (NE) stay as the CPU requires.
+        let fixed0 = rd(IA32_VMX_CR0_FIXED0) & !(1 << 0 | 1 << 31);
+        StartState {
+            cr0: fix_cr(1 << 4, fixed0, rd(IA32_VMX_CR0_FIXED1)),
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+            cs: ((entry >> 4) & 0xffff, entry, 0xffff, AR_CODE16),
+            data: (0, 0xffff, AR_DATA16),
+            tr: (0, 0xffff),
+            table_limit: 0xffff,
+            rip: 0,
+        }
     };
-    let cr0 = fix_cr(
-        CR0_GUEST,
-        rd(IA32_VMX_CR0_FIXED0),
-        rd(IA32_VMX_CR0_FIXED1),
-    );
-    let cr4 = fix_cr(
-        CR4_PAE | CR4_VMXE,
-        rd(IA32_VMX_CR4_FIXED0),
-        rd(IA32_VMX_CR4_FIXED1),
-    );
-    write(guest::CR0, cr0);
-    write(control::CR0_READ_SHADOW, cr0);
-    write(guest::CR3, cr3);
+    load_start_state(&state);
+}
+
+/// How a vCPU starts: 64-bit mode for vCPU 0, real mode for an AP after
+/// INIT and a start-up IPI (every segment but CS 0 with a 64 KiB limit,
+/// paging and protection off: unrestricted guest).
+struct StartState {
+    /// CR0 (already fixed for VMX), CR3, CR4 as the guest sees it
+    /// (VMXE is added and hidden here), EFER.
+    cr0: u64,
+    cr3: u64,
+    cr4: u64,
+    efer: u64,
+    /// CS selector, base, limit, access rights.
+    cs: (u64, u64, u64, u64),
+    /// SS, DS, ES, FS, GS: selector, limit, access rights (base 0).
+    data: (u64, u64, u64),
+    /// TR selector and limit (a busy TSS at 0).
+    tr: (u64, u64),
+    /// Limit of LDTR (unusable), GDTR and IDTR (base 0).
+    table_limit: u64,
+    rip: u64,
+}
+
+fn load_start_state(s: &StartState) {
+    let cr4 = fix_cr(s.cr4 | CR4_VMXE, rd(IA32_VMX_CR4_FIXED0), rd(IA32_VMX_CR4_FIXED1));
+    write(guest::CR0, s.cr0);
+    write(control::CR0_READ_SHADOW, s.cr0);
+    write(guest::CR3, s.cr3);
     write(guest::CR4, cr4);
     write(control::CR4_READ_SHADOW, cr4 & !CR4_VMXE);
-    write(guest::IA32_EFER_FULL, EFER_LONG_MODE);
-    write(guest::CS_SELECTOR, 0x08);
-    write(guest::CS_BASE, 0);
-    write(guest::CS_LIMIT, 0xffff_ffff);
-    write(guest::CS_ACCESS_RIGHTS, AR_CODE64);
-    for (sel, base, limit, ar) in [
+    write(guest::IA32_EFER_FULL, s.efer);
+    // The IA-32e mode guest entry control must match EFER.LMA.
+    let ia32e = u64::from(EntryControls::IA32E_MODE_GUEST.bits());
+    let entry_ctls = read(control::VMENTRY_CONTROLS) & !ia32e;
+    let long = if s.efer & EFER_LONG_MODE != 0 { ia32e } else { 0 };
+    write(control::VMENTRY_CONTROLS, entry_ctls | long);
+    let (sel, base, limit, ar) = s.cs;
+    write(guest::CS_SELECTOR, sel);
+    write(guest::CS_BASE, base);
+    write(guest::CS_LIMIT, limit);
+    write(guest::CS_ACCESS_RIGHTS, ar);
+    let (sel, limit, ar) = s.data;
+    for (sel_f, base_f, limit_f, ar_f) in [
         (guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS),
         (guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS),
         (guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS),
         (guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS),
         (guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS),
     ] {
-        write(sel, 0x10);
-        write(base, 0);
-        write(limit, 0xffff_ffff);
-        write(ar, AR_DATA);
+        write(sel_f, sel);
+        write(base_f, 0);
+        write(limit_f, limit);
+        write(ar_f, ar);
     }
-    write(guest::TR_SELECTOR, 0x18);
+    write(guest::TR_SELECTOR, s.tr.0);
     write(guest::TR_BASE, 0);
-    write(guest::TR_LIMIT, 0x67);
+    write(guest::TR_LIMIT, s.tr.1);
     write(guest::TR_ACCESS_RIGHTS, AR_TSS_BUSY);
     write(guest::LDTR_SELECTOR, 0);
     write(guest::LDTR_BASE, 0);
-    write(guest::LDTR_LIMIT, 0);
+    write(guest::LDTR_LIMIT, s.table_limit);
     write(guest::LDTR_ACCESS_RIGHTS, AR_UNUSABLE);
     write(guest::GDTR_BASE, 0);
-    write(guest::GDTR_LIMIT, 0);
+    write(guest::GDTR_LIMIT, s.table_limit);
     write(guest::IDTR_BASE, 0);
-    write(guest::IDTR_LIMIT, 0);
-    write(guest::DR7, 0x400);
+    write(guest::IDTR_LIMIT, s.table_limit);
     write(guest::RSP, 0);
-    write(guest::RIP, entry);
+    write(guest::RIP, s.rip);
+    write(guest::DR7, 0x400);
     write(guest::RFLAGS, 0x2);
     write(guest::INTERRUPTIBILITY_STATE, 0);
     write(guest::ACTIVITY_STATE, 0);

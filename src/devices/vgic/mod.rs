@@ -65,6 +65,14 @@ pub trait VgicHw: Send + Sync {
     fn quiesce_physical(&self, intid: u32);
 }
 
+/// The most list registers a CPU interface has (ICH_VTR_EL2.ListRegs is
+/// four bits; GICv2's GICH_VTR allows 64, of which we use 16).
+pub const MAX_LIST_REGS: usize = 16;
+
+/// Interrupts taken for delivery in one go: at most one per list register.
+/// Uninitialised storage, so taking a few costs no clearing of sixteen.
+pub type Batch = heapless::Vec<Deliverable, MAX_LIST_REGS>;
+
 /// One interrupt ready for a list register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deliverable {
@@ -405,7 +413,12 @@ impl Vgic {
             return;
         };
         v.pending.set(intid, true);
-        self.notify(target);
+        // Only this interrupt changed: if it cannot be delivered, nothing
+        // new can (every other one was signalled when it became
+        // deliverable), so the full scan of `notify` is not needed.
+        if self.is_enabled(target, intid) && self.group1_enabled() {
+            self.signal(target);
+        }
     }
 
     /// Withdraws a pending interrupt not yet delivered (ICPENDR). One already
@@ -466,13 +479,25 @@ impl Vgic {
         let Some(v) = self.vcpus.get(vcpu) else {
             return;
         };
-        if !self.has_deliverable(vcpu) {
-            return;
+        if self.has_deliverable(vcpu) {
+            self.signal_cpu(v.phys_cpu, vcpu);
         }
-        if self.backend.is_this_cpu(v.phys_cpu) {
+    }
+
+    /// Makes `vcpu` take its deliverable interrupts now (known to exist).
+    fn signal(&self, vcpu: usize) {
+        if let Some(v) = self.vcpus.get(vcpu) {
+            self.signal_cpu(v.phys_cpu, vcpu);
+        }
+    }
+
+    /// Delivers here if `vcpu` runs on this core, else kicks its core.
+    #[inline]
+    fn signal_cpu(&self, phys_cpu: usize, vcpu: usize) {
+        if self.backend.is_this_cpu(phys_cpu) {
             self.backend.deliver_local(self, vcpu);
         } else {
-            self.backend.kick(v.phys_cpu);
+            self.backend.kick(phys_cpu);
         }
     }
 
@@ -507,51 +532,60 @@ impl Vgic {
             .any(|((base, sw), (_, hw))| (sw | hw) & self.enabled_word(base, private) != 0)
     }
 
-    /// Takes up to `out.len()` of `vcpu`'s enabled pending interrupts,
-    /// highest priority (lowest value) first, removing them from the
-    /// pending set. Returns how many were taken and whether more remain.
-    pub fn take_deliverable(&self, vcpu: usize, out: &mut [Deliverable]) -> (usize, bool) {
+    /// Takes up to `limit` (at most [`MAX_LIST_REGS`]) of `vcpu`'s enabled
+    /// pending interrupts into `out`, highest priority (lowest value) first
+    /// when there are more, removing them from the pending set. Returns
+    /// whether more remain.
+    pub fn take_deliverable(&self, vcpu: usize, limit: usize, out: &mut Batch) -> bool {
+        out.clear();
         let Some(v) = self.vcpus.get(vcpu) else {
-            return (0, false);
+            return false;
         };
         if !self.group1_enabled() {
-            return (0, false);
+            return false;
         }
-        let mut n = 0;
+        let limit = limit.min(out.capacity());
         let mut more = false;
         let private = v.private_enabled.load(Ordering::Acquire) as u64;
         for ((base, sw), (_, hw)) in v.pending.words().zip(v.hw_pending.words()) {
             let mut bits = (sw | hw) & self.enabled_word(base, private);
             while bits != 0 {
-                let intid = base + bits.trailing_zeros();
+                let bit = bits.trailing_zeros();
                 bits &= bits - 1;
+                let intid = base + bit;
+                // Only owned interrupts are ever pending: no ownership
+                // check on this path.
+                let slot = if intid < PRIVATE_INTIDS {
+                    v.private_priority.get(intid as usize)
+                } else {
+                    self.priority.get(intid as usize)
+                };
                 let d = Deliverable {
                     intid,
-                    priority: self.priority(vcpu, intid),
-                    hw: hw & 1 << (intid - base) != 0,
+                    priority: slot.map_or(0, |p| p.load(Ordering::Relaxed)),
+                    hw: hw >> bit & 1 != 0,
                 };
-                if n < out.len() {
-                    out[n] = d;
-                    n += 1;
+                if out.len() < limit {
+                    let _ = out.push(d);
                 } else {
                     more = true;
                     // Keep the highest-priority ones: replace the worst.
-                    if let Some(worst) = (0..n).max_by_key(|&i| out[i].priority) {
-                        if out[worst].priority > d.priority {
-                            out[worst] = d;
+                    if let Some(worst) = out.iter_mut().max_by_key(|w| w.priority) {
+                        if worst.priority > d.priority {
+                            *worst = d;
                         }
                     }
                 }
             }
         }
-        for d in &out[..n] {
+        for d in out.iter() {
             if d.hw {
                 v.hw_pending.set(d.intid, false);
             } else {
                 v.pending.set(d.intid, false);
             }
         }
-        (n, more)
+        more
     }
 
     /// GICR_WAKER.ProcessorSleep of `vcpu`.
@@ -695,16 +729,9 @@ pub(crate) mod tests {
     }
 
     fn take(v: &Vgic, vcpu: usize, n: usize) -> (Vec<u32>, bool) {
-        let mut out = vec![
-            Deliverable {
-                intid: 0,
-                priority: 0,
-                hw: false
-            };
-            n
-        ];
-        let (k, more) = v.take_deliverable(vcpu, &mut out);
-        (out[..k].iter().map(|d| d.intid).collect(), more)
+        let mut out = Batch::new();
+        let more = v.take_deliverable(vcpu, n, &mut out);
+        (out.iter().map(|d| d.intid).collect(), more)
     }
 
     #[test]
@@ -784,12 +811,9 @@ pub(crate) mod tests {
         v.forward_physical(0, 27);
         assert!(!v.has_deliverable(0), "timer PPI not enabled");
         v.set_enabled(0, 27, true);
-        let mut out = [Deliverable {
-            intid: 0,
-            priority: 0,
-            hw: false,
-        }; 2];
-        assert_eq!(v.take_deliverable(0, &mut out), (1, false));
+        let mut out = Batch::new();
+        assert!(!v.take_deliverable(0, 2, &mut out));
+        assert_eq!(out.len(), 1);
         assert_eq!(
             out[0],
             Deliverable {

@@ -48,14 +48,26 @@ pub fn iso_ok(config: &str) -> PathBuf {
 /// the script's verdict (0 all VMs powered off, 1 a VM stopped, 2 other);
 /// the console is COM1. Also reports how long the boot took.
 pub fn boot_bochs(iso: &Path, deadline: Duration) -> (Run, Duration) {
+    boot_bochs_typing(iso, deadline, None)
+}
+
+/// As [`boot_bochs`], with COM1 typed on: `script` holds
+/// `expect <text>` / `send <text>` lines (scripts/bochs-com1.py).
+pub fn boot_bochs_typing(iso: &Path, deadline: Duration, script: Option<&str>) -> (Run, Duration) {
     let com1 = iso.with_extension("com1.log");
-    let start = Instant::now();
-    let status = Command::new("bash")
-        .arg(repo_root().join("scripts/run-bochs.sh"))
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_root().join("scripts/run-bochs.sh"))
         .arg(iso)
         .arg(&com1)
         .env("BOCHS_TIMEOUT", deadline.as_secs().to_string())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    if let Some(script) = script {
+        let path = iso.with_extension("com1-input.txt");
+        std::fs::write(&path, script).expect("write the COM1 input script");
+        cmd.env("COM1_INPUT", path);
+    }
+    let start = Instant::now();
+    let status = cmd
         .status()
         .expect("run scripts/run-bochs.sh (bash scripts/setup-x86.sh installs Bochs)");
     let took = start.elapsed();

@@ -58,6 +58,12 @@ extern "C" fn guest_main() -> ! {
     report("cpuid-tessera-leaf", || {
         cpuid(0x4000_0001);
     });
+    // An emulated MMIO load: EPT violation, instruction fetch through the
+    // guest's page tables, decode, the xAPIC page's version register.
+    map_xapic_page();
+    report("mmio-read-xapic", || {
+        mmio::load32(XAPIC + 0x30);
+    });
     println!("BENCH-DONE");
     vmcall(psci::SYSTEM_OFF);
     loop {
