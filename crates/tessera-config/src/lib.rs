@@ -353,6 +353,46 @@ pub struct Channel {
     pub members: &'static [ChannelMember],
 }
 
+/// Most channels one pool holds at once (a pool doorbell's PENDING
+/// register has one bit per channel slot).
+pub const MAX_POOL_CHANNELS: usize = 32;
+
+/// One VM's grant in a channel pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolMember {
+    /// Config id of the VM.
+    pub vm_id: u16,
+    /// Guest-physical base of the VM's window onto the pool (as large as
+    /// the pool): a channel at pool offset `o` appears at `window + o`.
+    pub window: u64,
+    /// SPI (INTID) the VM receives when a channel of the pool changes
+    /// state for it or its peer rings it.
+    pub irq: u32,
+    /// Guest-physical base of the VM's pool doorbell page.
+    pub doorbell_gpa: u64,
+}
+
+/// A pool of memory from which its members allocate inter-VM channels at
+/// run time (hypercalls; see docs/IVC.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelPool {
+    /// Name from the config.
+    pub name: &'static str,
+    /// Pool id (its index in [`SystemConfig::pools`]).
+    pub id: u32,
+    /// Host-physical base of the backing memory (inside the hypervisor's
+    /// region, above its heap, below the static channels).
+    pub hpa: u64,
+    /// Size in bytes (a multiple of 4 KiB).
+    pub size: u64,
+    /// Most channels alive at once (at most [`MAX_POOL_CHANNELS`]).
+    pub max_channels: u32,
+    /// Most channels one VM holds (owns or has attached) at once.
+    pub max_per_vm: u32,
+    /// The VMs granted the pool, in config order.
+    pub members: &'static [PoolMember],
+}
+
 /// The whole compiled-in configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct SystemConfig {
@@ -362,7 +402,9 @@ pub struct SystemConfig {
     pub vms: &'static [VmConfig],
     /// Static inter-VM channels.
     pub channels: &'static [Channel],
-    /// Bytes at the top of `board.hypervisor` that back the channels (not
-    /// part of the hypervisor heap).
+    /// Pools of channels allocated at run time.
+    pub pools: &'static [ChannelPool],
+    /// Bytes at the top of `board.hypervisor` that back the channels and
+    /// the pools (not part of the hypervisor heap).
     pub channel_bytes: u64,
 }

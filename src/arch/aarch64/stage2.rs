@@ -114,6 +114,12 @@ impl Stage2 {
         self.root
     }
 
+    /// The address space whose level-1 table is at `root` (one [`Stage2::new`]
+    /// made), to change it while its VM runs.
+    pub fn from_root(root: u64) -> Self {
+        Self { root }
+    }
+
     /// Maps `[ipa, ipa + size)` to `[pa, pa + size)`, using the largest
     /// blocks alignment allows.
     pub fn map(
@@ -124,6 +130,85 @@ impl Stage2 {
         size: u64,
         kind: MemKind,
     ) -> Result<(), MapError> {
+        self.map_up_to(alloc, ipa, pa, size, kind, 1)
+    }
+
+    /// Maps `[ipa, ipa + size)` to `[pa, pa + size)` with 4 KiB pages only,
+    /// so [`Stage2::unmap_pages`] can take it away again page by page. Each
+    /// entry changes from invalid to valid with one store, so the VM may be
+    /// running (its walks see either).
+    pub fn map_pages(
+        &mut self,
+        alloc: &mut impl TableAllocator,
+        ipa: u64,
+        pa: u64,
+        size: u64,
+        kind: MemKind,
+    ) -> Result<(), MapError> {
+        self.map_up_to(alloc, ipa, pa, size, kind, 3)
+    }
+
+    /// Makes the 4 KiB pages of `[ipa, ipa + size)` invalid; pages not
+    /// mapped are skipped. A block in the range is refused before anything
+    /// changes (only [`Stage2::map_pages`] mappings can be taken away). The
+    /// caller must invalidate the VM's TLBs afterwards.
+    pub fn unmap_pages(
+        &mut self,
+        alloc: &mut impl TableAllocator,
+        ipa: u64,
+        size: u64,
+    ) -> Result<(), MapError> {
+        if (ipa | size) & (PAGE_SIZE - 1) != 0 {
+            return Err(MapError::Misaligned);
+        }
+        let end = ipa.checked_add(size).ok_or(MapError::OutOfRange)?;
+        if end > 1 << IPA_BITS {
+            return Err(MapError::OutOfRange);
+        }
+        for pass in [false, true] {
+            let mut at = ipa;
+            while at < end {
+                match self.leaf_slot(alloc, at) {
+                    Some((table, idx, 3)) if pass => table[idx] = 0,
+                    Some((_, _, 3)) | None => {}
+                    Some(_) => return Err(MapError::AlreadyMapped),
+                }
+                at += PAGE_SIZE;
+            }
+        }
+        Ok(())
+    }
+
+    /// The table and index of the valid leaf that maps `ipa`, and its level.
+    fn leaf_slot(
+        &self,
+        alloc: &mut impl TableAllocator,
+        ipa: u64,
+    ) -> Option<(&'static mut Table, usize, u32)> {
+        let mut table = alloc.table_at(self.root);
+        for level in 1..=3 {
+            let idx = (ipa >> level_shift(level)) as usize % ENTRIES;
+            let desc = table[idx];
+            if desc & 1 == 0 {
+                return None;
+            }
+            if !is_table(desc, level) {
+                return Some((table, idx, level));
+            }
+            table = alloc.table_at(desc_addr(desc));
+        }
+        None
+    }
+
+    fn map_up_to(
+        &mut self,
+        alloc: &mut impl TableAllocator,
+        ipa: u64,
+        pa: u64,
+        size: u64,
+        kind: MemKind,
+        first_level: u32,
+    ) -> Result<(), MapError> {
         if (ipa | pa | size) & (PAGE_SIZE - 1) != 0 {
             return Err(MapError::Misaligned);
         }
@@ -133,7 +218,7 @@ impl Stage2 {
         }
         let (mut ipa, mut pa) = (ipa, pa);
         while ipa < end {
-            let level = (1..=3)
+            let level = (first_level..=3)
                 .find(|&l| {
                     let block = 1u64 << level_shift(l);
                     (ipa | pa) & (block - 1) == 0 && end - ipa >= block
@@ -233,6 +318,60 @@ mod tests {
             // test; the builder uses one reference at a time.
             unsafe { &mut *self.0[(pa / 0x1000 - 1) as usize] }
         }
+    }
+
+    #[test]
+    fn pages_map_and_unmap_one_by_one_and_blocks_are_not_unmapped() {
+        let mut a = HostTables::default();
+        let mut s2 = Stage2::new(&mut a).unwrap();
+        // 2 MiB aligned, yet pages: each can go on its own.
+        s2.map_pages(&mut a, 0x6000_0000, 0x43a0_0000, 0x20_0000, MemKind::Normal)
+            .unwrap();
+        assert_eq!(
+            s2.translate(&mut a, 0x6000_1008),
+            Some((0x43a0_1008, MemKind::Normal, 3))
+        );
+        s2.unmap_pages(&mut a, 0x6000_1000, 0x2000).unwrap();
+        assert_eq!(s2.translate(&mut a, 0x6000_1000), None);
+        assert_eq!(s2.translate(&mut a, 0x6000_2fff), None);
+        assert_eq!(
+            s2.translate(&mut a, 0x6000_3000),
+            Some((0x43a0_3000, MemKind::Normal, 3))
+        );
+        // Unmapped pages are skipped; mapping them again works.
+        s2.unmap_pages(&mut a, 0x6000_0000, 0x4000).unwrap();
+        assert_eq!(s2.translate(&mut a, 0x6000_0000), None);
+        s2.map_pages(&mut a, 0x6000_0000, 0x4400_0000, 0x4000, MemKind::Normal)
+            .unwrap();
+        assert_eq!(
+            s2.translate(&mut a, 0x6000_2000),
+            Some((0x4400_2000, MemKind::Normal, 3))
+        );
+        // A range touching a block changes nothing.
+        s2.map(&mut a, 0x8000_0000, 0x8000_0000, 0x20_0000, MemKind::Normal)
+            .unwrap();
+        assert_eq!(
+            s2.unmap_pages(&mut a, 0x7fff_f000, 0x2000),
+            Err(MapError::AlreadyMapped)
+        );
+        assert_eq!(
+            s2.translate(&mut a, 0x8000_0000),
+            Some((0x8000_0000, MemKind::Normal, 2))
+        );
+        assert_eq!(
+            s2.unmap_pages(&mut a, 0x6000_0800, 0x1000),
+            Err(MapError::Misaligned)
+        );
+        assert_eq!(
+            s2.unmap_pages(&mut a, (1 << IPA_BITS) - 0x1000, 0x2000),
+            Err(MapError::OutOfRange)
+        );
+        // Another handle on the same root sees the same tables.
+        let again = Stage2::from_root(s2.root());
+        assert_eq!(
+            again.translate(&mut a, 0x6000_3000),
+            Some((0x4400_3000, MemKind::Normal, 3))
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::channel::{channel_bytes, channel_hpas, Access};
+use super::channel::{channel_hpas, ivc_bytes, Access};
 use super::model::{BoardSpec, SystemSpec};
 use super::plan::{Plan, Source};
+use super::pool::pool_hpas;
 use crate::{
     EmuDeviceKind, FaultPolicy, GicVersion, GuestKind, MemRange, RegionKind, UnhandledPolicy,
 };
@@ -288,11 +289,32 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
         );
     }
     let _ = writeln!(o, "    ],");
-    let _ = writeln!(
-        o,
-        "    channel_bytes: {},",
-        hex(channel_bytes(&sys.channels))
-    );
+    let _ = writeln!(o, "    pools: &[");
+    for (i, (p, hpa)) in sys.pools.iter().zip(pool_hpas(board, sys)).enumerate() {
+        let members = list(&p.members, |m| {
+            // Validation guarantees the VM exists.
+            let id = sys.vms.iter().find(|v| v.name == m.vm).map_or(0, |v| v.id);
+            format!(
+                "tessera_config::PoolMember {{ vm_id: {id}, window: {}, irq: {}, \
+                 doorbell_gpa: {} }}",
+                hex(m.window),
+                m.irq,
+                hex(m.doorbell)
+            )
+        });
+        let _ = writeln!(
+            o,
+            "        tessera_config::ChannelPool {{ name: {:?}, id: {i}, hpa: {}, size: {}, \
+             max_channels: {}, max_per_vm: {}, members: {members} }},",
+            p.name,
+            hex(hpa),
+            hex(p.size),
+            p.max_channels,
+            p.max_per_vm
+        );
+    }
+    let _ = writeln!(o, "    ],");
+    let _ = writeln!(o, "    channel_bytes: {},", hex(ivc_bytes(sys)));
     let _ = writeln!(o, "    }}");
     let _ = writeln!(o, "}};");
     o

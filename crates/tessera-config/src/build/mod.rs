@@ -12,6 +12,7 @@ mod layout;
 mod model;
 mod parse;
 mod plan;
+mod pool;
 mod validate;
 
 #[cfg(test)]
@@ -20,6 +21,8 @@ mod tests;
 mod tests_channel;
 #[cfg(test)]
 mod tests_linux;
+#[cfg(test)]
+mod tests_pool;
 #[cfg(test)]
 mod tests_rpi4;
 #[cfg(test)]
@@ -31,8 +34,8 @@ use std::path::{Path, PathBuf};
 use crate::MemRange;
 
 pub use channel::{
-    channel_bytes, channel_hpas, dt_channels, validate_channels, Access, ChannelSpec, MemberSpec,
-    MAX_CHANNEL_NAME_LEN,
+    channel_bytes, channel_hpas, dt_channels, ivc_bytes, validate_channels, Access, ChannelSpec,
+    MemberSpec, MAX_CHANNEL_NAME_LEN,
 };
 pub use codegen::{board_layout_ld, hex, system_rs, HYPERVISOR_IMAGE_OFFSET};
 pub use dtb::{generate as generate_dtb, Chosen, DtChannel};
@@ -45,6 +48,7 @@ pub use model::{
 };
 pub use parse::{board_path_of, parse_board, parse_system, resolve_board_extends};
 pub use plan::{plan, Blob, Placed, Plan, Source, VmPlan, HEAP_MIN, HYP_CODE_RESERVE};
+pub use pool::{pool_hpas, validate_pools, PoolMemberSpec, PoolSpec};
 pub use validate::{validate_board, validate_system, Files, IPA_LIMIT, MAX_NAME_LEN};
 
 /// The system config used when `TESSERA_CONFIG` is not set.
@@ -112,6 +116,7 @@ pub fn check_strs(
         if let Some(s) = &system {
             errors.extend(validate_system(system_file, s, b, files));
             errors.extend(validate_channels(system_file, s, b));
+            errors.extend(validate_pools(system_file, s, b));
         }
     }
     match (system, board) {
@@ -169,11 +174,7 @@ impl Config {
 
     /// Text of `board_layout.ld`; see [`board_layout_ld`].
     pub fn board_layout_ld(&self) -> String {
-        board_layout_ld(
-            &self.board,
-            &self.board_file,
-            channel_bytes(&self.system.channels),
-        )
+        board_layout_ld(&self.board, &self.board_file, ivc_bytes(&self.system))
     }
 
     fn sources(&self) -> String {

@@ -2,6 +2,7 @@
 //! types of the crate root, with `String`/`Vec` instead of `&'static`.
 
 use super::channel::ChannelSpec;
+use super::pool::PoolSpec;
 use crate::{
     Arch, Bcm2711, EmuDevice, EmuPort, FaultPolicy, GicDesc, MemRange, MemoryRegion, PortRange,
     UnhandledPolicy, VgicLayout,
@@ -98,6 +99,9 @@ pub struct SystemSpec {
     pub vms: Vec<VmSpec>,
     /// `[[channel]]`: static inter-VM channels, in file order.
     pub channels: Vec<ChannelSpec>,
+    /// `[[channel_pool]]`: pools for channels allocated at run time, in
+    /// file order.
+    pub pools: Vec<PoolSpec>,
 }
 
 /// One `[[vm]]` table.

@@ -4,6 +4,7 @@
 use toml::{Table, Value};
 
 mod channel;
+mod pool;
 
 use super::model::{
     BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, PassthroughSpec, SystemSpec, Trigger, VmSpec,
@@ -577,7 +578,7 @@ impl Reader {
     }
 
     fn system(&mut self, root: &Table) -> Option<SystemSpec> {
-        self.keys(root, "", &["board", "vm", "channel"]);
+        self.keys(root, "", &["board", "vm", "channel", "channel_pool"]);
         let board = self.string(root, "", "board");
         let vms = self
             .get(root, "", "vm", "an array of tables (`[[vm]]`)")
@@ -592,10 +593,12 @@ impl Reader {
         }
         self.scope.clear();
         let channels = self.channels(root);
+        let pools = self.pools(root);
         Some(SystemSpec {
             board: board?,
             vms: out.filter(|_| vms.is_some())?,
             channels: channels?,
+            pools: pools?,
         })
     }
 
