@@ -544,7 +544,9 @@ fn typed_commands_reach_only_the_linux_vm_that_has_input() {
     let typed = run.expect_line("[linux1] TYPED-5");
     let count = previous_of(typed, "[linux1] ");
     run.check(
-        count.strip_prefix("[linux1] ").is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 1)),
+        count
+            .strip_prefix("[linux1] ")
+            .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 1)),
         "linux1 counts its arch_timer interrupt lines",
     );
     run.expect_line("[linux1] linux1");
