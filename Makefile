@@ -17,6 +17,11 @@ BUILD_ASSETS :=
 else
 $(error ARCH=$(ARCH) is not supported (aarch64 or x86_64))
 endif
+# `make image PLATFORM=rpi4`: the Raspberry Pi 4 SD card (docs/RPI4.md).
+PLATFORM ?=
+ifeq ($(PLATFORM),rpi4)
+DEFAULT_CONFIG := configs/rpi4.toml
+endif
 CONFIG ?= $(DEFAULT_CONFIG)
 # Cargo features of the hypervisor (tests only: fault-injection).
 FEATURES ?=
@@ -58,8 +63,8 @@ LINUX_IMAGE := $(LINUX_DIR)/Image
 LINUX_INITRAMFS := $(LINUX_DIR)/initramfs.cpio.gz
 LINUX_ASSETS := $(LINUX_IMAGE) $(LINUX_INITRAMFS)
 
-.PHONY: all setup setup-x86 guests x86-guests build iso run test unit-test boot-test fuzz bench \
-	check fmt clean linux-assets linux-baseline
+.PHONY: all setup setup-x86 guests x86-guests build iso image run test unit-test boot-test fuzz bench \
+	check fmt clean linux-assets linux-baseline rpi4-assets
 
 all: build
 
@@ -110,9 +115,26 @@ endif
 		{ cat $(IMAGE_DIR)/grub-mkrescue.log; exit 1; }
 	@echo "iso: $(ISO)"
 
+# A Raspberry Pi 4 SD-card image (PLATFORM=rpi4): the boot firmware and
+# device tree from Debian (scripts/fetch-rpi4.sh, cached in build/rpi4/),
+# config.txt and the hypervisor in one FAT32 partition, written without
+# root: build/aarch64/<config>/sdcard.img, ready for dd.
+SDCARD := $(IMAGE_DIR)/sdcard.img
+image: build rpi4-assets
+ifneq ($(PLATFORM),rpi4)
+	$(error make image is for PLATFORM=rpi4)
+endif
+	@bash scripts/mkimage-rpi4.sh $(IMAGE_DIR)/tessera.elf $(IMAGE) $(SDCARD)
+
 ifeq ($(ARCH),x86_64)
 run: iso
 	FOLLOW=1 BOCHS_TIMEOUT=300 bash scripts/run-bochs.sh $(ISO) $(IMAGE_DIR)/com1.log
+else ifeq ($(PLATFORM),rpi4)
+# The Pi system on QEMU's raspi4b, loaded as the Pi firmware would (EL2,
+# the board's device tree in x0, secondaries on the spin table).
+run: build rpi4-assets
+	timeout --foreground $(QEMU_TIMEOUT) qemu-system-aarch64 -M raspi4b -smp 4 -m 2G \
+		-nographic -dtb build/rpi4/bcm2711-rpi-4-b.dtb -kernel $(IMAGE)
 else
 run: build
 	@[ -f $(RUN_DISK) ] || { printf 'TESSERA-DISK-PATTERN\n' > $(RUN_DISK); truncate -s 4M $(RUN_DISK); }
@@ -148,6 +170,10 @@ fuzz:
 # it rebuilds the initramfs when guests/linux/ changed.
 linux-assets:
 	@bash scripts/fetch-linux.sh
+
+# The Pi's boot firmware and device tree (idempotent, cached in build/rpi4/).
+rpi4-assets:
+	@bash scripts/fetch-rpi4.sh
 
 # The Linux guest booted in plain QEMU (no hypervisor), its checks verified.
 linux-baseline: linux-assets

@@ -32,16 +32,8 @@ declare -A MODULE_OF=([VIRTIO_MMIO]=virtio_mmio [VIRTIO_BLK]=virtio_blk)
 log() { echo "fetch-linux: $*"; }
 die() { echo "fetch-linux: $*" >&2; exit 1; }
 
-SUDO=
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO=sudo
-fi
-# apt-get download as root warns that the _apt user cannot write the target
-# directory; downloading as root is what we want here.
-APT_DOWNLOAD=(apt-get download -q)
-if [ "$(id -u)" -eq 0 ]; then
-    APT_DOWNLOAD+=(-o APT::Sandbox::User=root)
-fi
+# shellcheck source=scripts/lib-apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib-apt.sh"
 
 kernel_config() { echo "$KERNEL_ROOT"/boot/config-*; }
 

@@ -20,6 +20,7 @@ pub mod devices;
 pub mod exit;
 pub mod ivc;
 pub mod mm;
+pub mod platform;
 pub mod vm;
 
 #[cfg(test)]

@@ -254,23 +254,8 @@ fn route(inputs: &mut Inputs, byte: u8) {
     }
 }
 
-struct Logger;
-
-impl log::Log for Logger {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record) {
-        print_hyp(format_args!("{}: {}", record.level(), record.args()));
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: Logger = Logger;
-
 /// Enables the UART and routes the `log` crate to the console.
 pub fn init() {
     CONSOLE.lock().uart.enable();
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(log::LevelFilter::Info);
+    super::install_logger();
 }

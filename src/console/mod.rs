@@ -29,3 +29,27 @@ pub use physical::*;
 mod lines;
 #[cfg(all(target_os = "none", target_arch = "x86_64"))]
 pub use lines::*;
+
+/// The `log` crate's records, printed as hypervisor lines.
+#[cfg(target_os = "none")]
+struct Logger;
+
+#[cfg(target_os = "none")]
+impl log::Log for Logger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        print_hyp(format_args!("{}: {}", record.level(), record.args()));
+    }
+    fn flush(&self) {}
+}
+
+/// Routes the `log` crate to the console (level Info and above); the
+/// console's `init` calls it once its UART works.
+#[cfg(target_os = "none")]
+fn install_logger() {
+    static LOGGER: Logger = Logger;
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+}

@@ -490,20 +490,6 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::console::print_hyp(format_args!($($arg)*)) };
 }
 
-struct Logger;
-
-impl log::Log for Logger {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record) {
-        print_hyp(format_args!("{}: {}", record.level(), record.args()));
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: Logger = Logger;
-
 /// Enables the UART, sets the multiplexer's hold-back time from the
 /// counter frequency and routes the `log` crate to the console.
 pub fn init() {
@@ -511,6 +497,5 @@ pub fn init() {
     t.uart.enable();
     t.mux.set_grace(CNTFRQ_EL0.get() * GRACE_MS / 1000);
     drop(t);
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(log::LevelFilter::Info);
+    super::install_logger();
 }

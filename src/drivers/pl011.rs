@@ -50,6 +50,8 @@ register_structs! {
         (0x04 => _reserved0),
         (0x18 => fr: ReadOnly<u32, FR::Register>),
         (0x1c => _reserved1),
+        (0x24 => ibrd: ReadWrite<u32>),
+        (0x28 => fbrd: ReadWrite<u32>),
         (0x2c => lcr_h: ReadWrite<u32, LCR_H::Register>),
         (0x30 => cr: ReadWrite<u32, CR::Register>),
         (0x34 => _reserved2),
@@ -95,6 +97,19 @@ impl Pl011 {
         regs.cr.set(0);
         regs.lcr_h.write(LCR_H::FEN::SET + LCR_H::WLEN::Bits8);
         regs.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+    }
+
+    /// Sets the baud-rate divisors (integer and 64ths, see
+    /// `platform::uart_divisor`) with the UART disabled; they take effect
+    /// with the next line-control write ([`Self::enable`] makes it).
+    pub fn set_divisors(&self, ibrd: u32, fbrd: u32) {
+        let regs = self.regs();
+        while regs.fr.is_set(FR::BUSY) {
+            core::hint::spin_loop();
+        }
+        regs.cr.set(0);
+        regs.ibrd.set(ibrd);
+        regs.fbrd.set(fbrd);
     }
 
     /// Whether the transmit FIFO has room (a [`Self::put`] will not wait).

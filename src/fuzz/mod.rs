@@ -7,6 +7,7 @@
 mod devices;
 mod esr;
 mod insn;
+mod ivc;
 mod stage2;
 mod vgic;
 mod x86_mmio;

@@ -267,10 +267,9 @@ fn walk_agrees(
 
 /// A walk result agrees with request `r`: same PA and kind, and the leaf
 /// block lies wholly inside `r`.
-fn agrees((pa, kind, level): (u64, MemKind, u32), r: &Request, ipa: u64) -> bool {
-    let block = 1u64 << (12 + 9 * (3 - level));
-    let block_start = ipa & !(block - 1);
-    (1..=3).contains(&level)
+fn agrees((pa, kind, block): (u64, MemKind, u64), r: &Request, ipa: u64) -> bool {
+    let block_start = ipa & !(block.wrapping_sub(1));
+    [1 << 30, 1 << 21, 1 << 12].contains(&block)
         && kind == r.kind
         && pa == r.pa.wrapping_add(ipa - r.ipa)
         && block_start >= r.ipa

@@ -1,12 +1,15 @@
-//! The hypervisor side of static channels: scrubbing their memory at boot,
-//! the per-VM table of virtual GICs rings go through, and [`attach`],
-//! called while each VM is built.
+//! The hypervisor side of inter-VM channels: scrubbing their memory at
+//! boot, the per-VM table of virtual GICs rings go through, [`attach`],
+//! called while each VM is built, and for pools the IVC hypercalls and
+//! [`depart`] with the stage-2 edge they act through.
 
+use super::dynamic::{self, PoolDoorbell, PoolMemory, PoolState};
 use super::{ChannelState, Doorbell, Notify};
 use crate::arch::{self, MemKind};
 use crate::config::{MAX_VMS, SYSTEM};
 use crate::devices::vgic::{OwnedSpi, Vgic};
 use crate::devices::MmioBus;
+use crate::mm::table::MapError;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use spin::Once;
@@ -16,6 +19,8 @@ use tessera_config::DOORBELL_SIZE;
 static VGICS: [Once<&'static Vgic>; MAX_VMS] = [const { Once::new() }; MAX_VMS];
 /// Run-time state of each channel of the config, by channel id.
 static STATES: Once<Vec<ChannelState>> = Once::new();
+/// Run-time state of each channel pool of the config, by pool id.
+static POOLS: Once<Vec<PoolState>> = Once::new();
 
 /// Rings through [`VGICS`].
 struct VgicTable;
@@ -44,6 +49,13 @@ pub fn init() {
             arch::make_coherent_for_guest(c.hpa, c.size);
         }
     }
+    for p in SYSTEM.pools {
+        // SAFETY: as for the channels: the pools lie right below them.
+        unsafe {
+            arch::scrub_guest_memory(p.hpa, p.size);
+            arch::make_coherent_for_guest(p.hpa, p.size);
+        }
+    }
     STATES.call_once(|| {
         SYSTEM
             .channels
@@ -51,19 +63,89 @@ pub fn init() {
             .map(|_| ChannelState::new())
             .collect()
     });
+    POOLS.call_once(|| SYSTEM.pools.iter().map(PoolState::new).collect());
 }
 
-/// The doorbell interrupts of VM `vm_id` (software SPIs it owns).
+fn pools() -> &'static [PoolState] {
+    POOLS.get().map_or(&[], Vec::as_slice)
+}
+
+/// Runs the pools' stage-2 changes on the VMs' live tables.
+struct LiveStage2;
+
+#[cfg(target_arch = "aarch64")]
+impl PoolMemory for LiveStage2 {
+    fn map(&self, vm_id: u16, gpa: u64, hpa: u64, size: u64) -> Result<(), MapError> {
+        // Pool members are VMs of the config: always found.
+        let vm = crate::vm::all()
+            .iter()
+            .find(|v| v.config.id == vm_id)
+            .ok_or(MapError::OutOfRange)?;
+        arch::aarch64::stage2_live::map(vm.stage2_root, gpa, hpa, size)
+    }
+
+    fn unmap(&self, vm_id: u16, gpa: u64, size: u64) {
+        let Some(vm) = crate::vm::all().iter().find(|v| v.config.id == vm_id) else {
+            return;
+        };
+        if arch::aarch64::stage2_live::unmap(vm.vmid, vm.stage2_root, gpa, size).is_err() {
+            // Cannot happen: pool windows are mapped in pages only.
+            log::warn!("vm {}: pool window {:#x} not unmapped", vm.config.name, gpa);
+        }
+    }
+
+    fn scrub(&self, hpa: u64, size: u64) {
+        // SAFETY: pool memory above the heap that no VM maps any more (the
+        // pool unmapped it from every party and invalidated their TLBs),
+        // identity-mapped at EL2 as RAM.
+        unsafe {
+            arch::scrub_guest_memory(hpa, size);
+            arch::make_coherent_for_guest(hpa, size);
+        }
+    }
+}
+
+/// x86 has no run-time EPT changes yet; the build refuses pools there, so
+/// nothing calls this.
+#[cfg(not(target_arch = "aarch64"))]
+impl PoolMemory for LiveStage2 {
+    fn map(&self, _: u16, _: u64, _: u64, _: u64) -> Result<(), MapError> {
+        Err(MapError::OutOfRange)
+    }
+    fn unmap(&self, _: u16, _: u64, _: u64) {}
+    fn scrub(&self, _: u64, _: u64) {}
+}
+
+/// Serves IVC hypercall `nr` (x1-x3 in `args`) of VM `vm_id`; `None` if
+/// `nr` is not one. See docs/IVC.md.
+pub fn hypercall(vm_id: u16, nr: u32, args: [u64; 3]) -> Option<[u64; 5]> {
+    dynamic::hypercall(pools(), &LiveStage2, &VgicTable, vm_id, nr, args)
+}
+
+/// VM `vm_id` stopped or is being reset, none of its vCPUs running: its
+/// dynamic channels are released (see [`dynamic::depart`]).
+pub fn depart(vm_id: u16) {
+    dynamic::depart(pools(), &LiveStage2, &VgicTable, vm_id);
+}
+
+/// The doorbell interrupts of VM `vm_id`, static channels' and pools'
+/// (software SPIs it owns).
 pub fn owned_spis(vm_id: u16) -> impl Iterator<Item = OwnedSpi> {
     SYSTEM
         .channels
         .iter()
         .flat_map(|c| c.members.iter())
         .filter(move |m| m.vm_id == vm_id)
-        .map(|m| OwnedSpi {
-            intid: m.irq,
-            hw: false,
-        })
+        .map(|m| m.irq)
+        .chain(
+            SYSTEM
+                .pools
+                .iter()
+                .flat_map(|p| p.members.iter())
+                .filter(move |m| m.vm_id == vm_id)
+                .map(|m| m.irq),
+        )
+        .map(|intid| OwnedSpi { intid, hw: false })
 }
 
 /// Wires VM `vm_id`'s channels in while it is built: registers its virtual
@@ -94,6 +176,17 @@ pub fn attach(
             let bell: &'static Doorbell =
                 Box::leak(Box::new(Doorbell::new(c, state, index, &VgicTable)));
             mmio.add(m.doorbell_gpa, DOORBELL_SIZE, bell);
+        }
+    }
+    // Pools: only the doorbell now; channels are mapped when allocated.
+    for state in pools() {
+        let config = state.config();
+        for (index, m) in config.members.iter().enumerate() {
+            if m.vm_id == vm_id {
+                let bell: &'static PoolDoorbell =
+                    Box::leak(Box::new(PoolDoorbell::new(state, index, &VgicTable)));
+                mmio.add(m.doorbell_gpa, DOORBELL_SIZE, bell);
+            }
         }
     }
     Ok(())

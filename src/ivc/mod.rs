@@ -1,16 +1,20 @@
 //! Inter-VM communication: static channels (shared memory plus one
-//! doorbell per member) declared in the config. Arch-neutral.
+//! doorbell per member) declared in the config, and channels allocated at
+//! run time from the config's pools. Arch-neutral.
 //!
-//! The model here (the doorbell device and a channel's pending bits) is
-//! pure and host-tested; [`attach`] wires it into a VM being built: the
-//! shared memory into its stage 2 with the member's access, the doorbell
-//! onto its MMIO bus, its virtual GIC into the table rings go through.
-//! Register map and guest ABI: docs/IVC.md.
+//! The models (the doorbell devices and a channel's pending bits here, the
+//! pool allocator and ownership state machine in [`pool`], the IVC
+//! hypercalls in [`dynamic`]) are pure and host-tested; [`attach`] wires
+//! them into a VM being built: the shared memory into its stage 2 with the
+//! member's access, the doorbells onto its MMIO bus, its virtual GIC into
+//! the table rings go through. Register maps and guest ABI: docs/IVC.md.
 
+pub mod dynamic;
 #[cfg(target_os = "none")]
 mod glue;
+pub mod pool;
 #[cfg(target_os = "none")]
-pub use glue::{attach, init, owned_spis};
+pub use glue::{attach, depart, hypercall, init, owned_spis};
 
 use crate::devices::{AccessError, Accessor, MmioDevice};
 use crate::exit::AccessWidth;

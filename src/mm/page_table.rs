@@ -1,6 +1,7 @@
-//! One guest page-table builder for every format (x86 EPT today; Arm
-//! stage 2 can move onto it): mapping with the largest pages alignment
-//! allows and walking are the same loops whatever the format; a
+//! One guest page-table builder for every format (Arm stage 2 and x86
+//! EPT): mapping with the largest pages alignment allows, mapping and
+//! unmapping 4 KiB pages while the guest runs, and walking are the same
+//! loops whatever the format; a
 //! [`Format`] says how many levels there are, how many address bits they
 //! translate and how an entry is encoded. Pure, host-tested with a toy
 //! format here and with the real ones beside their definitions.
@@ -62,6 +63,15 @@ impl<F: Format> PageTable<F> {
         self.root
     }
 
+    /// The address space whose root table is at `root` (one
+    /// [`PageTable::new`] made), to change it while its guest runs.
+    pub fn from_root(root: u64) -> Self {
+        Self {
+            root,
+            format: PhantomData,
+        }
+    }
+
     /// Maps `[gpa, gpa + size)` to `[hpa, hpa + size)` with the largest
     /// pages alignment allows.
     pub fn map(
@@ -71,6 +81,88 @@ impl<F: Format> PageTable<F> {
         hpa: u64,
         size: u64,
         kind: MemKind,
+    ) -> Result<(), MapError> {
+        self.map_up_to(alloc, gpa, hpa, size, kind, shift::<F>(0))
+    }
+
+    /// Maps `[gpa, gpa + size)` to `[hpa, hpa + size)` with 4 KiB pages
+    /// only, so [`PageTable::unmap_pages`] can take it away again page by
+    /// page. Each entry changes from invalid to valid with one store, so
+    /// the guest may be running (its walks see either).
+    pub fn map_pages(
+        &mut self,
+        alloc: &mut impl TableAllocator,
+        gpa: u64,
+        hpa: u64,
+        size: u64,
+        kind: MemKind,
+    ) -> Result<(), MapError> {
+        self.map_up_to(alloc, gpa, hpa, size, kind, 12)
+    }
+
+    /// Makes the 4 KiB pages of `[gpa, gpa + size)` invalid; pages not
+    /// mapped are skipped. A larger page in the range is refused before
+    /// anything changes (only [`PageTable::map_pages`] mappings can be
+    /// taken away). The caller invalidates the guest's TLBs afterwards.
+    pub fn unmap_pages(
+        &mut self,
+        alloc: &mut impl TableAllocator,
+        gpa: u64,
+        size: u64,
+    ) -> Result<(), MapError> {
+        if (gpa | size) & (PAGE_SIZE - 1) != 0 {
+            return Err(MapError::Misaligned);
+        }
+        let end = gpa.checked_add(size).ok_or(MapError::OutOfRange)?;
+        if end > 1 << F::IN_BITS {
+            return Err(MapError::OutOfRange);
+        }
+        for clear in [false, true] {
+            let mut at = gpa;
+            while at < end {
+                match self.leaf_slot(alloc, at) {
+                    Some((table, idx, 12)) if clear => table[idx] = 0,
+                    Some((_, _, 12)) | None => {}
+                    Some(_) => return Err(MapError::AlreadyMapped),
+                }
+                at += PAGE_SIZE;
+            }
+        }
+        Ok(())
+    }
+
+    /// The table and index of the valid leaf that maps `gpa`, and the
+    /// shift of its page size.
+    fn leaf_slot(
+        &self,
+        alloc: &mut impl TableAllocator,
+        gpa: u64,
+    ) -> Option<(&'static mut Table, usize, u32)> {
+        let mut table = alloc.table_at(self.root);
+        for depth in 0..F::LEVELS {
+            let s = shift::<F>(depth);
+            let idx = (gpa >> s) as usize % ENTRIES;
+            let entry = table[idx];
+            if !F::is_valid(entry) {
+                return None;
+            }
+            if s == 12 || !F::is_table(entry, s) {
+                return Some((table, idx, s));
+            }
+            table = alloc.table_at(F::addr(entry));
+        }
+        None
+    }
+
+    /// [`PageTable::map`] with pages of at most `1 << largest` bytes.
+    fn map_up_to(
+        &mut self,
+        alloc: &mut impl TableAllocator,
+        gpa: u64,
+        hpa: u64,
+        size: u64,
+        kind: MemKind,
+        largest: u32,
     ) -> Result<(), MapError> {
         if (gpa | hpa | size) & (PAGE_SIZE - 1) != 0 {
             return Err(MapError::Misaligned);
@@ -84,7 +176,7 @@ impl<F: Format> PageTable<F> {
         while gpa < end {
             let page_shift = LEAF_SHIFTS
                 .into_iter()
-                .filter(|&s| s <= shift::<F>(0))
+                .filter(|&s| s <= shift::<F>(0) && s <= largest)
                 .find(|&s| {
                     let page = 1u64 << s;
                     (gpa | hpa) & (page - 1) == 0 && end - gpa >= page
@@ -184,7 +276,7 @@ impl<F: Format> crate::arch::GuestMemory for PageTable<F> {
 /// 0x1000 apart.
 #[cfg(test)]
 #[derive(Default)]
-pub struct HostTables(alloc::vec::Vec<*mut Table>);
+pub struct HostTables(pub alloc::vec::Vec<*mut Table>);
 
 #[cfg(test)]
 impl TableAllocator for HostTables {

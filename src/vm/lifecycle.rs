@@ -219,6 +219,7 @@ impl Vm {
     fn finish_reset(&self) {
         let n = self.resets.fetch_add(1, Ordering::Relaxed) + 1;
         // No vCPU of the VM runs: put back what it could have changed.
+        crate::ivc::depart(self.config.id);
         self.vgic.reset();
         self.mmio.reset_all();
         arch::flush_guest_tlb();
@@ -241,6 +242,7 @@ impl Vm {
 
     fn finish_off(&self, ending: Ending) {
         self.power.off(ending);
+        crate::ivc::depart(self.config.id);
         let how = if ending == Ending::PoweredOff {
             "powered off"
         } else {

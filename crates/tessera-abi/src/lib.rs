@@ -72,6 +72,30 @@ pub mod tessera {
     /// Returns x1 = VM id, x2 = vCPU count, x3 = size of the RAM region that
     /// holds the entry point, x4 = how many times the VM has been reset.
     pub const VM_INFO: u32 = 0xc600_0001;
+
+    /// IVC_ALLOC: x1 = peer VM id, x2 = size in bytes (rounded up to
+    /// 4 KiB) → x0 = status, x1 = channel id, x2 = guest-physical base in
+    /// the caller, x3 = size. Allocates a channel from the pool the caller
+    /// shares with the peer, maps it into the caller and rings the peer's
+    /// pool doorbell; the peer sees it only once it attaches.
+    pub const IVC_ALLOC: u32 = 0xc600_0010;
+    /// IVC_ATTACH: x1 = channel id → x0 = status, x1 = guest-physical base
+    /// in the caller, x2 = size, x3 = the owner's VM id. The peer named at
+    /// allocation maps the channel; the owner's doorbell rings.
+    pub const IVC_ATTACH: u32 = 0xc600_0011;
+    /// IVC_RELEASE: x1 = channel id → x0 = status. Either party ends the
+    /// channel: it is unmapped from both (TLBs invalidated), scrubbed and
+    /// returned to the pool; the other party's doorbell rings.
+    pub const IVC_RELEASE: u32 = 0xc600_0012;
+    /// IVC_STATUS: x1 = channel id → x0 = status, x1 = state
+    /// ([`ivc::OFFERED`], [`ivc::ATTACHED`], [`ivc::PEER_GONE`]), x2 =
+    /// guest-physical base in the caller (0 while the caller has not
+    /// mapped it), x3 = size, x4 = the other party's VM id.
+    pub const IVC_STATUS: u32 = 0xc600_0013;
+    /// IVC_POOL_INFO: x1 = pool id → x0 = status, x1 = pool size, x2 =
+    /// free bytes, x3 = free channel slots, x4 = channels the caller holds.
+    pub const IVC_POOL_INFO: u32 = 0xc600_0014;
+
     /// Test builds only (the hypervisor's cargo feature `fault-injection`):
     /// makes the hypervisor break on purpose, x1 says how
     /// ([`fault_inject`]). A normal build answers NOT_SUPPORTED.
@@ -81,6 +105,47 @@ pub mod tessera {
     pub mod fault_inject {
         /// The hypervisor overflows its stack on the calling vCPU's core.
         pub const STACK_OVERFLOW: u64 = 1;
+    }
+}
+
+/// Status codes (x0) and states of the dynamic inter-VM channel calls
+/// (`tessera::IVC_*`). A call that fails changes nothing.
+pub mod ivc {
+    /// Done.
+    pub const SUCCESS: i64 = 0;
+    /// Size 0, or larger than the pool; an unknown pool id.
+    pub const INVALID: i64 = -2;
+    /// Not a pool member, or the peer is not in a pool with the caller
+    /// (itself included), or the call is not the caller's to make (attach
+    /// by the owner).
+    pub const DENIED: i64 = -3;
+    /// No free slot or no contiguous free range of that size in the pool.
+    pub const NO_SPACE: i64 = -4;
+    /// The caller already holds `max_per_vm` channels of the pool.
+    pub const LIMIT: i64 = -5;
+    /// No live channel has this id (never allocated, released already: a
+    /// double release, or malformed).
+    pub const BAD_ID: i64 = -6;
+    /// The channel is another pair's: the caller is neither its owner nor
+    /// its peer.
+    pub const NOT_YOURS: i64 = -7;
+    /// Attach of a channel the caller has attached already, or whose
+    /// owner is gone.
+    pub const BAD_STATE: i64 = -8;
+
+    /// IVC_STATUS state: allocated, mapped in the owner, not yet attached.
+    pub const OFFERED: u64 = 0;
+    /// Mapped in both parties.
+    pub const ATTACHED: u64 = 1;
+    /// The other party stopped or was reset: its mapping is gone, the
+    /// caller's stays until it releases the channel.
+    pub const PEER_GONE: u64 = 2;
+
+    /// Channel id layout: bits 31:16 generation (never 0), 15:8 pool id,
+    /// 7:0 slot. A released slot's next channel has a new generation, so
+    /// an old id never names it.
+    pub const fn channel_id(generation: u16, pool: u8, slot: u8) -> u32 {
+        (generation as u32) << 16 | (pool as u32) << 8 | slot as u32
     }
 }
 

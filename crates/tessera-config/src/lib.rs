@@ -17,10 +17,14 @@ pub use x86::{Arch, EmuPort, EmuPortKind, PortRange};
 pub const MAX_CPUS: usize = 8;
 /// Largest number of VMs in one system config.
 pub const MAX_VMS: usize = 8;
-/// Physical addresses below this are reachable through the hypervisor's
-/// EL2 identity map (`src/arch/aarch64/mmu.rs`: the low 4 GiB in 2 MiB
-/// blocks); board RAM, devices and the GIC must lie below it.
+/// Devices and the GIC are reachable through the hypervisor's EL2 identity
+/// map below this address (`src/arch/aarch64/el2_map.rs`: the low 4 GiB
+/// outside RAM are mapped as device memory).
 pub const EL2_MAP_LIMIT: u64 = 4 << 30;
+/// Board RAM may lie anywhere below this address: the EL2 map covers every
+/// RAM bank of the board within its 39-bit address space (so the 4 and
+/// 8 GB Raspberry Pi 4 banks above 4 GiB are mapped too).
+pub const EL2_RAM_LIMIT: u64 = 1 << 39;
 /// Granule of the EL2 map: a RAM bank must start and end on it, so no block
 /// is both RAM (normal memory) and device.
 pub const EL2_BLOCK: u64 = 2 << 20;
@@ -116,6 +120,28 @@ pub struct Board {
     /// Whether the hypervisor may end an emulator run with Arm semihosting
     /// (to report a failure exit status). Only for emulator boards.
     pub semihosting_exit: bool,
+    /// BCM2711 (Raspberry Pi 4) bring-up the hypervisor does itself, since
+    /// that board has no PSCI firmware; `None` elsewhere.
+    pub bcm2711: Option<Bcm2711>,
+}
+
+/// What the hypervisor drives itself on a BCM2711 (board table `[bcm2711]`):
+/// the power-management watchdog (machine reset and power-off, as Linux's
+/// `bcm2835_wdt` does), the GPIO pin functions that put the console PL011
+/// on GPIO14/15, and the PL011's baud divisor. These pages are the
+/// hypervisor's: no VM is given a device that shares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bcm2711 {
+    /// Power-management block with the watchdog (`PM_RSTC`, `PM_RSTS`,
+    /// `PM_WDOG`), one page.
+    pub pm: MemRange,
+    /// GPIO block (function select registers), one page.
+    pub gpio: MemRange,
+    /// The console PL011's reference clock in Hz (`init_uart_clock` in the
+    /// firmware's `config.txt`).
+    pub uart_clock_hz: u32,
+    /// Console baud rate.
+    pub baud: u32,
 }
 
 /// What a RAM or device region of a VM is.
@@ -327,6 +353,46 @@ pub struct Channel {
     pub members: &'static [ChannelMember],
 }
 
+/// Most channels one pool holds at once (a pool doorbell's PENDING
+/// register has one bit per channel slot).
+pub const MAX_POOL_CHANNELS: usize = 32;
+
+/// One VM's grant in a channel pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolMember {
+    /// Config id of the VM.
+    pub vm_id: u16,
+    /// Guest-physical base of the VM's window onto the pool (as large as
+    /// the pool): a channel at pool offset `o` appears at `window + o`.
+    pub window: u64,
+    /// SPI (INTID) the VM receives when a channel of the pool changes
+    /// state for it or its peer rings it.
+    pub irq: u32,
+    /// Guest-physical base of the VM's pool doorbell page.
+    pub doorbell_gpa: u64,
+}
+
+/// A pool of memory from which its members allocate inter-VM channels at
+/// run time (hypercalls; see docs/IVC.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelPool {
+    /// Name from the config.
+    pub name: &'static str,
+    /// Pool id (its index in [`SystemConfig::pools`]).
+    pub id: u32,
+    /// Host-physical base of the backing memory (inside the hypervisor's
+    /// region, above its heap, below the static channels).
+    pub hpa: u64,
+    /// Size in bytes (a multiple of 4 KiB).
+    pub size: u64,
+    /// Most channels alive at once (at most [`MAX_POOL_CHANNELS`]).
+    pub max_channels: u32,
+    /// Most channels one VM holds (owns or has attached) at once.
+    pub max_per_vm: u32,
+    /// The VMs granted the pool, in config order.
+    pub members: &'static [PoolMember],
+}
+
 /// The whole compiled-in configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct SystemConfig {
@@ -336,7 +402,9 @@ pub struct SystemConfig {
     pub vms: &'static [VmConfig],
     /// Static inter-VM channels.
     pub channels: &'static [Channel],
-    /// Bytes at the top of `board.hypervisor` that back the channels (not
-    /// part of the hypervisor heap).
+    /// Pools of channels allocated at run time.
+    pub pools: &'static [ChannelPool],
+    /// Bytes at the top of `board.hypervisor` that back the channels and
+    /// the pools (not part of the hypervisor heap).
     pub channel_bytes: u64,
 }

@@ -21,7 +21,9 @@ use tessera_config::build::{
     board_layout_ld, check_strs, parse_image_header, plan, system_rs, BoardSpec, KernelSpec, Plan,
     SystemSpec,
 };
-use tessera_config::{Arch, MemRange, GICD_SIZE, GICR_STRIDE};
+use tessera_config::{
+    Arch, GicVersion, MemRange, GICC_SIZE, GICD_SIZE, GICR_STRIDE, GICV2_GICD_SIZE,
+};
 use tessera_fuzz::proptest::prelude::*;
 use tessera_fuzz::{check, run_classified};
 use toml::{Table, Value};
@@ -68,7 +70,11 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
     let ensure = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
 
     ensure(in_one_bank(hyp), format!("hypervisor {hyp:?} outside RAM"))?;
-    ensure(!touches_ram(console), "console in RAM".into())?;
+    // An x86 console is I/O ports, not memory.
+    ensure(
+        board.arch != Arch::Aarch64 || !touches_ram(console),
+        "console in RAM".into(),
+    )?;
     // The physical GIC: distributor and one redistributor per CPU (x86
     // boards have none: empty ranges meet nothing).
     let has_gic = board.arch == Arch::Aarch64;
@@ -79,9 +85,15 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
             Range::new(0, 0)
         }
     };
-    let gicd = gic_range(board.gic.gicd_base, GICD_SIZE);
+    // GICv2: 4 KiB distributor, two-page CPU interface (the GIC-400 packs
+    // them 4 KiB apart); GICv3: 64 KiB distributor, redistributors.
     let cpus_total = board.cpu_mpidrs.len() as u64;
-    let gicr = gic_range(board.gic.gicr_or_gicc_base, cpus_total * GICR_STRIDE);
+    let (gicd_size, second_size) = match board.gic.version {
+        GicVersion::V2 => (GICV2_GICD_SIZE, GICC_SIZE),
+        GicVersion::V3 => (GICD_SIZE, cpus_total * GICR_STRIDE),
+    };
+    let gicd = gic_range(board.gic.gicd_base, gicd_size);
+    let gicr = gic_range(board.gic.gicr_or_gicc_base, second_size);
     for f in [gicd, gicr] {
         ensure(
             !touches_ram(f) && !f.meets(console),
@@ -183,11 +195,12 @@ fn accepted_invariants(sys: &SystemSpec, board: &BoardSpec) -> Result<(), String
         let vgic = vm.vgic_layout(board);
         let mut windows = Vec::new();
         if has_gic {
-            windows.push(Range::new(vgic.gicd_gpa, GICD_SIZE));
-            windows.push(Range::new(
-                vgic.gicr_gpa,
-                vm.phys_cpu_ids.len() as u64 * GICR_STRIDE,
-            ));
+            let (gicd, second) = match board.gic.version {
+                GicVersion::V2 => (GICV2_GICD_SIZE, GICC_SIZE),
+                GicVersion::V3 => (GICD_SIZE, vm.phys_cpu_ids.len() as u64 * GICR_STRIDE),
+            };
+            windows.push(Range::new(vgic.gicd_gpa, gicd));
+            windows.push(Range::new(vgic.gicr_gpa, second));
         }
         windows.extend(vm.emu_devices.iter().map(|d| Range::new(d.gpa, d.size)));
         let mut own_irqs: Vec<u32> = vm.emu_devices.iter().filter_map(|d| d.irq).collect();

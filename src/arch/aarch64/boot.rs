@@ -1,10 +1,30 @@
 //! Entry from firmware: the arm64 `Image` header (so QEMU `-kernel`, U-Boot
 //! `booti` and the Raspberry Pi firmware can start us), the boot core's path
-//! into Rust, and the entry point secondary cores get from PSCI CPU_ON.
+//! into Rust, and the entry point secondary cores get from PSCI CPU_ON or a
+//! spin table (they find their CPU index, and so their stack, from MPIDR).
 
 use super::el2_map::ImageLayout;
-use crate::config::MemRange;
+use crate::config::{MemRange, SYSTEM};
 use core::arch::global_asm;
+use tessera_config::MAX_CPUS;
+
+/// The board's MPIDR affinity values in CPU-index order, unused slots
+/// `u64::MAX` (no MPIDR has every bit set): what a secondary core searches
+/// for its own index before it has a stack.
+#[no_mangle]
+static TESSERA_CPU_MPIDRS: [u64; MAX_CPUS] = {
+    let mut t = [u64::MAX; MAX_CPUS];
+    let mut i = 0;
+    while i < SYSTEM.board.cpu_mpidrs.len() {
+        t[i] = SYSTEM.board.cpu_mpidrs[i];
+        i += 1;
+    }
+    t
+};
+
+/// Entries of [`TESSERA_CPU_MPIDRS`] in use.
+#[no_mangle]
+static TESSERA_CPU_COUNT: u64 = SYSTEM.board.cpu_mpidrs.len() as u64;
 
 global_asm!(
     r#"
@@ -45,10 +65,32 @@ primary_entry:
 
 .global tessera_secondary_entry
 tessera_secondary_entry:
-    // x0 = physical CPU index (the PSCI CPU_ON context id). Its stack slot
-    // is 1 + index; the stack top is the slot's end.
+    // Started by PSCI CPU_ON or released from a spin table, MMU off. The
+    // CPU index is where MPIDR_EL1's affinity (Aff3, Aff2..Aff0) sits in the
+    // board's table, whoever started the core; its stack slot is
+    // 1 + index, the stack top the slot's end. A core at another EL or
+    // not in the table parks.
     msr     daifset, #0xf
-    adrp    x1, __cpu_stacks
+    mrs     x1, CurrentEL
+    cmp     x1, #(2 << 2)
+    b.ne    4f
+    mrs     x1, mpidr_el1
+    and     x2, x1, #0xffffff
+    ubfx    x1, x1, #32, #8
+    orr     x1, x2, x1, lsl #32
+    adrp    x3, TESSERA_CPU_MPIDRS
+    add     x3, x3, :lo12:TESSERA_CPU_MPIDRS
+    adrp    x4, TESSERA_CPU_COUNT
+    ldr     x4, [x4, :lo12:TESSERA_CPU_COUNT]
+    mov     x0, #0
+5:  cmp     x0, x4
+    b.hs    4f
+    ldr     x5, [x3, x0, lsl #3]
+    cmp     x5, x1
+    b.eq    6f
+    add     x0, x0, #1
+    b       5b
+6:  adrp    x1, __cpu_stacks
     add     x1, x1, :lo12:__cpu_stacks
     movz    x2, #:abs_g1:__stack_stride
     movk    x2, #:abs_g0_nc:__stack_stride

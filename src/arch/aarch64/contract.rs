@@ -4,30 +4,8 @@
 //! signatures.
 
 use super::interface;
-use super::stage2::Stage2;
-use crate::arch::GuestMemory;
-use crate::mm::table::{MapError, MemKind, TableAllocator};
 
 /// The AArch64 EL2 back-end.
 pub struct Aarch64;
-
-impl GuestMemory for Stage2 {
-    fn new(alloc: &mut impl TableAllocator) -> Result<Self, MapError> {
-        Stage2::new(alloc)
-    }
-    fn map(
-        &mut self,
-        alloc: &mut impl TableAllocator,
-        gpa: u64,
-        hpa: u64,
-        size: u64,
-        kind: MemKind,
-    ) -> Result<(), MapError> {
-        Stage2::map(self, alloc, gpa, hpa, size, kind)
-    }
-    fn root(&self) -> u64 {
-        Stage2::root(self)
-    }
-}
 
 arch_contract!(Aarch64, interface);

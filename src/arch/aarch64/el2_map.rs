@@ -421,6 +421,59 @@ mod tests {
     }
 
     #[test]
+    fn raspberry_pi_4_8gb_layout() {
+        // configs/boards/rpi4-8g.toml: RAM from 0 below the VideoCore split,
+        // up to the peripheral window, and 4 GiB above 4 GiB; the
+        // hypervisor's region (and so the image) at the bottom.
+        static PI: [MemRange; 3] = [
+            MemRange {
+                base: 0,
+                size: 0x3b40_0000,
+            },
+            MemRange {
+                base: GIB,
+                size: 0xbc00_0000,
+            },
+            MemRange {
+                base: 4 * GIB,
+                size: 4 * GIB,
+            },
+        ];
+        let hyp = MemRange {
+            base: 0,
+            size: 128 * MIB,
+        };
+        assert!(board_fits(&PI));
+        let image = ImageLayout {
+            text: MemRange {
+                base: 0x20_0000,
+                size: 0x3_0000,
+            },
+            rodata: MemRange {
+                base: 0x23_0000,
+                size: 0x1_0000,
+            },
+            first_guard: 0x30_0000,
+            guard_stride: 0x1_1000,
+            stacks: 9,
+        };
+        let mut pool = vec![[0u64; ENTRIES]; tables_bound(&PI, hyp)];
+        let mut b = Builder::new(&mut pool, PA).unwrap();
+        build_map(&mut b, &PI, &image).expect("the bound suffices");
+        assert_eq!(b.lookup(0xd8), Attr::ReadWrite, "spin table");
+        assert_eq!(b.lookup(0x10_0000), Attr::ReadWrite, "firmware DTB");
+        assert_eq!(b.lookup(0x20_0000), Attr::Text);
+        assert_eq!(b.lookup(0x3b3f_f000), Attr::ReadWrite);
+        assert_eq!(b.lookup(0x3b40_0000), Attr::Device, "VideoCore's share");
+        assert_eq!(b.lookup(0xfbff_f000), Attr::ReadWrite);
+        assert_eq!(b.lookup(0xfe20_1000), Attr::Device, "UART0");
+        assert_eq!(b.lookup(0xff84_1000), Attr::Device, "GIC-400");
+        assert_eq!(b.lookup(0x1_0000_0000), Attr::ReadWrite, "above 4 GiB");
+        assert_eq!(b.lookup(0x1_ffff_f000), Attr::ReadWrite);
+        assert_eq!(b.lookup(0x2_0000_0000), Attr::Unmapped);
+    }
+
+    #[test]
     fn unaligned_bank_edges_use_smaller_blocks() {
         let ram = [MemRange {
             base: 0x1_0020_0000,

@@ -21,7 +21,15 @@ pub(super) fn serve_call(local: &CpuLocal, regs: &mut GuestRegs) {
     local.vcpu.count(ExitKind::Hypercall);
     match vcpu::hypercall(local, fid) {
         Some(ret) => regs.x[..5].copy_from_slice(&ret),
-        None => regs.x[0] = smccc::NOT_SUPPORTED,
+        None => {
+            let served = regs
+                .x
+                .first_chunk_mut::<5>()
+                .is_some_and(|x| vcpu::cold_hypercall(local, fid, x));
+            if !served {
+                regs.x[0] = smccc::NOT_SUPPORTED;
+            }
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! tests can prove the path.
 
 use super::boot;
-use crate::config::{MAX_CPUS, SYSTEM};
+use crate::config::MAX_CPUS;
 use aarch64_cpu::registers::{Readable, ELR_EL2, ESR_EL2, FAR_EL2};
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicU8;
@@ -20,22 +20,6 @@ use core::sync::atomic::AtomicU8;
 /// Bytes of each core's emergency stack: room for the panic report's
 /// formatting.
 pub const EMERGENCY_STACK_SIZE: usize = 16 * 1024;
-
-/// MPIDR affinity of each board CPU (the vectors find their core's
-/// emergency stack with it); unused slots never match.
-#[no_mangle]
-static TESSERA_CPU_MPIDRS: [u64; MAX_CPUS] = board_mpidrs();
-
-const fn board_mpidrs() -> [u64; MAX_CPUS] {
-    let mut out = [u64::MAX; MAX_CPUS];
-    let cpus = SYSTEM.board.cpu_mpidrs;
-    let mut i = 0;
-    while i < cpus.len() && i < MAX_CPUS {
-        out[i] = cpus[i];
-        i += 1;
-    }
-    out
-}
 
 /// Per core: its emergency stack is in use (a second fault on it parks the
 /// core instead of reusing the stack under the first report). Written by

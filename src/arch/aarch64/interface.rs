@@ -1,7 +1,7 @@
 //! What the arch-neutral core calls on this back-end (see `arch/mod.rs` for
 //! the list every back-end provides).
 
-use super::{cache, cpu, gic, psci, semihosting, sysreg, vgic_hw};
+use super::{cache, cpu, gic, semihosting, sysreg, vgic_hw};
 use crate::config::SYSTEM;
 use crate::devices::vgic::gicv3::SgiRegisters;
 use crate::devices::vgic::{Vgic, VgicHw};
@@ -107,14 +107,15 @@ pub fn add_arch_sysreg_devices(bus: &mut SysRegBus) {
     super::id_regs::add_arch_sysreg_devices(bus);
 }
 
-/// Ends the run: PSCI SYSTEM_OFF if `success`, else (on emulator boards)
-/// a semihosting exit with status 1, so the emulator's exit status says
-/// how the run ended.
+/// Ends the run: power-off if `success` (PSCI SYSTEM_OFF, or the BCM2711
+/// watchdog on a Raspberry Pi: `platform::power_off`), else (on emulator
+/// boards) a semihosting exit with status 1, so the emulator's exit status
+/// says how the run ended.
 pub fn system_off(success: bool) -> ! {
     if !success {
         fail_stop(1);
     }
-    psci::system_off();
+    crate::platform::power_off();
     cpu::halt()
 }
 

@@ -44,6 +44,7 @@ bare_metal! {
     pub mod psci;
     pub mod semihosting;
     mod start;
+    pub mod stage2_live;
     pub mod trap;
     mod vectors;
     pub mod vgic_hw;

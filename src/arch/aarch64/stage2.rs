@@ -1,8 +1,10 @@
 //! Stage-2 (IPA → PA) translation tables: 4 KiB granule, 39-bit IPA space
 //! starting at level 1, 1 GiB and 2 MiB blocks wherever alignment allows.
 //!
-//! Building is pure: tables come from a [`TableAllocator`], so host unit
-//! tests build and walk real tables in ordinary memory.
+//! The mapping, unmapping and walking loops are the generic builder's
+//! ([`crate::mm::page_table`]); this file is the descriptor format. Pure:
+//! tables come from a [`TableAllocator`], so host unit tests build and walk
+//! real tables in ordinary memory.
 
 use tock_registers::LocalRegisterCopy;
 
@@ -42,11 +44,13 @@ pub const IPA_BITS: u32 = 39;
 /// programmed for 40 bits (`cpu.rs`); a larger PA would fault in the guest
 /// or, past 48 bits, silently alias a low address in the descriptor.
 pub const PA_BITS: u32 = 40;
+pub use crate::mm::page_table::{Format, PageTable};
 pub use crate::mm::table::{MapError, MemKind, Table, TableAllocator, ENTRIES, PAGE_SIZE};
 
-/// Level-1 index shift; level 2 is 21, level 3 is 12.
-const fn level_shift(level: u32) -> u32 {
-    12 + 9 * (3 - level)
+/// The translation level whose entries map `1 << shift` bytes: 30 is
+/// level 1, 21 level 2, 12 level 3.
+const fn level_of(shift: u32) -> u32 {
+    3 - (shift - 12) / 9
 }
 
 fn leaf(pa: u64, kind: MemKind, level: u32) -> u64 {
@@ -92,147 +96,102 @@ fn desc_addr(desc: u64) -> u64 {
     LocalRegisterCopy::<u64, S2_DESC::Register>::new(desc).read(S2_DESC::OUTPUT_ADDR) << 12
 }
 
-fn is_table(desc: u64, level: u32) -> bool {
-    desc & 0b11 == 0b11 && level < 3
-}
+/// The stage-2 descriptor format (Arm ARM D8.3): 4 KiB granule, three
+/// levels from level 1 (39-bit IPA), 1 GiB and 2 MiB blocks.
+pub struct Stage2Format;
 
-/// A stage-2 address space under construction (its level-1 table is the
-/// VTTBR_EL2 base address).
-pub struct Stage2 {
-    root: u64,
-}
-
-impl Stage2 {
-    /// A new, empty address space.
-    pub fn new(alloc: &mut impl TableAllocator) -> Result<Self, MapError> {
-        let (root, _) = alloc.alloc_table().ok_or(MapError::NoMemory)?;
-        Ok(Self { root })
+impl Format for Stage2Format {
+    const LEVELS: u32 = 3;
+    const IN_BITS: u32 = IPA_BITS;
+    const OUT_BITS: u32 = PA_BITS;
+    fn leaf(pa: u64, kind: MemKind, shift: u32) -> u64 {
+        leaf(pa, kind, level_of(shift))
     }
-
-    /// Physical address of the level-1 table.
-    pub fn root(&self) -> u64 {
-        self.root
+    fn table(pa: u64) -> u64 {
+        table_desc(pa)
     }
-
-    /// Maps `[ipa, ipa + size)` to `[pa, pa + size)`, using the largest
-    /// blocks alignment allows.
-    pub fn map(
-        &mut self,
-        alloc: &mut impl TableAllocator,
-        ipa: u64,
-        pa: u64,
-        size: u64,
-        kind: MemKind,
-    ) -> Result<(), MapError> {
-        if (ipa | pa | size) & (PAGE_SIZE - 1) != 0 {
-            return Err(MapError::Misaligned);
-        }
-        let end = ipa.checked_add(size).ok_or(MapError::OutOfRange)?;
-        if end > 1 << IPA_BITS || pa.checked_add(size).is_none_or(|e| e > 1 << PA_BITS) {
-            return Err(MapError::OutOfRange);
-        }
-        let (mut ipa, mut pa) = (ipa, pa);
-        while ipa < end {
-            let level = (1..=3)
-                .find(|&l| {
-                    let block = 1u64 << level_shift(l);
-                    (ipa | pa) & (block - 1) == 0 && end - ipa >= block
-                })
-                .unwrap_or(3);
-            self.map_one(alloc, ipa, pa, level, kind)?;
-            let step = 1u64 << level_shift(level);
-            ipa += step;
-            pa += step;
-        }
-        Ok(())
+    fn is_valid(entry: u64) -> bool {
+        entry & 1 != 0
     }
-
-    fn map_one(
-        &mut self,
-        alloc: &mut impl TableAllocator,
-        ipa: u64,
-        pa: u64,
-        level: u32,
-        kind: MemKind,
-    ) -> Result<(), MapError> {
-        let mut table = alloc.table_at(self.root);
-        for l in 1..level {
-            let idx = (ipa >> level_shift(l)) as usize % ENTRIES;
-            let desc = table[idx];
-            if desc == 0 {
-                let (next, _) = alloc.alloc_table().ok_or(MapError::NoMemory)?;
-                table[idx] = table_desc(next);
-                table = alloc.table_at(next);
-            } else if is_table(desc, l) {
-                table = alloc.table_at(desc_addr(desc));
-            } else {
-                return Err(MapError::AlreadyMapped);
-            }
-        }
-        let idx = (ipa >> level_shift(level)) as usize % ENTRIES;
-        if table[idx] != 0 {
-            return Err(MapError::AlreadyMapped);
-        }
-        table[idx] = leaf(pa, kind, level);
-        Ok(())
+    fn is_table(entry: u64, shift: u32) -> bool {
+        entry & 0b11 == 0b11 && shift > 12
     }
-
-    /// Walks the tables: the PA and kind `ipa` maps to, and the level of the
-    /// leaf, or `None` if unmapped.
-    pub fn translate(
-        &self,
-        alloc: &mut impl TableAllocator,
-        ipa: u64,
-    ) -> Option<(u64, MemKind, u32)> {
-        if ipa >> IPA_BITS != 0 {
-            return None;
+    fn addr(entry: u64) -> u64 {
+        desc_addr(entry)
+    }
+    fn kind(entry: u64) -> MemKind {
+        let d = LocalRegisterCopy::<u64, S2_DESC::Register>::new(entry);
+        if !d.matches_all(S2_DESC::MEMATTR::NormalWriteBack) {
+            MemKind::Device
+        } else if d.matches_all(S2_DESC::S2AP::ReadOnly) {
+            MemKind::NormalReadOnly
+        } else {
+            MemKind::Normal
         }
-        let mut table = alloc.table_at(self.root);
-        for level in 1..=3 {
-            let desc = table[(ipa >> level_shift(level)) as usize % ENTRIES];
-            if desc & 1 == 0 {
-                return None;
-            }
-            if is_table(desc, level) {
-                table = alloc.table_at(desc_addr(desc));
-                continue;
-            }
-            let d = LocalRegisterCopy::<u64, S2_DESC::Register>::new(desc);
-            let kind = if !d.matches_all(S2_DESC::MEMATTR::NormalWriteBack) {
-                MemKind::Device
-            } else if d.matches_all(S2_DESC::S2AP::ReadOnly) {
-                MemKind::NormalReadOnly
-            } else {
-                MemKind::Normal
-            };
-            let offset = ipa & ((1u64 << level_shift(level)) - 1);
-            return Some((desc_addr(desc) + offset, kind, level));
-        }
-        None
     }
 }
+
+/// A stage-2 address space (its level-1 table is the VTTBR_EL2 base
+/// address): the generic builder with the stage-2 format.
+pub type Stage2 = PageTable<Stage2Format>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::boxed::Box;
-    use alloc::vec::Vec;
+    use crate::mm::page_table::HostTables;
 
-    /// Tables in host memory, with fake physical addresses 0x1000 apart.
-    #[derive(Default)]
-    struct HostTables(Vec<*mut Table>);
-
-    impl TableAllocator for HostTables {
-        fn alloc_table(&mut self) -> Option<(u64, &'static mut Table)> {
-            self.0.push(Box::into_raw(Box::new([0; ENTRIES])));
-            let pa = self.0.len() as u64 * 0x1000;
-            Some((pa, self.table_at(pa)))
-        }
-        fn table_at(&mut self, pa: u64) -> &'static mut Table {
-            // SAFETY: the tables are leaked boxes that live for the whole
-            // test; the builder uses one reference at a time.
-            unsafe { &mut *self.0[(pa / 0x1000 - 1) as usize] }
-        }
+    #[test]
+    fn pages_map_and_unmap_one_by_one_and_blocks_are_not_unmapped() {
+        let mut a = HostTables::default();
+        let mut s2 = Stage2::new(&mut a).unwrap();
+        // 2 MiB aligned, yet pages: each can go on its own.
+        s2.map_pages(&mut a, 0x6000_0000, 0x43a0_0000, 0x20_0000, MemKind::Normal)
+            .unwrap();
+        assert_eq!(
+            s2.translate(&mut a, 0x6000_1008),
+            Some((0x43a0_1008, MemKind::Normal, 0x1000))
+        );
+        s2.unmap_pages(&mut a, 0x6000_1000, 0x2000).unwrap();
+        assert_eq!(s2.translate(&mut a, 0x6000_1000), None);
+        assert_eq!(s2.translate(&mut a, 0x6000_2fff), None);
+        assert_eq!(
+            s2.translate(&mut a, 0x6000_3000),
+            Some((0x43a0_3000, MemKind::Normal, 0x1000))
+        );
+        // Unmapped pages are skipped; mapping them again works.
+        s2.unmap_pages(&mut a, 0x6000_0000, 0x4000).unwrap();
+        assert_eq!(s2.translate(&mut a, 0x6000_0000), None);
+        s2.map_pages(&mut a, 0x6000_0000, 0x4400_0000, 0x4000, MemKind::Normal)
+            .unwrap();
+        assert_eq!(
+            s2.translate(&mut a, 0x6000_2000),
+            Some((0x4400_2000, MemKind::Normal, 0x1000))
+        );
+        // A range touching a block changes nothing.
+        s2.map(&mut a, 0x8000_0000, 0x8000_0000, 0x20_0000, MemKind::Normal)
+            .unwrap();
+        assert_eq!(
+            s2.unmap_pages(&mut a, 0x7fff_f000, 0x2000),
+            Err(MapError::AlreadyMapped)
+        );
+        assert_eq!(
+            s2.translate(&mut a, 0x8000_0000),
+            Some((0x8000_0000, MemKind::Normal, 0x20_0000))
+        );
+        assert_eq!(
+            s2.unmap_pages(&mut a, 0x6000_0800, 0x1000),
+            Err(MapError::Misaligned)
+        );
+        assert_eq!(
+            s2.unmap_pages(&mut a, (1 << IPA_BITS) - 0x1000, 0x2000),
+            Err(MapError::OutOfRange)
+        );
+        // Another handle on the same root sees the same tables.
+        let again = Stage2::from_root(s2.root());
+        assert_eq!(
+            again.translate(&mut a, 0x6000_3000),
+            Some((0x4400_3000, MemKind::Normal, 0x1000))
+        );
     }
 
     #[test]
@@ -249,11 +208,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             s2.translate(&mut a, 0x4000_1234),
-            Some((0x8000_1234, MemKind::Normal, 1))
+            Some((0x8000_1234, MemKind::Normal, 0x4000_0000))
         );
         assert_eq!(
             s2.translate(&mut a, 0x8000_0010),
-            Some((0xc000_0010, MemKind::Normal, 2))
+            Some((0xc000_0010, MemKind::Normal, 0x20_0000))
         );
         assert_eq!(s2.translate(&mut a, 0x8020_0000), None);
         // root + one level-2 table
@@ -272,10 +231,10 @@ mod tests {
             MemKind::Normal,
         )
         .unwrap();
-        assert_eq!(s2.translate(&mut a, 0x3fff_f000).map(|t| t.2), Some(3));
+        assert_eq!(s2.translate(&mut a, 0x3fff_f000).map(|t| t.2), Some(0x1000));
         assert_eq!(
             s2.translate(&mut a, 0x4010_0000),
-            Some((0x4410_0000, MemKind::Normal, 2))
+            Some((0x4410_0000, MemKind::Normal, 0x20_0000))
         );
     }
 
@@ -287,7 +246,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             s2.translate(&mut a, 0x0904_0ff0),
-            Some((0x0904_0ff0, MemKind::Device, 3))
+            Some((0x0904_0ff0, MemKind::Device, 0x1000))
         );
         assert_eq!(s2.translate(&mut a, 0x0904_1000), None);
     }
@@ -306,7 +265,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             s2.translate(&mut a, 0x5020_0010),
-            Some((0x43e0_0010, MemKind::NormalReadOnly, 2))
+            Some((0x43e0_0010, MemKind::NormalReadOnly, 0x20_0000))
         );
         let d = leaf(0x43c0_0000, MemKind::NormalReadOnly, 3);
         assert_eq!(d >> 6 & 0b11, 0b01, "S2AP read-only");

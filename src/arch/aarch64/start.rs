@@ -1,7 +1,9 @@
 //! Bring-up: the boot core sets up the machine and the VMs, then starts the
-//! other cores with PSCI; every core then runs its vCPU or idles.
+//! other cores (PSCI or spin table, as the firmware's device tree says,
+//! `platform`); every core then runs its vCPU or idles.
 
-use super::{boot, cpu, gic, mmu, psci, vgic_hw};
+use super::{boot, cpu, gic, mmu, vgic_hw};
+use crate::platform::{self, firmware, firmware::FirmwareBoot, firmware::StartMethod};
 use crate::config::SYSTEM;
 use crate::vcpu::CpuLocal;
 use crate::{mm, println, vm};
@@ -16,20 +18,51 @@ macro_rules! boot_error {
     }};
 }
 
-fn check_firmware_tree(dtb: u64) {
-    // SAFETY: firmware passes a device tree blob in x0; `fdt` validates the
-    // header (magic, size) before reading further.
-    let fdt = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
-        Ok(f) => f,
-        Err(_) => {
-            log::warn!(
-                "no valid device tree from firmware at {:#x}; trusting the board description",
-                dtb
-            );
-            return;
-        }
+/// Whether `[addr, addr + len)` is mapped by the EL2 map: a board RAM bank
+/// or the low device window (read there byte by byte, so no alignment
+/// fault).
+fn el2_mapped(addr: u64, len: u64) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
     };
-    let cpus = fdt.cpus().count();
+    end <= super::el2_map::DEVICE_WINDOW_END
+        || SYSTEM
+            .board
+            .memory
+            .iter()
+            .any(|m| addr >= m.base && end <= m.end())
+}
+
+/// The firmware's device tree at `dtb`, if it has the magic.
+fn firmware_tree(dtb: u64) -> Option<FirmwareBoot> {
+    if dtb == 0 || !dtb.is_multiple_of(8) || !el2_mapped(dtb, 8) {
+        return None;
+    }
+    // SAFETY: firmware passes a device tree in x0; the 8-byte header is
+    // mapped (checked above) and only read before the magic and size are
+    // known.
+    let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, 8) };
+    let size = firmware::total_size(header).ok()?;
+    if size > firmware::MAX_TREE || !el2_mapped(dtb, size as u64) {
+        return None;
+    }
+    // SAFETY: the `size` bytes the firmware says the tree has, mapped
+    // (checked above) and not written by anyone while they are read.
+    let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, size) };
+    FirmwareBoot::parse(blob).ok()
+}
+
+fn check_firmware_tree(dtb: u64) {
+    let Some(fw) = firmware_tree(dtb) else {
+        log::warn!(
+            "no valid device tree from firmware at {:#x}; trusting the board description \
+             and assuming PSCI",
+            dtb
+        );
+        platform::record_firmware(FirmwareBoot::without_device_tree());
+        return;
+    };
+    let cpus = fw.cpu_count;
     if cpus < SYSTEM.board.cpu_mpidrs.len() {
         boot_error!(
             "firmware reports {} CPUs, board {} describes {}",
@@ -38,26 +71,28 @@ fn check_firmware_tree(dtb: u64) {
             SYSTEM.board.cpu_mpidrs.len()
         );
     }
-    let regions: heapless::Vec<(u64, u64), 8> = fdt
-        .memory()
-        .regions()
-        .filter_map(|r| Some((r.starting_address as u64, r.size? as u64)))
-        .take(8)
-        .collect();
     for bank in SYSTEM.board.memory {
-        if !regions
+        if !fw
+            .memory
             .iter()
-            .any(|&(b, s)| bank.base >= b && bank.end() <= b + s)
+            .any(|&(b, s)| bank.base >= b && bank.end() <= b.saturating_add(s))
         {
             boot_error!(
                 "board RAM [{:#x}, {:#x}) is not in the firmware's memory map {:x?}",
                 bank.base,
                 bank.end(),
-                regions
+                &fw.memory[..]
             );
         }
     }
-    println!("firmware tree: {} CPUs, memory {:x?}", cpus, regions);
+    println!(
+        "firmware tree: {} CPUs, memory {:x?}, PSCI {}",
+        cpus,
+        &fw.memory[..],
+        if fw.psci { "yes" } else { "no" }
+    );
+    // Kept now: the tree may lie in memory the heap or a VM takes later.
+    platform::record_firmware(fw);
 }
 
 /// Boot core entry from `boot.rs`, MMU off, on the boot stack.
@@ -70,6 +105,7 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     cpu::clear_local();
     // Timers firmware may have left armed would assert forwarded PPIs.
     cpu::stop_guest_timers();
+    platform::prepare_console();
     crate::console::init();
     println!(
         "Tessera {} on {} ({} CPUs, {} VMs)",
@@ -80,6 +116,10 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
     );
     if cpu::current_el() != 2 {
         boot_error!("not running at EL2");
+    }
+    if let Some((tx, rx)) = platform::console_pins() {
+        // 4 = alternate function 0: the PL011's TXD0/RXD0.
+        println!("console: PL011 UART0 on GPIO14/15 (functions {tx}, {rx}; 4 = ALT0)");
     }
     match mmu::check_protection() {
         Ok(guards) => println!(
@@ -140,13 +180,18 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
         let entry = boot::tessera_secondary_entry as *const () as u64;
         // SAFETY: `entry` is the secondary entry point, written for a core
         // that starts at EL2 with its MMU off.
-        if let Err(e) = unsafe { psci::cpu_on(mpidr, entry, cpu_index as u64) } {
-            log::warn!(
-                "PSCI CPU_ON of CPU {} (mpidr {:#x}) failed: {}",
+        match unsafe { platform::start_secondary(cpu_index, mpidr, entry) } {
+            Ok(StartMethod::SpinTable { release_addr }) => println!(
+                "CPU {} (mpidr {:#x}) released from the spin table at {:#x}",
+                cpu_index, mpidr, release_addr
+            ),
+            Ok(_) => {}
+            Err(e) => log::warn!(
+                "starting CPU {} (mpidr {:#x}) failed: {:?}",
                 cpu_index,
                 mpidr,
                 e
-            );
+            ),
         }
     }
     run_this_cpu(me, boot::boot_stack_top())

@@ -150,8 +150,8 @@ tessera_enter_guest:
 
 // A fatal exception at EL2 (x0 = the vector kind). The stack may be what
 // faulted (an overflow into its guard page), so nothing touches it: this
-// core's index is looked up from MPIDR_EL1 in TESSERA_CPU_MPIDRS, its
-// emergency stack claimed once (a fault on the emergency path parks the
+// core's index is looked up from MPIDR_EL1 in TESSERA_CPU_MPIDRS (boot.rs),
+// its emergency stack claimed once (a fault on the emergency path parks the
 // core: the first report is the one that matters), and the Rust report
 // runs there with (kind, SP at the fault, core index).
 tessera_hyp_exception:

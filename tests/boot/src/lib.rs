@@ -63,6 +63,21 @@ pub fn build_with_features(config: &str, features: &str) -> BuildOutput {
     }
 }
 
+/// Runs `make -s <args>` in the repository (under the build lock: it may
+/// build images), returning success and the combined output.
+pub fn make(args: &[&str]) -> (bool, String) {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out = Command::new("make")
+        .arg("-s")
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("run make");
+    let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), log)
+}
+
 /// Builds `config` or fails the test with the build log.
 pub fn build_ok(config: &str) -> PathBuf {
     let b = build(config);
@@ -199,6 +214,34 @@ pub fn boot_machine_until_all(
     run_qemu(image, machine, cpu, extra, deadline, markers, &[], None).0
 }
 
+/// QEMU's Raspberry Pi 4 model (BCM2711, GIC-400 with the virtualization
+/// extensions, 2 GiB). With `-kernel` QEMU plays the Pi firmware: the image
+/// at 0x20_0000 entered at EL2 with the device tree (`-dtb`) in x0, the
+/// other cores spinning on the spin table at 0xd8-0xf0.
+pub const RASPI4B_MACHINE: &str = "raspi4b";
+
+/// Like [`boot_typing`], on QEMU machine `machine`.
+pub fn boot_machine_typing(
+    image: &Path,
+    machine: &str,
+    extra: &[&str],
+    deadline: Duration,
+    markers: &[&str],
+    script: &[Typing],
+) -> Run {
+    run_qemu(
+        image,
+        machine,
+        DEFAULT_CPU,
+        extra,
+        deadline,
+        markers,
+        script,
+        None,
+    )
+    .0
+}
+
 /// One step of typing on the hypervisor console (QEMU's stdin): once the
 /// console holds a line (complete or not) starting with `after`, `bytes`
 /// are sent. Steps run in order.
@@ -218,17 +261,7 @@ pub fn boot_typing(
     markers: &[&str],
     script: &[Typing],
 ) -> Run {
-    run_qemu(
-        image,
-        DEFAULT_MACHINE,
-        DEFAULT_CPU,
-        extra,
-        deadline,
-        markers,
-        script,
-        None,
-    )
-    .0
+    boot_machine_typing(image, DEFAULT_MACHINE, extra, deadline, markers, script)
 }
 
 /// What to ask QEMU's monitor once every marker was seen (the guests still
@@ -320,9 +353,15 @@ fn run_qemu(
         None => "none".into(),
     };
     let mut monitor_out = String::new();
+    // raspi4b has its RAM size fixed (2 GiB); the virt boards get 1 GiB.
+    let memory = if machine == RASPI4B_MACHINE {
+        "2G"
+    } else {
+        "1G"
+    };
     let mut child = Command::new("qemu-system-aarch64")
         .args(["-M", machine, "-cpu", cpu])
-        .args(["-smp", "4", "-m", "1G"])
+        .args(["-smp", "4", "-m", memory])
         .args([
             "-display",
             "none",
@@ -414,6 +453,18 @@ fn run_qemu(
         monitor_out,
     )
 }
+
+/// The irq guest's checks of the virtual GIC's rules, in the order it
+/// prints them (guests/irqguest).
+pub const IRQ_GUEST_CHECKS: [&str; 7] = [
+    "vgic-identity",
+    "vtimer-interrupt",
+    "sgi-to-other-vcpu",
+    "sgi-to-foreign-cpus-ignored",
+    "unowned-interrupts-ignored",
+    "gicd-odd-widths",
+    "gicd-isv0-pair-writeback",
+];
 
 /// Checks that every functional check of the test guest passed in VM `vm`
 /// (`vcpus` tells which PSCI checks must have run) and returns the index

@@ -1,6 +1,8 @@
 //! Boot tests of inter-VM channels (docs/IVC.md): two bare-metal VMs play
 //! ping-pong over a static channel with doorbells, and a `ro` member's
-//! write aborts in that VM alone while its peer carries on.
+//! write aborts in that VM alone while its peer carries on; channels
+//! allocated at run time from a pool, with a VM outside the grant refused
+//! and a VM reset releasing its channels.
 
 use std::time::Duration;
 use tessera_boot_tests::*;
@@ -82,6 +84,11 @@ fn bad_channel_config_fails_the_build_naming_file_channel_vm_and_field() {
          guest window [0x41000000, 0x41400000) overlaps the VM's memory_regions[0]",
         "error: tests/configs/bad-ivc.toml: channel \"view\", vm \"pong\": members[1].irq: \
          INTID 48 is also the interrupt of channel \"pingpong\" members[1].irq",
+        "error: tests/configs/bad-ivc.toml: channel_pool \"dyn\", vm \"ping\": members[0].window: \
+         guest window [0x50000000, 0x50100000) overlaps channel \"pingpong\" members[0].gpa \
+         [0x50000000, 0x50400000)",
+        "error: tests/configs/bad-ivc.toml: channel_pool \"dyn\": max_per_vm: 3 is not in \
+         1..=max_channels (2)",
     ] {
         assert!(b.log.contains(line), "missing {line:?} in:\n{}", b.log);
     }
@@ -104,6 +111,76 @@ fn linux_userspace_exchanges_messages_with_a_bare_metal_vm() {
                 && l.contains(" irq=20 unhandled=0")
         }),
         "echo took 20 doorbell interrupts",
+    );
+    run.check(run.status == Some(0), "QEMU exits 0");
+}
+
+/// Channels allocated at run time (`tests/configs/ivc-dynamic.toml`,
+/// `guests/dynguest`): 1,000 allocate / attach / exchange / release
+/// rounds with doorbells, every bad argument's code, the pool exhausted by
+/// the per-VM limit, slots and bytes, a VM outside the grant refused, and
+/// the owner's reset releasing its channels while the peer, rung, sees
+/// `PEER_GONE`; after it the pool is back to its start.
+#[test]
+fn dynamic_channels_allocate_attach_release_and_a_reset_releases_them() {
+    let image = build_ok("tests/configs/ivc-dynamic.toml");
+    // A healthy run takes about 2 s of QEMU; a lost doorbell leaves a
+    // guest in WFI, so the deadline is what bounds a failure.
+    let run = boot(&image, &[], Duration::from_secs(90));
+    run.expect_line("[outsider] TEST not-granted-vm-refused: PASS");
+    run.expect_line("[outsider] RESULT: pass=1 fail=0");
+    for check in [
+        "pool-doorbell-identity",
+        "pool-info",
+        "bad-arguments",
+        "alloc-attach-exchange-release-1000",
+        "per-vm-limit",
+        "owner-release-and-double-release",
+        "peer-attached-before-reset",
+        "no-stray-interrupts",
+    ] {
+        run.expect_line(&format!("[owner] TEST {check}: PASS"));
+    }
+    run.expect_line("[owner] RESULT: pass=8 fail=0");
+    run.expect_line("[tessera] vm owner: reset #1");
+    for check in [
+        "reset-released-own-channels",
+        "realloc-after-reset",
+        "pool-back-to-start",
+    ] {
+        run.expect_line(&format!("[owner] TEST {check}: PASS"));
+    }
+    run.expect_line("[owner] RESULT: pass=5 fail=0");
+    for check in [
+        "pool-doorbell-identity",
+        "attach-read-answer-release-1000",
+        "pool-exhaustion",
+        "attach-owners-channel",
+        "peer-sees-owner-reset",
+        "realloc-after-reset",
+        "pool-back-to-start",
+        "no-stray-interrupts",
+    ] {
+        run.expect_line(&format!("[peer] TEST {check}: PASS"));
+    }
+    run.expect_line("[peer] RESULT: pass=8 fail=0");
+    // Reading a released channel's page aborted, once per boot in each
+    // member (the page left stage 2 and the TLBs); nothing else was
+    // unhandled.
+    for (vm, resets) in [("owner", 1), ("peer", 0)] {
+        run.check(
+            run.console.lines().any(|l| {
+                l.contains(&format!("summary vm {vm} (powered-off, resets={resets})"))
+                    && l.contains(" unhandled=2")
+            }),
+            &format!("{vm} powered off after two aborts"),
+        );
+    }
+    run.check(
+        run.console.lines().any(|l| {
+            l.contains("summary vm outsider (powered-off, resets=0)") && l.contains(" unhandled=0")
+        }),
+        "outsider powered off",
     );
     run.check(run.status == Some(0), "QEMU exits 0");
 }

@@ -88,9 +88,15 @@ pub fn dt_channels(sys: &SystemSpec, vm: &str) -> Vec<DtChannel> {
     out
 }
 
-/// Bytes of the hypervisor region the channels take.
+/// Bytes of the hypervisor region the static channels take.
 pub fn channel_bytes(channels: &[ChannelSpec]) -> u64 {
     channels.iter().map(|c| c.size).sum()
+}
+
+/// Bytes of the hypervisor region the static channels and the pools take
+/// together (the pools sit right below the channels).
+pub fn ivc_bytes(sys: &SystemSpec) -> u64 {
+    channel_bytes(&sys.channels) + sys.pools.iter().map(|p| p.size).sum::<u64>()
 }
 
 /// `[start, end)` with a 128-bit end.
@@ -145,22 +151,87 @@ fn vm_windows(vm: &VmSpec, board: &BoardSpec) -> Claims {
     (w, irqs)
 }
 
-/// Checks every channel of a system config (rules of docs/IVC.md).
-/// Errors are scoped `channel "c"` or `channel "c", vm "v"`; fields are
-/// `size`, `members[i].gpa` and so on.
+/// What the rules check alike in a static channel and a channel pool: a
+/// named grant of `size` bytes to members, each with a memory window, a
+/// doorbell page and an interrupt.
+pub(super) struct Grant<'a> {
+    /// `channel "ping"` or `channel_pool "dyn"`.
+    pub scope: String,
+    /// `channel` or `channel_pool` (for duplicate-name messages).
+    pub kind: &'static str,
+    pub name: &'a str,
+    pub size: u64,
+    pub members: Vec<GrantMember<'a>>,
+}
+
+/// One member of a [`Grant`].
+pub(super) struct GrantMember<'a> {
+    pub vm: &'a str,
+    /// Guest-physical base of its memory window (`size` bytes).
+    pub mem: u64,
+    /// The window's field name: `gpa` or `window`.
+    pub mem_field: &'static str,
+    pub irq: u32,
+    pub doorbell: u64,
+}
+
+/// Every static channel and every pool of a system config, as grants.
+fn grants(sys: &SystemSpec) -> Vec<Grant<'_>> {
+    let channels = sys.channels.iter().map(|c| Grant {
+        scope: c.label(),
+        kind: "channel",
+        name: &c.name,
+        size: c.size,
+        members: c
+            .members
+            .iter()
+            .map(|m| GrantMember {
+                vm: &m.vm,
+                mem: m.gpa,
+                mem_field: "gpa",
+                irq: m.irq,
+                doorbell: m.doorbell,
+            })
+            .collect(),
+    });
+    let pools = sys.pools.iter().map(|p| Grant {
+        scope: p.label(),
+        kind: "channel_pool",
+        name: &p.name,
+        size: p.size,
+        members: p
+            .members
+            .iter()
+            .map(|m| GrantMember {
+                vm: &m.vm,
+                mem: m.window,
+                mem_field: "window",
+                irq: m.irq,
+                doorbell: m.doorbell,
+            })
+            .collect(),
+    });
+    channels.chain(pools).collect()
+}
+
+/// Checks every channel and channel pool of a system config (rules of
+/// docs/IVC.md). Errors are scoped `channel "c"` or `channel "c", vm "v"`
+/// (`channel_pool "p"` for pools); fields are `size`, `members[i].gpa` and
+/// so on. The pools' own limits are checked by `pool::validate_pools`.
 pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec<ConfigError> {
     let mut out = Vec::new();
     let mut push = |scope: &str, field: String, msg: String| {
         out.push(ConfigError::new(file, scope, field, msg));
     };
-    // Windows and interrupts already claimed by earlier channels, per VM.
+    // Windows and interrupts already claimed by earlier grants, per VM.
     let mut claimed: Vec<(String, String, Win)> = Vec::new();
     let mut claimed_irqs: Vec<(String, String, u32)> = Vec::new();
     let hyp = board.hypervisor;
     let fixed = HYPERVISOR_IMAGE_OFFSET + HYP_CODE_RESERVE + HEAP_MIN;
     let mut total: u128 = 0;
-    for (ci, c) in sys.channels.iter().enumerate() {
-        let s = c.label();
+    let all = grants(sys);
+    for (ci, c) in all.iter().enumerate() {
+        let s = c.scope.as_str();
         if c.name.is_empty()
             || c.name.len() > MAX_CHANNEL_NAME_LEN
             || !c
@@ -169,7 +240,7 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         {
             push(
-                &s,
+                s,
                 "name".into(),
                 format!(
                     "{:?} must be 1 to {MAX_CHANNEL_NAME_LEN} characters of [a-z0-9_-]",
@@ -177,18 +248,19 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                 ),
             );
         }
-        if let Some(j) = sys.channels[..ci].iter().position(|o| o.name == c.name) {
+        let same_kind = all[..ci].iter().filter(|o| o.kind == c.kind);
+        if let Some(j) = same_kind.clone().position(|o| o.name == c.name) {
             push(
-                &s,
+                s,
                 "name".into(),
-                format!("{:?} is also the name of channel[{j}]", c.name),
+                format!("{:?} is also the name of {}[{j}]", c.name, c.kind),
             );
         }
         if c.size == 0 {
-            push(&s, "size".into(), "size must be greater than 0".into());
+            push(s, "size".into(), "size must be greater than 0".into());
         } else if !c.size.is_multiple_of(PAGE) {
             push(
-                &s,
+                s,
                 "size".into(),
                 format!("{:#x} is not a multiple of 4 KiB", c.size),
             );
@@ -196,7 +268,7 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
         total += u128::from(c.size);
         if total + u128::from(fixed) > u128::from(hyp.size) {
             push(
-                &s,
+                s,
                 "size".into(),
                 format!(
                     "the channels' backing memory up to this one ({total:#x} bytes) does not \
@@ -208,17 +280,18 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
         }
         if c.members.len() < 2 {
             push(
-                &s,
+                s,
                 "members".into(),
                 format!(
-                    "{} member(s) given; a channel needs at least two VMs",
-                    c.members.len()
+                    "{} member(s) given; a {} needs at least two VMs",
+                    c.members.len(),
+                    c.kind
                 ),
             );
         }
         if c.members.len() > MAX_CHANNEL_MEMBERS {
             push(
-                &s,
+                s,
                 "members".into(),
                 format!(
                     "{} members given, at most {MAX_CHANNEL_MEMBERS}",
@@ -236,7 +309,7 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
             if let Some(j) = c.members[..mi].iter().position(|o| o.vm == m.vm) {
                 push(&ms, f("vm"), format!("the VM is already members[{j}]"));
             }
-            for (name, v) in [("gpa", m.gpa), ("doorbell", m.doorbell)] {
+            for (name, v) in [(m.mem_field, m.mem), ("doorbell", m.doorbell)] {
                 if !v.is_multiple_of(PAGE) {
                     push(&ms, f(name), format!("{v:#x} is not 4 KiB aligned"));
                 }
@@ -248,10 +321,10 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                     format!("INTID {} is not an SPI (expected 32..=1019)", m.irq),
                 );
             }
-            let shm = win(m.gpa, c.size);
+            let shm = win(m.mem, c.size);
             let bell = win(m.doorbell, DOORBELL_SIZE);
             let (windows, irqs) = vm_windows(vm, board);
-            for (name, w) in [("gpa", shm), ("doorbell", bell)] {
+            for (name, w) in [(m.mem_field, shm), ("doorbell", bell)] {
                 if w.1 > u128::from(IPA_LIMIT) {
                     push(
                         &ms,
@@ -287,8 +360,9 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                     &ms,
                     f("doorbell"),
                     format!(
-                        "doorbell {} overlaps the channel's own memory {}",
+                        "doorbell {} overlaps the {}'s own memory {}",
                         show(bell),
+                        c.kind,
                         show(shm)
                     ),
                 );
@@ -311,9 +385,10 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                     );
                 }
             }
-            claimed.push((m.vm.clone(), format!("{s} members[{mi}].gpa"), shm));
-            claimed.push((m.vm.clone(), format!("{s} members[{mi}].doorbell"), bell));
-            claimed_irqs.push((m.vm.clone(), format!("{s} members[{mi}].irq"), m.irq));
+            let mf = m.mem_field;
+            claimed.push((m.vm.into(), format!("{s} members[{mi}].{mf}"), shm));
+            claimed.push((m.vm.into(), format!("{s} members[{mi}].doorbell"), bell));
+            claimed_irqs.push((m.vm.into(), format!("{s} members[{mi}].irq"), m.irq));
         }
     }
     out

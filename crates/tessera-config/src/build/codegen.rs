@@ -3,9 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::channel::{channel_bytes, channel_hpas, Access};
+use super::channel::{channel_hpas, ivc_bytes, Access};
 use super::model::{BoardSpec, SystemSpec};
 use super::plan::{Plan, Source};
+use super::pool::pool_hpas;
 use crate::{
     EmuDeviceKind, FaultPolicy, GicVersion, GuestKind, MemRange, RegionKind, UnhandledPolicy,
 };
@@ -108,13 +109,26 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
             "tessera_config::BoardDevice {{ name: {:?}, mmio: {}, irqs: {}, dma: {}, \
              compatible: {} }}",
             d.name,
-            range(&d.mmio),
+            range(&d.window()),
             list(&d.irqs, u32::to_string),
             d.dma,
             list(&d.compatible, |c| format!("{c:?}"))
         ))
     );
     let _ = writeln!(o, "        semihosting_exit: {},", board.semihosting_exit);
+    let bcm2711 = board.bcm2711.map_or_else(
+        || String::from("None"),
+        |b| {
+            format!(
+                "Some(tessera_config::Bcm2711 {{ pm: {}, gpio: {}, uart_clock_hz: {}, baud: {} }})",
+                range(&b.pm),
+                range(&b.gpio),
+                b.uart_clock_hz,
+                b.baud
+            )
+        },
+    );
+    let _ = writeln!(o, "        bcm2711: {bcm2711},");
     let _ = writeln!(o, "    }},");
     let _ = writeln!(o, "    vms: &[");
     for (vm, vp) in sys.vms.iter().zip(&plan.vms) {
@@ -201,7 +215,8 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
                 // would have failed the build before code generation.
                 let dev = board.devices.iter().find(|d| d.name == p.name);
                 let (hpa, size, all) = dev.map_or((0, 0, &[][..]), |d| {
-                    (d.mmio.base, d.mmio.size, d.irqs.as_slice())
+                    let w = d.window();
+                    (w.base, w.size, d.irqs.as_slice())
                 });
                 let irqs = p.irqs.as_deref().unwrap_or(all);
                 format!(
@@ -274,11 +289,32 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
         );
     }
     let _ = writeln!(o, "    ],");
-    let _ = writeln!(
-        o,
-        "    channel_bytes: {},",
-        hex(channel_bytes(&sys.channels))
-    );
+    let _ = writeln!(o, "    pools: &[");
+    for (i, (p, hpa)) in sys.pools.iter().zip(pool_hpas(board, sys)).enumerate() {
+        let members = list(&p.members, |m| {
+            // Validation guarantees the VM exists.
+            let id = sys.vms.iter().find(|v| v.name == m.vm).map_or(0, |v| v.id);
+            format!(
+                "tessera_config::PoolMember {{ vm_id: {id}, window: {}, irq: {}, \
+                 doorbell_gpa: {} }}",
+                hex(m.window),
+                m.irq,
+                hex(m.doorbell)
+            )
+        });
+        let _ = writeln!(
+            o,
+            "        tessera_config::ChannelPool {{ name: {:?}, id: {i}, hpa: {}, size: {}, \
+             max_channels: {}, max_per_vm: {}, members: {members} }},",
+            p.name,
+            hex(hpa),
+            hex(p.size),
+            p.max_channels,
+            p.max_per_vm
+        );
+    }
+    let _ = writeln!(o, "    ],");
+    let _ = writeln!(o, "    channel_bytes: {},", hex(ivc_bytes(sys)));
     let _ = writeln!(o, "    }}");
     let _ = writeln!(o, "}};");
     o

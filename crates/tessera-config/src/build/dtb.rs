@@ -214,7 +214,10 @@ fn build(
         if dev.compatible.is_empty() {
             continue;
         }
-        let gpa = p.gpa.unwrap_or(dev.mmio.base);
+        // A device smaller than a page sits at its offset in the page the
+        // VM is given.
+        let page = dev.window().base;
+        let gpa = p.gpa.unwrap_or(page) + (dev.mmio.base - page);
         let routed = p.irqs.as_ref().unwrap_or(&dev.irqs);
         match dev.dt_stride {
             Some(stride) => {

@@ -12,6 +12,7 @@ mod layout;
 mod model;
 mod parse;
 mod plan;
+mod pool;
 mod validate;
 
 #[cfg(test)]
@@ -21,6 +22,10 @@ mod tests_channel;
 #[cfg(test)]
 mod tests_linux;
 #[cfg(test)]
+mod tests_pool;
+#[cfg(test)]
+mod tests_rpi4;
+#[cfg(test)]
 mod x86_tests;
 
 use std::fmt;
@@ -29,8 +34,8 @@ use std::path::{Path, PathBuf};
 use crate::MemRange;
 
 pub use channel::{
-    channel_bytes, channel_hpas, dt_channels, validate_channels, Access, ChannelSpec, MemberSpec,
-    MAX_CHANNEL_NAME_LEN,
+    channel_bytes, channel_hpas, dt_channels, ivc_bytes, validate_channels, Access, ChannelSpec,
+    MemberSpec, MAX_CHANNEL_NAME_LEN,
 };
 pub use codegen::{board_layout_ld, hex, system_rs, HYPERVISOR_IMAGE_OFFSET};
 pub use dtb::{generate as generate_dtb, Chosen, DtChannel};
@@ -41,8 +46,9 @@ pub use layout::{
 pub use model::{
     BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, PassthroughSpec, SystemSpec, Trigger, VmSpec,
 };
-pub use parse::{board_path_of, parse_board, parse_system};
+pub use parse::{board_path_of, parse_board, parse_system, resolve_board_extends};
 pub use plan::{plan, Blob, Placed, Plan, Source, VmPlan, HEAP_MIN, HYP_CODE_RESERVE};
+pub use pool::{pool_hpas, validate_pools, PoolMemberSpec, PoolSpec};
 pub use validate::{validate_board, validate_system, Files, IPA_LIMIT, MAX_NAME_LEN};
 
 /// The system config used when `TESSERA_CONFIG` is not set.
@@ -110,6 +116,7 @@ pub fn check_strs(
         if let Some(s) = &system {
             errors.extend(validate_system(system_file, s, b, files));
             errors.extend(validate_channels(system_file, s, b));
+            errors.extend(validate_pools(system_file, s, b));
         }
     }
     match (system, board) {
@@ -167,11 +174,7 @@ impl Config {
 
     /// Text of `board_layout.ld`; see [`board_layout_ld`].
     pub fn board_layout_ld(&self) -> String {
-        board_layout_ld(
-            &self.board,
-            &self.board_file,
-            channel_bytes(&self.system.channels),
-        )
+        board_layout_ld(&self.board, &self.board_file, ivc_bytes(&self.system))
     }
 
     fn sources(&self) -> String {
@@ -231,6 +234,25 @@ pub fn load(config: &Path, repo_root: &Path, images: Images) -> Loaded {
             let msg = format!("cannot read board file {}: {e}", board_path.display());
             return fail(inputs, "board", msg);
         }
+    };
+    // A board variant (`extends = "<file>"`) starts from a sibling board.
+    let board_dir = board_path.parent().unwrap_or(dir).to_path_buf();
+    let read_sibling = |name: &str| {
+        std::fs::read_to_string(board_dir.join(name)).map_err(|e| {
+            format!(
+                "extends: cannot read {}: {e}",
+                board_dir.join(name).display()
+            )
+        })
+    };
+    let board_src = match resolve_board_extends(&board_src, read_sibling) {
+        Ok((merged, base)) => {
+            if let Some(base) = base {
+                inputs.push(board_dir.join(base));
+            }
+            merged
+        }
+        Err(msg) => return fail(inputs, "board", format!("{board_file}: {msg}")),
     };
 
     let image_path = |rel: &str| normalize(&repo_root.join(rel));

@@ -2,8 +2,9 @@
 //! types of the crate root, with `String`/`Vec` instead of `&'static`.
 
 use super::channel::ChannelSpec;
+use super::pool::PoolSpec;
 use crate::{
-    Arch, EmuDevice, EmuPort, FaultPolicy, GicDesc, MemRange, MemoryRegion, PortRange,
+    Arch, Bcm2711, EmuDevice, EmuPort, FaultPolicy, GicDesc, MemRange, MemoryRegion, PortRange,
     UnhandledPolicy, VgicLayout,
 };
 
@@ -31,6 +32,8 @@ pub struct BoardSpec {
     pub devices: Vec<DeviceSpec>,
     /// Whether semihosting may be used to end an emulator run.
     pub semihosting_exit: bool,
+    /// `[bcm2711]`: the Raspberry Pi 4 bring-up the hypervisor does itself.
+    pub bcm2711: Option<Bcm2711>,
 }
 
 /// A board device.
@@ -38,7 +41,9 @@ pub struct BoardSpec {
 pub struct DeviceSpec {
     /// Name VM configs refer to.
     pub name: String,
-    /// MMIO window.
+    /// MMIO registers as the hardware has them: a page-aligned window, or
+    /// a block smaller than a page that may share its page with others (the
+    /// BCM2711 packs several UARTs into one page).
     pub mmio: MemRange,
     /// GIC INTIDs it raises.
     pub irqs: Vec<u32>,
@@ -55,6 +60,25 @@ pub struct DeviceSpec {
     pub dt_stride: Option<u64>,
     /// `irq_trigger`: how its interrupts signal.
     pub irq_trigger: Trigger,
+}
+
+impl DeviceSpec {
+    /// The whole 4 KiB pages `mmio` touches: what stage 2 maps when a VM is
+    /// given the device.
+    pub fn window(&self) -> MemRange {
+        page_window(&self.mmio)
+    }
+}
+
+/// The whole 4 KiB pages `[r.base, r.end())` touches.
+pub fn page_window(r: &MemRange) -> MemRange {
+    const PAGE: u64 = 0x1000;
+    let base = r.base & !(PAGE - 1);
+    let end = r.base.saturating_add(r.size).saturating_add(PAGE - 1) & !(PAGE - 1);
+    MemRange {
+        base,
+        size: end - base,
+    }
 }
 
 /// Interrupt trigger of a board device (device-tree interrupt flags).
@@ -75,6 +99,9 @@ pub struct SystemSpec {
     pub vms: Vec<VmSpec>,
     /// `[[channel]]`: static inter-VM channels, in file order.
     pub channels: Vec<ChannelSpec>,
+    /// `[[channel_pool]]`: pools for channels allocated at run time, in
+    /// file order.
+    pub pools: Vec<PoolSpec>,
 }
 
 /// One `[[vm]]` table.

@@ -4,14 +4,15 @@
 use toml::{Table, Value};
 
 mod channel;
+mod pool;
 
 use super::model::{
     BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, PassthroughSpec, SystemSpec, Trigger, VmSpec,
 };
 use super::ConfigError;
 use crate::{
-    Arch, EmuDevice, EmuDeviceKind, FaultPolicy, GicDesc, GicVersion, MemRange, MemoryRegion,
-    RegionKind, UnhandledPolicy, VgicLayout,
+    Arch, Bcm2711, EmuDevice, EmuDeviceKind, FaultPolicy, GicDesc, GicVersion, MemRange,
+    MemoryRegion, RegionKind, UnhandledPolicy, VgicLayout,
 };
 
 #[path = "x86_parse.rs"]
@@ -38,6 +39,40 @@ pub fn parse_system(file: &str, src: &str) -> Result<SystemSpec, Vec<ConfigError
 pub fn board_path_of(src: &str) -> Option<String> {
     let root: Table = toml::from_str(src).ok()?;
     root.get("board")?.as_str().map(str::to_owned)
+}
+
+/// A board file that starts from another: `extends = "<file>"` (relative to
+/// the same directory) takes every top-level key of that file and replaces
+/// the ones this file gives (whole keys: `memory` replaces `memory`). One
+/// level only. Used for board variants that differ in a few keys, like the
+/// Raspberry Pi 4's RAM sizes. Returns the merged TOML text and the base
+/// file's name, or the text unchanged and `None`; `read` reads a sibling
+/// file.
+pub fn resolve_board_extends(
+    src: &str,
+    read: impl Fn(&str) -> Result<String, String>,
+) -> Result<(String, Option<String>), String> {
+    let Ok(mut variant) = toml::from_str::<Table>(src) else {
+        // Syntax errors are reported by the parser with their position.
+        return Ok((src.to_owned(), None));
+    };
+    let base_name = match variant.remove("extends") {
+        None => return Ok((src.to_owned(), None)),
+        Some(Value::String(s)) => s,
+        Some(other) => return Err(format!("extends: expected a file name, found {other}")),
+    };
+    let base_src = read(&base_name)?;
+    let mut base: Table = toml::from_str(&base_src)
+        .map_err(|e| format!("extends: {base_name}: {}", e.message().trim()))?;
+    if base.contains_key("extends") {
+        return Err(format!(
+            "extends: {base_name} extends another file itself; one level only"
+        ));
+    }
+    for (key, value) in variant {
+        base.insert(key, value);
+    }
+    Ok((base.to_string(), Some(base_name)))
 }
 
 fn parse_toml(file: &str, src: &str) -> Result<Table, Vec<ConfigError>> {
@@ -345,6 +380,7 @@ impl Reader {
                 "console",
                 "gic",
                 "devices",
+                "bcm2711",
             ],
         );
         let name = self.string(root, "", "name");
@@ -368,6 +404,13 @@ impl Reader {
             None => Some(Vec::new()),
             Some(v) => self.tables(v, "devices", |r, t, p| r.device(t, p)),
         };
+        let bcm2711 = match root.get("bcm2711") {
+            None => Some(None),
+            Some(_) => self
+                .table(root, "", "bcm2711")
+                .and_then(|t| self.bcm2711(t))
+                .map(Some),
+        };
         Some(BoardSpec {
             name: name?,
             arch: Arch::Aarch64,
@@ -379,6 +422,35 @@ impl Reader {
             gic: gic?,
             devices: devices?,
             semihosting_exit: semihosting_exit?,
+            bcm2711: bcm2711?,
+        })
+    }
+
+    /// `[bcm2711]`: the PM watchdog and GPIO pages, the console's clock and
+    /// baud rate.
+    fn bcm2711(&mut self, t: &Table) -> Option<Bcm2711> {
+        let s = "bcm2711";
+        self.keys(t, s, &["pm_base", "gpio_base", "uart_clock_hz", "baud"]);
+        let pm = self.u64(t, s, "pm_base");
+        let gpio = self.u64(t, s, "gpio_base");
+        let hz = |r: &mut Self, key: &str| {
+            let v = r.u64(t, s, key)?;
+            match u32::try_from(v) {
+                Ok(v) if v > 0 => Some(v),
+                _ => {
+                    r.err(&join(s, key), format!("{v} is not in 1..=4294967295"));
+                    None
+                }
+            }
+        };
+        let clock = hz(self, "uart_clock_hz");
+        let baud = hz(self, "baud");
+        let page = |base| MemRange { base, size: 0x1000 };
+        Some(Bcm2711 {
+            pm: page(pm?),
+            gpio: page(gpio?),
+            uart_clock_hz: clock?,
+            baud: baud?,
         })
     }
 
@@ -506,7 +578,7 @@ impl Reader {
     }
 
     fn system(&mut self, root: &Table) -> Option<SystemSpec> {
-        self.keys(root, "", &["board", "vm", "channel"]);
+        self.keys(root, "", &["board", "vm", "channel", "channel_pool"]);
         let board = self.string(root, "", "board");
         let vms = self
             .get(root, "", "vm", "an array of tables (`[[vm]]`)")
@@ -521,10 +593,12 @@ impl Reader {
         }
         self.scope.clear();
         let channels = self.channels(root);
+        let pools = self.pools(root);
         Some(SystemSpec {
             board: board?,
             vms: out.filter(|_| vms.is_some())?,
             channels: channels?,
+            pools: pools?,
         })
     }
 

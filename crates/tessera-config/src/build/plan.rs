@@ -237,7 +237,7 @@ pub fn plan(
         }
     }
     let plan = Plan { blobs, vms };
-    let channels = super::channel::channel_bytes(&sys.channels);
+    let channels = super::channel::ivc_bytes(sys);
     if let Some(e) = check_hypervisor_room(system_file, board_file, board, &plan, channels) {
         errors.push(e);
     }

@@ -2,11 +2,11 @@
 //! memory, devices and IRQs. Every rule is checked and every failure kept.
 
 use super::layout::{parse_image_header, place_linux, DTB_MAX};
-use super::model::{BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, SystemSpec, VmSpec};
+use super::model::{page_window, BoardSpec, DeviceSpec, KernelSpec, LinuxSpec, SystemSpec, VmSpec};
 use super::ConfigError;
 use crate::{
-    Arch, EmuDeviceKind, GicVersion, MemRange, EL2_BLOCK, EL2_MAP_LIMIT, GICC_SIZE, GICD_SIZE,
-    GICH_SIZE, GICR_STRIDE, GICV2_GICD_SIZE, MAX_CPUS, MAX_VMS,
+    Arch, EmuDeviceKind, GicVersion, MemRange, EL2_BLOCK, EL2_MAP_LIMIT, EL2_RAM_LIMIT, GICC_SIZE,
+    GICD_SIZE, GICH_SIZE, GICR_STRIDE, GICV2_GICD_SIZE, MAX_CPUS, MAX_VMS,
 };
 
 #[path = "x86_validate.rs"]
@@ -87,6 +87,32 @@ impl<'a> Errors<'a> {
         ));
     }
 
+    /// `base`/`size` of a device's registers: a 4 KiB-aligned window, or a
+    /// block of 32-bit registers smaller than a page (it may share its page
+    /// with other devices; `page_sharers` says what a VM would reach).
+    fn registers(&mut self, scope: &str, field: &str, base: u64, size: u64) {
+        if base.is_multiple_of(PAGE) && (size == 0 || size.is_multiple_of(PAGE)) {
+            return self.window(scope, field, ("base", base), size);
+        }
+        if !base.is_multiple_of(4) {
+            self.push(
+                scope,
+                format!("{field}.base"),
+                format!("{base:#x} is not 4-byte aligned (32-bit registers)"),
+            );
+        }
+        if size == 0 || !size.is_multiple_of(4) || (base % PAGE) + size > PAGE {
+            self.push(
+                scope,
+                format!("{field}.size"),
+                format!(
+                    "{size:#x}: give a multiple of 4 KiB from a page-aligned base, or a block \
+                     of 32-bit registers inside one page"
+                ),
+            );
+        }
+    }
+
     /// `base`/`size` of a window: 4 KiB aligned, non-empty.
     fn window(&mut self, scope: &str, field: &str, base: (&str, u64), size: u64) {
         let (base_name, base) = base;
@@ -129,7 +155,8 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         ("apic_ids", "APIC id")
     };
     let cpus = b.cpu_mpidrs.len();
-    let beyond = format!("ends above {EL2_MAP_LIMIT:#x}, the end of the hypervisor's EL2 map");
+    let beyond =
+        format!("ends above {EL2_MAP_LIMIT:#x}, the end of the hypervisor's EL2 device window");
     if cpus == 0 || cpus > MAX_CPUS {
         e.push(
             s,
@@ -186,11 +213,14 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
                 ),
             );
         }
-        if Span::of(m).end > u128::from(EL2_MAP_LIMIT) {
+        if Span::of(m).end > u128::from(EL2_RAM_LIMIT) {
             e.push(
                 s,
                 format!("memory[{i}]"),
-                format!("{} {beyond}", Span::of(m)),
+                format!(
+                    "{} ends above {EL2_RAM_LIMIT:#x}, the end of the hypervisor's 39-bit EL2 map",
+                    Span::of(m)
+                ),
             );
         }
         for (j, o) in b.memory[..i].iter().enumerate() {
@@ -237,7 +267,7 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
     }
 
     if arm {
-        e.window(s, "console", ("base", b.console.base), b.console.size);
+        e.registers(s, "console", b.console.base, b.console.size);
     }
     if arm && in_ram(Span::of(&b.console)) {
         e.push(
@@ -325,7 +355,7 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
                 format!("{:?} is also the name of devices[{j}]", d.name),
             );
         }
-        e.window(s, &f, ("base", d.mmio.base), d.mmio.size);
+        e.registers(s, &f, d.mmio.base, d.mmio.size);
         let span = Span::of(&d.mmio);
         if in_ram(span) {
             e.push(s, &f, format!("{:?} {span} overlaps RAM", d.name));
@@ -379,7 +409,64 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
             }
         }
     }
+    if let Some(p) = &b.bcm2711 {
+        for (field, page) in [("bcm2711.pm_base", p.pm), ("bcm2711.gpio_base", p.gpio)] {
+            let span = Span::of(&page);
+            if !page.base.is_multiple_of(PAGE) {
+                e.push(s, field, format!("{:#x} is not 4 KiB aligned", page.base));
+            }
+            if in_ram(span) {
+                e.push(s, field, format!("{span} overlaps RAM"));
+            }
+            if span.end > u128::from(EL2_MAP_LIMIT) {
+                e.push(s, field, format!("{span} {beyond}"));
+            }
+        }
+    }
     e.list
+}
+
+/// What else lies in the 4 KiB pages of board device `dev`: a VM given
+/// `dev` gets those whole pages (stage 2 maps pages), so it would reach
+/// each of these too. Empty when the pages are the device's alone.
+pub fn page_sharers(board: &BoardSpec, dev: &DeviceSpec) -> Vec<String> {
+    let pages = Span::of(&dev.window());
+    let mut out = Vec::new();
+    for o in &board.devices {
+        if o.name != dev.name && pages.overlaps(Span::of(&o.window())) {
+            out.push(format!("device {:?} {}", o.name, Span::of(&o.mmio)));
+        }
+    }
+    let mut owned: Vec<(&str, MemRange)> = vec![("the hypervisor console", board.console)];
+    let gic = board.gic;
+    if board.arch == Arch::Aarch64 {
+        let gic_frames: &[(&str, u64, u64)] = match gic.version {
+            GicVersion::V2 => &[
+                ("the GIC distributor", gic.gicd_base, GICV2_GICD_SIZE),
+                ("the GIC CPU interface", gic.gicr_or_gicc_base, GICC_SIZE),
+                (
+                    "the GIC virtual interface control",
+                    gic.gich_base,
+                    GICH_SIZE,
+                ),
+                ("the GIC virtual CPU interface", gic.gicv_base, GICC_SIZE),
+            ],
+            GicVersion::V3 => &[("the GIC distributor", gic.gicd_base, GICD_SIZE)],
+        };
+        for &(what, base, size) in gic_frames {
+            owned.push((what, MemRange { base, size }));
+        }
+    }
+    if let Some(p) = &board.bcm2711 {
+        owned.push(("the power-management watchdog (bcm2711.pm_base)", p.pm));
+        owned.push(("the GPIO pin functions (bcm2711.gpio_base)", p.gpio));
+    }
+    for (what, r) in owned {
+        if pages.overlaps(Span::of(&page_window(&r))) {
+            out.push(format!("{what} {}", Span::of(&r)));
+        }
+    }
+    out
 }
 
 /// What a board device must give for guest device trees.
@@ -692,7 +779,23 @@ fn check_vm(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec, files: Files<'_>
                 format!("{:?} is already given in passthrough_devices[{j}]", p.name),
             );
         }
-        let gpa = p.gpa.unwrap_or(dev.mmio.base);
+        let sharers = page_sharers(board, dev);
+        if !sharers.is_empty() {
+            e.push(
+                s,
+                format!("{f}.name"),
+                format!(
+                    "{:?} {} shares its 4 KiB page {} with {}: a VM is given whole pages, so it \
+                     would reach those too; no VM can be given {:?}",
+                    p.name,
+                    Span::of(&dev.mmio),
+                    Span::of(&dev.window()),
+                    sharers.join(", "),
+                    p.name
+                ),
+            );
+        }
+        let gpa = p.gpa.unwrap_or(dev.window().base);
         if !gpa.is_multiple_of(PAGE) {
             e.push(
                 s,
@@ -746,7 +849,7 @@ fn check_vm(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec, files: Files<'_>
                 );
             }
         }
-        windows.push((f, Span::new(gpa, dev.mmio.size)));
+        windows.push((f, Span::new(gpa, dev.window().size)));
     }
     for (i, (f, irq)) in own_irqs.iter().enumerate() {
         if let Some((of, _)) = own_irqs[..i].iter().find(|(_, o)| o == irq) {

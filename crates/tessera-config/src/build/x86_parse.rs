@@ -69,6 +69,7 @@ impl Reader {
             },
             devices: devices?,
             semihosting_exit: false,
+            bcm2711: None,
         })
     }
 
