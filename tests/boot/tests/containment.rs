@@ -509,8 +509,10 @@ fn a_hypervisor_stack_overflow_ends_in_one_report_and_a_normal_build_has_no_trig
 /// under the flood, 38 ms at worst. Before a guest's UART access was
 /// limited to writing its own output plus 8 bytes of others'
 /// (`console/physical.rs`, `FOREIGN_BUDGET`), the neighbour's core wrote
-/// out the flood for it and a line took up to 0.88 s. The bound leaves room
-/// for a loaded CI host (a descheduled vCPU thread) and still fails that.
+/// out the flood for it and a line took up to 0.88 s while its loop never
+/// stalled more than 35 ms. The test adds the run's own host noise (the
+/// neighbour's longest stall outside its prints: 0.77 s once with the whole
+/// suite running) to this bound; it still fails that old behaviour.
 const FLOODED_PRINT_BOUND_US: u64 = 250_000;
 
 /// A VM printing as fast as it can — whole lines, then one line that never
@@ -604,18 +606,22 @@ fn a_console_flood_neither_starves_nor_slows_the_neighbour() {
         prints.len() + 1 >= during.len(),
         &format!("print times of the flood's heartbeats: {prints:?}"),
     );
-    run.check(
-        slowest <= FLOODED_PRINT_BOUND_US,
-        &format!(
-            "neighbour's slowest print under the flood {slowest} us, bound {FLOODED_PRINT_BOUND_US} us"
-        ),
-    );
     let gap = lines
         .iter()
         .filter(|l| l.starts_with("[neighbour] "))
         .filter_map(|l| field(l, "max-gap-us="))
         .max()
         .unwrap_or(u64::MAX);
+    // The neighbour's longest stall outside its prints is the host's
+    // scheduling noise in this run (a loaded CI host deschedules vCPU
+    // threads for a good part of a second); a print may suffer it too.
+    let bound = FLOODED_PRINT_BOUND_US + gap;
+    run.check(
+        slowest <= bound,
+        &format!(
+            "neighbour's slowest print under the flood {slowest} us, bound {FLOODED_PRINT_BOUND_US} us + its longest stall outside prints {gap} us"
+        ),
+    );
     run.check(
         gap <= HEARTBEAT_GAP_BOUND_US,
         &format!("neighbour's longest gap {gap} us within {HEARTBEAT_GAP_BOUND_US} us"),
