@@ -165,10 +165,12 @@ fn hostile_guest_is_contained_and_the_neighbour_runs_on() {
             ))
         })
         .collect();
-    let flood = run.expect_prefix("[attacker] ATTACK trap-flood:");
+    // The flood lasts at least 3 s: a heartbeat lands inside it.
+    let flood_start = run.expect_line("[attacker] ATTACK trap-flood: starting");
+    let flood = run.expect_prefix("[attacker] ATTACK trap-flood: contained");
     run.check(
-        beats.iter().any(|b| b.0 < flood) && beats.iter().any(|b| b.0 > done),
-        "the neighbour's heartbeat ran before the flood ended and after the attacker was done",
+        beats.iter().any(|b| b.0 > flood_start && b.0 < flood) && beats.iter().any(|b| b.0 > done),
+        "the neighbour's heartbeat ran during the flood and after the attacker was done",
     );
     let (_, gap, _, _) = *beats.last().unwrap();
     run.check(
