@@ -31,28 +31,7 @@ pub trait PoolMemory {
 }
 
 /// Pool doorbell registers (byte offsets; 32-bit accesses).
-pub mod reg {
-    /// RO: the pool id (its index in the config's pool list).
-    pub const POOL_ID: u64 = 0x00;
-    /// RO: how many VMs the pool is granted to.
-    pub const MEMBERS: u64 = 0x04;
-    /// RO: this VM's member index.
-    pub const SELF: u64 = 0x08;
-    /// RO: id of a channel offered to this VM and not attached yet (the
-    /// lowest slot's), 0 if none.
-    pub const OFFER: u64 = 0x0c;
-    /// RO: pool size in bytes, low 32 bits.
-    pub const SIZE_LO: u64 = 0x10;
-    /// RO: pool size in bytes, high 32 bits.
-    pub const SIZE_HI: u64 = 0x14;
-    /// WO: ring the other party of channel `value` (a channel id).
-    pub const RING: u64 = 0x20;
-    /// RO: bit `s` set = something happened to the channel in slot `s`
-    /// (a ring, an offer, an attach, a release, its other party gone).
-    pub const PENDING: u64 = 0x24;
-    /// WO: clears the PENDING bits set in the value.
-    pub const ACK: u64 = 0x28;
-}
+pub use tessera_abi::pool_doorbell as reg;
 
 /// One pool at run time: its bookkeeping and each member's pending bits.
 pub struct PoolState {

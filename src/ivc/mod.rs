@@ -21,27 +21,9 @@ use crate::exit::AccessWidth;
 use core::sync::atomic::{AtomicU32, Ordering};
 use tessera_config::{Channel, MAX_CHANNEL_MEMBERS};
 
-/// Doorbell registers (byte offsets in the 4 KiB page; 32-bit accesses).
-pub mod reg {
-    /// RO: the channel id (its index in the config's channel list).
-    pub const CHANNEL_ID: u64 = 0x00;
-    /// RO: how many VMs share the channel (this one included).
-    pub const MEMBERS: u64 = 0x04;
-    /// RO: this VM's index among the members.
-    pub const SELF: u64 = 0x08;
-    /// RO: size of the shared memory in bytes, low 32 bits.
-    pub const SIZE_LO: u64 = 0x10;
-    /// RO: size of the shared memory in bytes, high 32 bits.
-    pub const SIZE_HI: u64 = 0x14;
-    /// WO: ring member `value`, or every other member with [`RING_ALL`].
-    pub const RING: u64 = 0x20;
-    /// RO: bit `i` set = member `i` rang this VM since the bit was acked.
-    pub const PENDING: u64 = 0x24;
-    /// WO: clears the PENDING bits set in the value.
-    pub const ACK: u64 = 0x28;
-    /// RING value that rings every member but the writer.
-    pub const RING_ALL: u32 = u32::MAX;
-}
+/// Doorbell registers (byte offsets in the 4 KiB page; 32-bit accesses):
+/// the ABI, shared with the guests.
+pub use tessera_abi::doorbell as reg;
 
 /// Who gets told when a member is rung: the member's VM's virtual GIC in
 /// the hypervisor, a recorder in tests.

@@ -151,3 +151,51 @@ pub mod ivc {
 
 /// SMCCC return value for an unknown function id.
 pub const NOT_SUPPORTED: u64 = -1i64 as u64;
+
+/// A static channel's doorbell page: registers as byte offsets in the
+/// 4 KiB page, 32-bit accesses (docs/IVC.md).
+pub mod doorbell {
+    /// RO: the channel id (its index in the config's channel list).
+    pub const CHANNEL_ID: u64 = 0x00;
+    /// RO: how many VMs share the channel (this one included).
+    pub const MEMBERS: u64 = 0x04;
+    /// RO: this VM's index among the members.
+    pub const SELF: u64 = 0x08;
+    /// RO: size of the shared memory in bytes, low 32 bits.
+    pub const SIZE_LO: u64 = 0x10;
+    /// RO: size of the shared memory in bytes, high 32 bits.
+    pub const SIZE_HI: u64 = 0x14;
+    /// WO: ring member `value`, or every other member with [`RING_ALL`].
+    pub const RING: u64 = 0x20;
+    /// RO: bit `i` set = member `i` rang this VM since the bit was acked.
+    pub const PENDING: u64 = 0x24;
+    /// WO: clears the PENDING bits set in the value.
+    pub const ACK: u64 = 0x28;
+    /// RING value that rings every member but the writer.
+    pub const RING_ALL: u32 = u32::MAX;
+}
+
+/// A channel pool's doorbell page: registers as byte offsets in the 4 KiB
+/// page, 32-bit accesses (docs/IVC.md, "Channels allocated at run time").
+pub mod pool_doorbell {
+    /// RO: the pool id (its index in the config's pool list).
+    pub const POOL_ID: u64 = 0x00;
+    /// RO: how many VMs the pool is granted to.
+    pub const MEMBERS: u64 = 0x04;
+    /// RO: this VM's member index.
+    pub const SELF: u64 = 0x08;
+    /// RO: id of a channel offered to this VM and not attached yet (the
+    /// lowest slot's), 0 if none.
+    pub const OFFER: u64 = 0x0c;
+    /// RO: pool size in bytes, low 32 bits.
+    pub const SIZE_LO: u64 = 0x10;
+    /// RO: pool size in bytes, high 32 bits.
+    pub const SIZE_HI: u64 = 0x14;
+    /// WO: ring the other party of channel `value` (a channel id).
+    pub const RING: u64 = 0x20;
+    /// RO: bit `s` set = something happened to the channel in slot `s`
+    /// (a ring, an offer, an attach, a release, its other party gone).
+    pub const PENDING: u64 = 0x24;
+    /// WO: clears the PENDING bits set in the value.
+    pub const ACK: u64 = 0x28;
+}

@@ -39,17 +39,8 @@ const WINDOW: u64 = 0x6000_0000;
 const POOL_SIZE: u64 = 0x4_0000;
 const POOL_SLOTS: u64 = 4;
 
-/// Pool doorbell registers.
-mod reg {
-    pub const POOL_ID: u64 = 0x00;
-    pub const MEMBERS: u64 = 0x04;
-    pub const SELF: u64 = 0x08;
-    pub const OFFER: u64 = 0x0c;
-    pub const SIZE_LO: u64 = 0x10;
-    pub const RING: u64 = 0x20;
-    pub const PENDING: u64 = 0x24;
-    pub const ACK: u64 = 0x28;
-}
+/// The doorbell page's registers (the hypervisor's ABI).
+use tessera_abi::pool_doorbell as reg;
 
 const OWNER: u64 = 0;
 const PEER: u64 = 1;

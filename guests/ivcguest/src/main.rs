@@ -43,17 +43,8 @@ const BELL_IRQ: u32 = 48;
 const VIEW: u64 = 0x5100_0000;
 const VIEW_BELL: u64 = 0x0a80_1000;
 
-/// Doorbell registers.
-mod reg {
-    pub const CHANNEL_ID: u64 = 0x00;
-    pub const MEMBERS: u64 = 0x04;
-    pub const SELF: u64 = 0x08;
-    pub const SIZE_LO: u64 = 0x10;
-    pub const SIZE_HI: u64 = 0x14;
-    pub const RING: u64 = 0x20;
-    pub const PENDING: u64 = 0x24;
-    pub const ACK: u64 = 0x28;
-}
+/// The doorbell page's registers (the hypervisor's ABI).
+use tessera_abi::doorbell as reg;
 
 /// Word offsets in `pingpong`.
 const READY: u64 = 0; // pong: its interrupt is enabled
