@@ -6,6 +6,7 @@
 
 mod devices;
 mod esr;
+mod firmware_dt;
 mod insn;
 mod ivc;
 mod stage2;
