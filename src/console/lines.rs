@@ -93,6 +93,9 @@ pub fn poll() {}
 /// Nothing is buffered between lines.
 pub fn flush() {}
 
+/// Nothing to settle: whole lines go out as they are written.
+pub fn settle() {}
+
 /// A VM's console lines, tagged with its name.
 pub struct VmLines {
     /// The VM name.

@@ -271,6 +271,13 @@ pub fn poll() {
     }
 }
 
+/// Writes out the whole lines pending (waiting for the terminal, holding
+/// back open lines as usual) before a hypervisor line about a VM: what the
+/// VM printed before the event comes before the line that reports it.
+pub fn settle() {
+    drain(false, true);
+}
+
 /// Writes out everything pending, waiting for the UART (VM stopped, end of
 /// the run).
 pub fn flush() {

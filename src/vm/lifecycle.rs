@@ -180,6 +180,10 @@ impl Vm {
             .lock()
             .admit(arch::counter_now(), arch::counter_frequency());
         let name = self.config.name;
+        if let Admit::Log { .. } = admit {
+            // The VM's own output from before the event goes out first.
+            crate::console::settle();
+        }
         match admit {
             Admit::Log { dropped } if dropped > 0 => {
                 log::warn!("vm {}: {} earlier lines suppressed", name, dropped)
