@@ -271,11 +271,15 @@ pub fn poll() {
     }
 }
 
-/// Writes out the whole lines pending (waiting for the terminal, holding
-/// back open lines as usual) before a hypervisor line about a VM: what the
-/// VM printed before the event comes before the line that reports it.
+/// Writes out everything pending before a hypervisor line about a VM, so
+/// what the VM printed before the event comes before the line that reports
+/// it. It waits for the terminal and for FIFO room and ends any open line:
+/// a drain that stops at a full FIFO or behind another source's open line
+/// leaves the VM's line queued behind the hypervisor's (the ring of the
+/// hypervisor drains first), which a CI run saw. Called only for admitted,
+/// rate-limited lines, so the wait is bounded by what the VMs queued.
 pub fn settle() {
-    drain(false, true);
+    drain(true, true);
 }
 
 /// Writes out everything pending, waiting for the UART (VM stopped, end of
