@@ -10,10 +10,12 @@
 //!   memory unchanged while ping carries on.
 //!
 //! - Then one-way notification latency: ping stamps the physical counter
-//!   (CNTPCT_EL0, common to both VMs) and rings; pong's IRQ handler stamps
-//!   it first thing; pong waits in WFI, then spinning with IRQs unmasked.
-//!   Pong prints `BENCH ivc-latency-<wfi|spin> <ticks> ticks` (the minimum
-//!   of the repetitions).
+//!   (CNTPCT_EL0, common to both VMs) and rings; pong's IRQ vector stamps
+//!   it in its second instruction (this guest's own vector table, which
+//!   hands every exception on to the common one); pong waits in WFI, then
+//!   spinning with IRQs unmasked. Pong prints
+//!   `BENCH ivc-latency-<wfi|spin> <ticks> ticks` (the minimum of the
+//!   repetitions).
 //!
 //! - Last, pong resets its own VM (PSCI SYSTEM_RESET); on its second boot
 //!   it finds the channel as it was, and one more ring each way works.
@@ -24,7 +26,7 @@
 #![no_std]
 #![no_main]
 
-use core::arch::asm;
+use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use tessera_guest::exception::{guarded, probe_write32, set_irq_handler};
@@ -72,8 +74,68 @@ const TIMEOUT_MS: u64 = 5_000;
 static IRQS: AtomicU32 = AtomicU32::new(0);
 static SEEN: AtomicU32 = AtomicU32::new(0);
 static OTHER_IRQS: AtomicU32 = AtomicU32::new(0);
-/// Physical counter at the entry of the last IRQ handler run.
+/// Physical counter at the last IRQ vector entry, written by the vector.
 static IRQ_STAMP: AtomicU64 = AtomicU64::new(0);
+
+// This guest's vector table: every slot branches to the same slot of the
+// common table (`tessera_guest::exception`), except that the IRQ slot
+// (current EL, SP_ELx) first stamps the physical counter into
+// `IRQ_STAMP`: the latency bench ends at the first instruction of the IRQ
+// path, not after the common vector has saved 31 registers. The stamp is
+// the second instruction (one register has to be free for it); exception
+// entry is context-synchronising, so it needs no ISB.
+global_asm!(
+    r#"
+    .macro TO_COMMON index
+    .balign 0x80
+    b       __tessera_vectors + \index * 0x80
+    .endm
+
+    .section .text.ivc_vectors, "ax"
+    .balign 0x800
+    .global ivcguest_vectors
+ivcguest_vectors:
+    TO_COMMON 0
+    TO_COMMON 1
+    TO_COMMON 2
+    TO_COMMON 3
+    TO_COMMON 4
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, cntpct_el0
+    adrp    x1, {stamp}
+    str     x0, [x1, :lo12:{stamp}]
+    ldp     x0, x1, [sp], #16
+    b       __tessera_vectors + 5 * 0x80
+    TO_COMMON 6
+    TO_COMMON 7
+    TO_COMMON 8
+    TO_COMMON 9
+    TO_COMMON 10
+    TO_COMMON 11
+    TO_COMMON 12
+    TO_COMMON 13
+    TO_COMMON 14
+    TO_COMMON 15
+"#,
+    stamp = sym IRQ_STAMP,
+);
+
+/// Switches this vCPU to [`ivcguest_vectors`].
+fn install_vectors() {
+    // SAFETY: the table forwards every exception to the common vectors,
+    // which stay in place; only the IRQ slot adds a store to `IRQ_STAMP`.
+    unsafe {
+        asm!(
+            "adrp {t}, ivcguest_vectors",
+            "add {t}, {t}, :lo12:ivcguest_vectors",
+            "msr vbar_el1, {t}",
+            "isb",
+            t = out(reg) _,
+            options(nostack),
+        )
+    };
+}
 
 /// The physical counter (shared by all VMs; not trapped by Tessera).
 fn cntpct() -> u64 {
@@ -102,7 +164,6 @@ fn payload(seq: u32, i: u32, salt: u32) -> u32 {
 }
 
 fn irq_handler() {
-    IRQ_STAMP.store(cntpct(), Ordering::Relaxed);
     let intid = gic::ack();
     if intid >= 1020 {
         return;
@@ -159,6 +220,7 @@ fn main() -> ! {
     let mut t = Tally { pass: 0, fail: 0 };
     gic::init_this_cpu();
     set_irq_handler(irq_handler);
+    install_vectors();
     // The doorbell SPI: priority, group 1, enabled (routed to vCPU 0).
     let n = u64::from(BELL_IRQ / 32) * 4;
     // SAFETY: the VM's own distributor registers.
@@ -272,10 +334,18 @@ fn ping(t: &mut Tally) {
     for rep in 1..=2 * LAT_REPS {
         ok &= time::wait_until(TIMEOUT_MS, || rd(shm(LAT_READY)) == rep);
         time::wait_until(1, || false);
+        gic::mask_irq();
         let t0 = cntpct();
         wr(shm(LAT_T0), t0 as u32);
         wr(shm(LAT_T0 + 1), (t0 >> 32) as u32);
         ring(1);
+        // Sleep at once: QEMU runs its cores in turn and switches to pong's
+        // when this one halts, so whatever ping ran after its ring (the
+        // deadline arithmetic of `wait_irq`, 19 instructions) would count
+        // as notification latency, which on hardware it is not: the cores
+        // run side by side. Pong's answer wakes it (or `wait_irq` waits).
+        cpu::wfi();
+        gic::unmask_irq();
         ok &= wait_irq(ROUNDS + rep);
     }
     t.report(
