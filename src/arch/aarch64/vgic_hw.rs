@@ -7,7 +7,7 @@
 
 use super::list_regs::{self, lr, Placement};
 use super::{cpu, gic, gicv2, list_regs_v2};
-use crate::devices::vgic::{Batch, Deliverable, Vgic, VgicHw, MAX_LIST_REGS};
+use crate::devices::vgic::{Batch, Deliverable, Single, Vgic, VgicHw, MAX_LIST_REGS};
 use crate::vcpu::CpuLocal;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -200,7 +200,29 @@ pub fn deliver(vgic: &Vgic, vcpu: usize) {
     }
 }
 
+#[inline(always)]
 fn deliver_in<L: ListRegs>(vgic: &Vgic, vcpu: usize) {
+    let all = (1u64 << list_regs()) - 1;
+    if L::elrsr() & all == all {
+        // Every list register is empty (the vCPU handled everything it was
+        // given) and usually one interrupt waits: it goes to the lowest
+        // one, as the general path would put it, without a batch. Small
+        // and in line: this is the refill of every kick.
+        match vgic.take_single(vcpu) {
+            Single::Nothing => return L::enable(false),
+            Single::One(d) => {
+                L::write(0, L::value(&d));
+                return L::enable(false);
+            }
+            Single::Several => {}
+        }
+    }
+    deliver_batch::<L>(vgic, vcpu);
+}
+
+/// [`deliver`] of several interrupts, or with list registers in use.
+#[inline(never)]
+fn deliver_batch<L: ListRegs>(vgic: &Vgic, vcpu: usize) {
     let nr = list_regs();
     let mut batch = Batch::new();
     let mut more = vgic.take_deliverable(vcpu, nr, &mut batch);

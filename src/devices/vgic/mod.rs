@@ -84,6 +84,17 @@ pub struct Deliverable {
     pub hw: bool,
 }
 
+/// What [`Vgic::take_single`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Single {
+    /// Nothing deliverable.
+    Nothing,
+    /// The only deliverable interrupt, now taken from the pending set.
+    One(Deliverable),
+    /// More than one deliverable; none taken.
+    Several,
+}
+
 /// Bitmap over INTIDs, one atomic word per 64.
 struct Bits(Vec<AtomicU64>);
 
@@ -401,23 +412,45 @@ impl Vgic {
     /// target), as a write to ISPENDR or an SGI does, and delivers it if it
     /// can be.
     pub fn set_pending(&self, vcpu: usize, intid: u32) {
+        if intid >= PRIVATE_INTIDS {
+            return self.set_spi_pending(intid);
+        }
         if !self.owns(intid) {
             return;
         }
-        let target = if intid < PRIVATE_INTIDS {
-            vcpu
-        } else {
-            self.target_of(intid)
-        };
-        let Some(v) = self.vcpus.get(target) else {
+        let Some(v) = self.vcpus.get(vcpu) else {
             return;
         };
         v.pending.set(intid, true);
         // Only this interrupt changed: if it cannot be delivered, nothing
         // new can (every other one was signalled when it became
         // deliverable), so the full scan of `notify` is not needed.
-        if self.is_enabled(target, intid) && self.group1_enabled() {
-            self.signal(target);
+        if self.is_enabled(vcpu, intid) && self.group1_enabled() {
+            self.signal_cpu(v.phys_cpu, vcpu);
+        }
+    }
+
+    /// [`Self::set_pending`] of an SPI (a doorbell, an emulated device): one
+    /// word index and mask for the ownership, pending and enable bitmaps.
+    #[inline]
+    fn set_spi_pending(&self, intid: u32) {
+        let word = (intid / 64) as usize;
+        let bit = 1u64 << (intid % 64);
+        let is_set = |bits: &Bits| bits.0.get(word).map_or(0, |w| w.load(Ordering::Acquire)) & bit;
+        if is_set(&self.owned) == 0 {
+            return;
+        }
+        let target = self.target_of(intid);
+        let Some(v) = self.vcpus.get(target) else {
+            return;
+        };
+        let Some(pending) = v.pending.0.get(word) else {
+            return;
+        };
+        pending.fetch_or(bit, Ordering::AcqRel);
+        // As for private interrupts: only this one changed.
+        if is_set(&self.enabled) != 0 && self.group1_enabled() {
+            self.signal_cpu(v.phys_cpu, target);
         }
     }
 
@@ -484,13 +517,6 @@ impl Vgic {
         }
     }
 
-    /// Makes `vcpu` take its deliverable interrupts now (known to exist).
-    fn signal(&self, vcpu: usize) {
-        if let Some(v) = self.vcpus.get(vcpu) {
-            self.signal_cpu(v.phys_cpu, vcpu);
-        }
-    }
-
     /// Delivers here if `vcpu` runs on this core, else kicks its core.
     #[inline]
     fn signal_cpu(&self, phys_cpu: usize, vcpu: usize) {
@@ -530,6 +556,61 @@ impl Vgic {
             .words()
             .zip(v.hw_pending.words())
             .any(|((base, sw), (_, hw))| (sw | hw) & self.enabled_word(base, private) != 0)
+    }
+
+    /// Takes `vcpu`'s deliverable interrupt if it has exactly one (the
+    /// usual case: one doorbell, one SGI, one timer tick), removing it from
+    /// the pending set; with several it takes nothing and says so, for
+    /// [`Self::take_deliverable`]. One pass over the pending words, no batch:
+    /// the single-interrupt refill is about a quarter of the general one.
+    #[inline]
+    pub fn take_single(&self, vcpu: usize) -> Single {
+        let Some(v) = self.vcpus.get(vcpu) else {
+            return Single::Nothing;
+        };
+        if !self.group1_enabled() {
+            return Single::Nothing;
+        }
+        let private = v.private_enabled.load(Ordering::Acquire) as u64;
+        let mut found = None;
+        // The three bitmaps have one word per 64 INTIDs each.
+        let words = v.pending.0.iter().zip(&v.hw_pending.0).zip(&self.enabled.0);
+        for (base, ((sw, hw), enabled)) in (0u32..).step_by(64).zip(words) {
+            let hw = hw.load(Ordering::Acquire);
+            let mut enabled = enabled.load(Ordering::Acquire);
+            if base == 0 {
+                enabled = private | enabled & !0xffff_ffff;
+            }
+            let bits = (sw.load(Ordering::Acquire) | hw) & enabled;
+            if bits == 0 {
+                continue;
+            }
+            if found.is_some() || bits & (bits - 1) != 0 {
+                return Single::Several;
+            }
+            let bit = bits.trailing_zeros();
+            found = Some((base + bit, hw >> bit & 1 != 0));
+        }
+        let Some((intid, hw)) = found else {
+            return Single::Nothing;
+        };
+        // As in `take_deliverable`: a forwarded physical interrupt goes
+        // first; a software-pending copy of the same INTID stays pending.
+        if hw {
+            v.hw_pending.set(intid, false);
+        } else {
+            v.pending.set(intid, false);
+        }
+        let slot = if intid < PRIVATE_INTIDS {
+            v.private_priority.get(intid as usize)
+        } else {
+            self.priority.get(intid as usize)
+        };
+        Single::One(Deliverable {
+            intid,
+            priority: slot.map_or(0, |p| p.load(Ordering::Relaxed)),
+            hw,
+        })
     }
 
     /// Takes up to `limit` (at most [`MAX_LIST_REGS`]) of `vcpu`'s enabled
