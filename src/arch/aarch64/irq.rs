@@ -20,7 +20,9 @@ fn local() -> &'static CpuLocal {
     unsafe { &*(super::cpu::local() as *const CpuLocal) }
 }
 
-/// IRQ or FIQ from the guest. The forwarded timer is the hot case.
+/// IRQ or FIQ from the guest. The forwarded timer is the hot case. The
+/// frame holds only the caller-saved registers (`IRQ_VECTOR` in
+/// `vectors.rs`): nothing here may read or write the guest's registers.
 #[no_mangle]
 extern "C" fn tessera_guest_irq(_regs: &mut GuestRegs) {
     let Some((intid, ack)) = gic::acknowledge() else {

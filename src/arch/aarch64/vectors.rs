@@ -1,6 +1,7 @@
 //! EL2 exception vectors. A trap from the guest saves x0-x30 on this core's
 //! EL2 stack (the [`super::trap::GuestRegs`] frame), calls the Rust handler
-//! and restores. Nothing else is saved: each core runs one vCPU forever, so
+//! and restores; an interrupt saves only the caller-saved registers of that
+//! frame (its handler never reads the frame). Nothing else is saved: each core runs one vCPU forever, so
 //! EL1 system registers and FP/SIMD state stay live in the hardware (the
 //! hypervisor is built soft-float and never touches FP registers), and
 //! ELR_EL2/SPSR_EL2 are only read when a handler needs them.
@@ -59,6 +60,33 @@ global_asm!(
     b       tessera_return_to_guest
 .endm
 
+// An interrupt from the guest: the same frame, but only the registers a
+// Rust function may clobber (x0-x18, x30) are saved; x19-x29 stay live in
+// the hardware, preserved by the handler as the calling convention
+// requires. Nothing on the IRQ path reads the frame, and a path that does
+// not come back (a parked vCPU, an SError) never restores it. Its SError
+// window is at IRQ_SERROR_WINDOW.
+.macro IRQ_VECTOR handler
+.balign 0x80
+    stp     x0, x1, [sp, #-(8 * 32)]!
+    stp     x2, x3, [sp, #(8 * 2)]
+    stp     x4, x5, [sp, #(8 * 4)]
+    stp     x6, x7, [sp, #(8 * 6)]
+    stp     x8, x9, [sp, #(8 * 8)]
+    stp     x10, x11, [sp, #(8 * 10)]
+    stp     x12, x13, [sp, #(8 * 12)]
+    stp     x14, x15, [sp, #(8 * 14)]
+    stp     x16, x17, [sp, #(8 * 16)]
+    str     x18, [sp, #(8 * 18)]
+    str     x30, [sp, #(8 * 30)]
+    dsb     sy
+    msr     daifclr, #4
+    isb                             // at IRQ_SERROR_WINDOW (checked at boot)
+    mov     x0, sp
+    bl      \handler
+    b       tessera_return_from_irq
+.endm
+
 // An exception at EL2 itself: fatal. x0 names the vector for the report;
 // nothing else is kept (no return).
 .macro HYP_VECTOR kind
@@ -89,29 +117,50 @@ tessera_el2_vectors:
     cmp     x1, #0x400
     b.hs    1f
     and     x1, x1, #0x7f
-    sub     x1, x1, #{serror_window}
-    cmp     x1, #4
+    sub     x2, x1, #{serror_window}
+    cmp     x2, #4
+    b.ls    2f
+    // (SError is masked before either window, so an offset of the other
+    // slot kind's window cannot be met outside a window.)
+    sub     x2, x1, #{irq_serror_window}
+    cmp     x2, #4
     b.hi    1f
-    // The guest's: SP is still its trap frame (x0-x30 saved), ESR_EL2 the
-    // SError's; the trap is abandoned for the VM's SError policy.
-    b       tessera_guest_serror_late
+    // The guest's: SP is still its trap frame (x0-x30, or for an IRQ the
+    // caller-saved ones, saved), ESR_EL2 the SError's; the trap is
+    // abandoned for the VM's SError policy, which never returns to it.
+2:  b       tessera_guest_serror_late
 1:  mov     x0, #7
     b       tessera_hyp_exception
     // Lower EL, AArch64.
     VECTOR tessera_guest_sync
-    VECTOR tessera_guest_irq
-    VECTOR tessera_guest_irq
+    IRQ_VECTOR tessera_guest_irq
+    IRQ_VECTOR tessera_guest_irq
     VECTOR tessera_guest_serror
     // Lower EL, AArch32 (EL0 tasks of an AArch64 guest).
     VECTOR tessera_guest_sync
-    VECTOR tessera_guest_irq
-    VECTOR tessera_guest_irq
+    IRQ_VECTOR tessera_guest_irq
+    IRQ_VECTOR tessera_guest_irq
     VECTOR tessera_guest_serror
 
 tessera_guest_serror_late:
     mov     x0, sp
     bl      tessera_guest_serror
     b       tessera_return_to_guest
+
+// Back from IRQ_VECTOR: the registers it saved.
+tessera_return_from_irq:
+    ldp     x2, x3, [sp, #(8 * 2)]
+    ldp     x4, x5, [sp, #(8 * 4)]
+    ldp     x6, x7, [sp, #(8 * 6)]
+    ldp     x8, x9, [sp, #(8 * 8)]
+    ldp     x10, x11, [sp, #(8 * 10)]
+    ldp     x12, x13, [sp, #(8 * 12)]
+    ldp     x14, x15, [sp, #(8 * 14)]
+    ldp     x16, x17, [sp, #(8 * 16)]
+    ldr     x18, [sp, #(8 * 18)]
+    ldr     x30, [sp, #(8 * 30)]
+    ldp     x0, x1, [sp], #(8 * 32)
+    eret
 
 .global tessera_return_to_guest
 tessera_return_to_guest:
@@ -189,6 +238,7 @@ tessera_hyp_exception:
 "#,
     max_cpus = const crate::config::MAX_CPUS,
     serror_window = const SERROR_WINDOW,
+    irq_serror_window = const IRQ_SERROR_WINDOW,
     emergency_stack = const super::hyp_fault::EMERGENCY_STACK_SIZE,
 );
 
@@ -196,18 +246,28 @@ tessera_hyp_exception:
 /// 16 stores of the register frame, the DSB and the unmask.
 const SERROR_WINDOW: usize = 16 * 4 + 2 * 4;
 
+/// The same in an IRQ/FIQ slot, which saves 11 registers (x0-x18, x30) in
+/// 11 stores.
+const IRQ_SERROR_WINDOW: usize = 11 * 4 + 2 * 4;
+
 /// `MSR DAIFClr, #4` and `ISB`, as encoded.
 const MSR_DAIFCLR_A: u32 = 0xd503_44ff;
 const ISB: u32 = 0xd503_3fdf;
 
 /// Whether every lower-EL vector slot has its SError window where the EL2
 /// SError vector looks for it (the unmask, then the ISB at
-/// [`SERROR_WINDOW`]): a changed save sequence must fail the boot, not
-/// misattribute an SError.
+/// [`SERROR_WINDOW`], or [`IRQ_SERROR_WINDOW`] in IRQ and FIQ slots): a
+/// changed save sequence must fail the boot, not misattribute an SError.
 pub fn serror_windows_in_place() -> bool {
     let base = tessera_el2_vectors as *const () as usize + 0x400;
     (0..8).all(|slot| {
-        let isb = base + slot * 0x80 + SERROR_WINDOW;
+        // Slots 1 and 2 of each group of four are IRQ and FIQ.
+        let window = if slot % 4 == 1 || slot % 4 == 2 {
+            IRQ_SERROR_WINDOW
+        } else {
+            SERROR_WINDOW
+        };
+        let isb = base + slot * 0x80 + window;
         // SAFETY: reads two words of the vector table in the image's text,
         // which the EL2 map keeps readable.
         let (unmask, barrier) = unsafe {

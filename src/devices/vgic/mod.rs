@@ -95,20 +95,40 @@ pub enum Single {
     Several,
 }
 
-/// Bitmap over INTIDs, one atomic word per 64.
-struct Bits(Vec<AtomicU64>);
+/// Words of a bitmap over every INTID a GIC can have (1024).
+const WORDS: usize = 1024 / 64;
+
+/// Bitmap over INTIDs, one atomic word per 64. Fixed-size (128 bytes), so
+/// that the hot paths index it with one bound known at build time; a VM's
+/// distributor uses only its first `words_for(nr_intids)` words, and only
+/// bits of interrupts the VM owns are ever set.
+struct Bits([AtomicU64; WORDS]);
+
+/// Words of a [`Bits`] that hold INTIDs below `nr_intids` (at most 1024).
+const fn words_for(nr_intids: u32) -> usize {
+    let n = nr_intids.div_ceil(64) as usize;
+    if n < WORDS {
+        n
+    } else {
+        WORDS
+    }
+}
 
 impl Bits {
-    fn new(nr: u32) -> Self {
-        Bits((0..nr.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    fn new() -> Self {
+        Bits([const { AtomicU64::new(0) }; WORDS])
+    }
+    /// Word `i` (None past the last).
+    #[inline(always)]
+    fn word(&self, i: usize) -> Option<&AtomicU64> {
+        self.0.get(i)
     }
     fn get(&self, i: u32) -> bool {
-        self.0
-            .get((i / 64) as usize)
+        self.word((i / 64) as usize)
             .is_some_and(|w| w.load(Ordering::Acquire) & 1 << (i % 64) != 0)
     }
     fn set(&self, i: u32, on: bool) {
-        if let Some(w) = self.0.get((i / 64) as usize) {
+        if let Some(w) = self.word((i / 64) as usize) {
             if on {
                 w.fetch_or(1 << (i % 64), Ordering::AcqRel);
             } else {
@@ -121,9 +141,11 @@ impl Bits {
             w.store(0, Ordering::Release);
         }
     }
-    fn words(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+    /// The first `n` words with the INTID of their bit 0.
+    fn words(&self, n: usize) -> impl Iterator<Item = (u32, u64)> + '_ {
         self.0
             .iter()
+            .take(n)
             .enumerate()
             .map(|(i, w)| (i as u32 * 64, w.load(Ordering::Acquire)))
     }
@@ -181,8 +203,8 @@ impl Vgic {
                 .iter()
                 .map(|&phys_cpu| VcpuIrqs {
                     phys_cpu,
-                    pending: Bits::new(nr_intids),
-                    hw_pending: Bits::new(nr_intids),
+                    pending: Bits::new(),
+                    hw_pending: Bits::new(),
                     private_enabled: AtomicU32::new(0),
                     private_priority: core::array::from_fn(|_| AtomicU8::new(RESET_PRIORITY)),
                     ppi_config: AtomicU32::new(0),
@@ -190,11 +212,11 @@ impl Vgic {
                 })
                 .collect(),
             nr_intids,
-            owned: Bits::new(nr_intids),
-            hw: Bits::new(nr_intids),
-            enabled: Bits::new(nr_intids),
-            edge: Bits::new(nr_intids),
-            level: Bits::new(nr_intids),
+            owned: Bits::new(),
+            hw: Bits::new(),
+            enabled: Bits::new(),
+            edge: Bits::new(),
+            level: Bits::new(),
             priority: (0..nr_intids)
                 .map(|_| AtomicU8::new(RESET_PRIORITY))
                 .collect(),
@@ -436,7 +458,10 @@ impl Vgic {
     fn set_spi_pending(&self, intid: u32) {
         let word = (intid / 64) as usize;
         let bit = 1u64 << (intid % 64);
-        let is_set = |bits: &Bits| bits.0.get(word).map_or(0, |w| w.load(Ordering::Acquire)) & bit;
+        if word >= WORDS {
+            return;
+        }
+        let is_set = |bits: &Bits| bits.0[word].load(Ordering::Acquire) & bit;
         if is_set(&self.owned) == 0 {
             return;
         }
@@ -444,10 +469,7 @@ impl Vgic {
         let Some(v) = self.vcpus.get(target) else {
             return;
         };
-        let Some(pending) = v.pending.0.get(word) else {
-            return;
-        };
-        pending.fetch_or(bit, Ordering::AcqRel);
+        v.pending.0[word].fetch_or(bit, Ordering::AcqRel);
         // As for private interrupts: only this one changed.
         if is_set(&self.enabled) != 0 && self.group1_enabled() {
             self.signal_cpu(v.phys_cpu, target);
@@ -533,14 +555,19 @@ impl Vgic {
     fn enabled_word(&self, base: u32, private: u64) -> u64 {
         let spis = self
             .enabled
-            .0
-            .get((base / 64) as usize)
+            .word((base / 64) as usize)
             .map_or(0, |w| w.load(Ordering::Acquire));
         if base == 0 {
             private | spis & !0xffff_ffff
         } else {
             spis
         }
+    }
+
+    /// Words of the bitmaps this distributor uses.
+    #[inline(always)]
+    fn nr_words(&self) -> usize {
+        words_for(self.nr_intids)
     }
 
     /// Whether `vcpu` has an enabled interrupt waiting.
@@ -552,9 +579,10 @@ impl Vgic {
             return false;
         }
         let private = v.private_enabled.load(Ordering::Acquire) as u64;
+        let n = self.nr_words();
         v.pending
-            .words()
-            .zip(v.hw_pending.words())
+            .words(n)
+            .zip(v.hw_pending.words(n))
             .any(|((base, sw), (_, hw))| (sw | hw) & self.enabled_word(base, private) != 0)
     }
 
@@ -573,14 +601,14 @@ impl Vgic {
         }
         let private = v.private_enabled.load(Ordering::Acquire) as u64;
         let mut found = None;
-        // The three bitmaps have one word per 64 INTIDs each.
-        let words = v.pending.0.iter().zip(&v.hw_pending.0).zip(&self.enabled.0);
-        for (base, ((sw, hw), enabled)) in (0u32..).step_by(64).zip(words) {
-            let hw = hw.load(Ordering::Acquire);
-            let mut enabled = enabled.load(Ordering::Acquire);
-            if base == 0 {
+        for i in 0..self.nr_words() {
+            let base = i as u32 * 64;
+            let hw = v.hw_pending.0[i].load(Ordering::Acquire);
+            let mut enabled = self.enabled.0[i].load(Ordering::Acquire);
+            if i == 0 {
                 enabled = private | enabled & !0xffff_ffff;
             }
+            let sw = &v.pending.0[i];
             let bits = (sw.load(Ordering::Acquire) | hw) & enabled;
             if bits == 0 {
                 continue;
@@ -628,7 +656,8 @@ impl Vgic {
         let limit = limit.min(out.capacity());
         let mut more = false;
         let private = v.private_enabled.load(Ordering::Acquire) as u64;
-        for ((base, sw), (_, hw)) in v.pending.words().zip(v.hw_pending.words()) {
+        let n = self.nr_words();
+        for ((base, sw), (_, hw)) in v.pending.words(n).zip(v.hw_pending.words(n)) {
             let mut bits = (sw | hw) & self.enabled_word(base, private);
             while bits != 0 {
                 let bit = bits.trailing_zeros();
@@ -867,6 +896,79 @@ pub(crate) mod tests {
         v.set_pending(1, 2);
         assert_eq!(hw.take_log(), ["kick 3"]);
         assert_eq!(take(v, 1, 4), (vec![2], false));
+    }
+
+    #[test]
+    fn take_single_takes_the_only_deliverable_and_leaves_several_alone() {
+        let (v, hw) = vgic();
+        assert_eq!(v.take_single(0), Single::Nothing, "group 1 off");
+        v.set_group1_enabled(true);
+        v.set_enabled(0, 33, true);
+        v.set_priority(0, 33, 0x40);
+        v.set_enabled(0, 2, true);
+        v.set_pending(0, 5); // not enabled: never counts
+        assert_eq!(v.take_single(0), Single::Nothing);
+        v.set_pending(0, 33);
+        let one = Deliverable {
+            intid: 33,
+            priority: 0x40,
+            hw: false,
+        };
+        assert_eq!(v.take_single(0), Single::One(one));
+        assert!(!v.is_pending(0, 33), "taken from the pending set");
+        assert_eq!(v.take_single(0), Single::Nothing);
+        // Two deliverable (an SGI in the private word, an SPI): nothing
+        // taken, and the batch path takes both.
+        v.set_pending(0, 2);
+        v.set_pending(0, 33);
+        assert_eq!(v.take_single(0), Single::Several);
+        assert!(v.is_pending(0, 2) && v.is_pending(0, 33));
+        assert_eq!(take(v, 0, 4), (vec![2, 33], false));
+        // Two in one word.
+        v.set_enabled(0, 3, true);
+        v.set_pending(0, 2);
+        v.set_pending(0, 3);
+        assert_eq!(v.take_single(0), Single::Several);
+        assert_eq!(take(v, 0, 4), (vec![2, 3], false));
+        // A forwarded physical interrupt keeps its HW flag.
+        v.set_enabled(0, 40, true);
+        v.forward_physical(0, 40);
+        assert!(matches!(
+            v.take_single(0),
+            Single::One(Deliverable {
+                intid: 40,
+                hw: true,
+                ..
+            })
+        ));
+        // Another vCPU's pending interrupts are not this one's.
+        v.set_enabled(1, 2, true);
+        v.set_pending(1, 2);
+        assert_eq!(v.take_single(0), Single::Nothing);
+        assert!(matches!(v.take_single(1), Single::One(d) if d.intid == 2));
+        hw.take_log();
+    }
+
+    #[test]
+    fn a_pending_spi_goes_to_its_routed_vcpu_and_kicks_only_when_deliverable() {
+        let (v, hw) = vgic();
+        v.set_group1_enabled(true);
+        v.set_target(33, 1); // vCPU 1 runs on CPU 3, not this core
+        hw.take_log();
+        v.set_pending(0, 33);
+        assert!(hw.take_log().is_empty(), "not enabled: no kick");
+        assert!(v.is_pending(1, 33));
+        assert_eq!(take(v, 0, 4), (vec![], false), "not vCPU 0's");
+        v.set_enabled(0, 33, true);
+        assert_eq!(hw.take_log(), ["kick 3"]);
+        v.set_pending(0, 33);
+        assert_eq!(hw.take_log(), ["kick 3"]);
+        assert_eq!(take(v, 1, 4), (vec![33], false));
+        // Unowned SPIs, and INTIDs past the distributor, change nothing.
+        v.set_pending(0, 41);
+        v.set_pending(0, 1019);
+        assert!(hw.take_log().is_empty());
+        assert!(!v.is_pending(0, 41) && !v.is_pending(0, 1019));
     }
 
     #[test]
