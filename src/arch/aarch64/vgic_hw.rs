@@ -346,6 +346,13 @@ impl VgicHw for PhysicalGic {
     fn kick(&self, phys_cpu: usize) {
         super::interface::kick_cpu(phys_cpu);
     }
+    fn signal(&self, vgic: &Vgic, phys_cpu: usize, vcpu: usize) {
+        if self.is_this_cpu(phys_cpu) {
+            deliver(vgic, vcpu);
+        } else {
+            super::interface::kick_cpu(phys_cpu);
+        }
+    }
     fn set_physical_enabled(&self, intid: u32, enabled: bool) {
         gic::set_spi_enabled(intid, enabled);
     }
