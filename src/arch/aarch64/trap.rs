@@ -247,8 +247,12 @@ fn apply_fault_policy(local: &CpuLocal) -> ! {
 /// an uncontainable one (RAS says the error may have spread) stops the
 /// machine: no VM can be trusted to run on. SErrors of the hypervisor's
 /// own end in [`super::hyp_fault`].
+///
+/// Never returns: the guest's trap frame may hold only the caller-saved
+/// registers (an SError in an IRQ slot's window, `vectors.rs`), so nothing
+/// may resume the guest from it.
 #[no_mangle]
-extern "C" fn tessera_guest_serror(_regs: &mut GuestRegs) {
+extern "C" fn tessera_guest_serror(_regs: &mut GuestRegs) -> ! {
     let local = local();
     let esr = ESR_EL2.get();
     local.vcpu.count(ExitKind::Unhandled);
