@@ -609,44 +609,48 @@ impl Vgic {
         if !self.group1_enabled() {
             return Single::Nothing;
         }
-        let private = v.private_enabled.load(Ordering::Acquire) as u64;
-        let mut found = None;
-        for i in 0..self.nr_words() {
-            let base = i as u32 * 64;
+        // (deliverable bits, forwarded physical ones) of word `i`.
+        let deliverable = |i: usize, enabled: u64| {
             let hw = v.hw_pending.0[i].load(Ordering::Acquire);
-            let mut enabled = self.enabled.0[i].load(Ordering::Acquire);
-            if i == 0 {
-                enabled = private | enabled & !0xffff_ffff;
-            }
-            let sw = &v.pending.0[i];
-            let bits = (sw.load(Ordering::Acquire) | hw) & enabled;
-            if bits == 0 {
-                continue;
-            }
-            if found.is_some() || bits & (bits - 1) != 0 {
-                return Single::Several;
-            }
-            let bit = bits.trailing_zeros();
-            found = Some((base + bit, hw >> bit & 1 != 0));
-        }
-        let Some((intid, hw)) = found else {
-            return Single::Nothing;
+            ((v.pending.0[i].load(Ordering::Acquire) | hw) & enabled, hw)
         };
+        // Word 0 holds the private interrupts, enabled per vCPU.
+        let private = v.private_enabled.load(Ordering::Acquire) as u64;
+        let spis = self.enabled.0[0].load(Ordering::Acquire) & !0xffff_ffff;
+        let mut found = (0, deliverable(0, private | spis));
+        for i in 1..self.nr_words() {
+            let (bits, hw) = deliverable(i, self.enabled.0[i].load(Ordering::Acquire));
+            if bits != 0 {
+                if found.1 .0 != 0 {
+                    return Single::Several;
+                }
+                found = (i, (bits, hw));
+            }
+        }
+        let (word, (bits, hw_bits)) = found;
+        if bits == 0 {
+            return Single::Nothing;
+        }
+        if bits & (bits - 1) != 0 {
+            return Single::Several;
+        }
+        let bit = bits.trailing_zeros();
+        let intid = word as u32 * 64 + bit;
         // As in `take_deliverable`: a forwarded physical interrupt goes
         // first; a software-pending copy of the same INTID stays pending.
-        if hw {
-            v.hw_pending.set(intid, false);
+        let hw = hw_bits & bits != 0;
+        let set = if hw { &v.hw_pending } else { &v.pending };
+        set.0[word].fetch_and(!bits, Ordering::AcqRel);
+        let priority = if intid < PRIVATE_INTIDS {
+            v.private_priority[intid as usize].load(Ordering::Relaxed)
         } else {
-            v.pending.set(intid, false);
-        }
-        let slot = if intid < PRIVATE_INTIDS {
-            v.private_priority.get(intid as usize)
-        } else {
-            self.priority.get(intid as usize)
+            self.priority
+                .get(intid as usize)
+                .map_or(0, |p| p.load(Ordering::Relaxed))
         };
         Single::One(Deliverable {
             intid,
-            priority: slot.map_or(0, |p| p.load(Ordering::Relaxed)),
+            priority,
             hw,
         })
     }
