@@ -44,8 +44,8 @@ pub fn deactivate_forwarded_ppis() {
 pub fn kick(cpu: usize) {
     if is_v2() {
         gicv2::kick(cpu);
-    } else if let Some(&mpidr) = SYSTEM.board.cpu_mpidrs.get(cpu) {
-        gicv3::kick(mpidr);
+    } else {
+        gicv3::kick_cpu(cpu);
     }
 }
 

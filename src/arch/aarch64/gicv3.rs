@@ -84,6 +84,9 @@ pub fn init_distributor(gicd_base: u64) {
     gicd.ctlr
         .write(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1::SET);
     while gicd.ctlr.is_set(GICD_CTLR::RWP) {}
+    for (slot, &mpidr) in KICK_VALUES.iter().zip(crate::config::SYSTEM.board.cpu_mpidrs) {
+        slot.store(kick_value(mpidr), Ordering::Relaxed);
+    }
 }
 
 /// SGI_base frame of each core's redistributor (index: board CPU).
@@ -170,14 +173,36 @@ pub fn init_this_cpu(gicr_base: u64, mpidr: u64) -> bool {
     true
 }
 
-/// Sends the kick SGI to the core with affinity `mpidr`.
-pub fn kick(mpidr: u64) {
+/// The ICC_SGI1R_EL1 value that sends the kick SGI to the core with
+/// affinity `mpidr`.
+const fn kick_value(mpidr: u64) -> u64 {
     let aff0 = mpidr & 0xf;
-    let value = (mpidr >> 32 & 0xff) << 48
+    (mpidr >> 32 & 0xff) << 48
         | (mpidr >> 16 & 0xff) << 32
         | (mpidr >> 8 & 0xff) << 16
         | (KICK_SGI as u64) << 24
-        | 1 << aff0;
+        | 1 << aff0
+}
+
+/// [`kick_value`] of each board CPU (0: none), filled by
+/// [`init_distributor`]: a doorbell or an SGI kicks without recomputing it.
+static KICK_VALUES: [AtomicU64; crate::config::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::config::MAX_CPUS];
+
+/// Sends the kick SGI to board CPU `cpu` (nothing for a CPU the board does
+/// not have).
+#[inline]
+pub fn kick_cpu(cpu: usize) {
+    let value = KICK_VALUES
+        .get(cpu)
+        .map_or(0, |v| v.load(Ordering::Relaxed));
+    if value != 0 {
+        send_kick(value);
+    }
+}
+
+#[inline(always)]
+fn send_kick(value: u64) {
     barrier::dsb(barrier::ISH);
     // SAFETY: generating an SGI has no memory effect.
     unsafe { core::arch::asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) value) };
