@@ -106,9 +106,10 @@ echo "(SGI latency resolution: one counter tick, 16 instructions at 62.5 MHz)"
 # Linux boot: one Linux VM alone vs the same kernel, initramfs and device
 # tree without a hypervisor (scripts/bench-linux.sh), twice.
 # Inter-VM doorbell: one-way latency from the ringer's counter stamp just
-# before its RING write to the peer's IRQ handler (tests/configs/ivc.toml,
-# docs/IVC.md), in physical-counter ticks of 16 instructions. Printed, not
-# enforced: the target (<= 250) is not met yet.
+# before its RING write to the second instruction of the peer's IRQ vector
+# (tests/configs/ivc.toml, docs/IVC.md), in physical-counter ticks of 16
+# instructions. Printed, not enforced: the target (<= 250) is not
+# met yet.
 ivc_once() {
     timeout 300 qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 \
         -smp 4 -m "$(cat build/aarch64/ivc/qemu-memory)" -nographic \
@@ -118,7 +119,7 @@ ivc_once() {
         awk '{ print $1, $2 * 16 }'
 }
 echo
-echo "Inter-VM doorbell, write to the peer's IRQ handler (instructions, 16-instruction resolution)"
+echo "Inter-VM doorbell, write to the peer's IRQ vector (instructions, 16-instruction resolution)"
 if make -s build ARCH=aarch64 CONFIG=tests/configs/ivc.toml >/dev/null 2>&1; then
     ivc1=$(ivc_once)
     ivc2=$(ivc_once)
