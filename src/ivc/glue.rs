@@ -4,6 +4,7 @@
 //! [`depart`] with the stage-2 edge they act through.
 
 use super::dynamic::{self, PoolDoorbell, PoolMemory, PoolState};
+use super::pci::{Function, PciHost};
 use super::{ChannelState, Doorbell, Notify};
 use crate::arch::{self, MemKind};
 use crate::config::{MAX_VMS, SYSTEM};
@@ -190,4 +191,24 @@ pub fn attach(
         }
     }
     Ok(())
+}
+
+/// VM `vm_id`'s `ivc-pci` bridge: device `k` is the `k`-th static channel
+/// it is a member of, in config order (the order of its device tree's
+/// `interrupt-map`).
+pub fn pci_host(vm_id: u16) -> Result<&'static PciHost, &'static str> {
+    let states = STATES.get().ok_or("inter-VM channels not initialised")?;
+    let functions = SYSTEM
+        .channels
+        .iter()
+        .zip(states)
+        .flat_map(|(c, state)| {
+            c.members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.vm_id == vm_id)
+                .filter_map(move |(index, _)| Function::new(c, state, index, &VgicTable))
+        })
+        .collect();
+    Ok(Box::leak(Box::new(PciHost::new(functions))))
 }

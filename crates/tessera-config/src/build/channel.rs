@@ -100,17 +100,17 @@ pub fn ivc_bytes(sys: &SystemSpec) -> u64 {
 }
 
 /// `[start, end)` with a 128-bit end.
-type Win = (u128, u128);
+pub(super) type Win = (u128, u128);
 
-fn win(base: u64, size: u64) -> Win {
+pub(super) fn win(base: u64, size: u64) -> Win {
     (u128::from(base), u128::from(base) + u128::from(size))
 }
 
-fn overlaps(a: Win, b: Win) -> bool {
+pub(super) fn overlaps(a: Win, b: Win) -> bool {
     a.0 < b.1 && b.0 < a.1
 }
 
-fn show(w: Win) -> String {
+pub(super) fn show(w: Win) -> String {
     format!("[{:#x}, {:#x})", w.0, w.1)
 }
 
@@ -119,7 +119,7 @@ type Claims = (Vec<(String, Win)>, Vec<(String, u32)>);
 
 /// The VM's own guest-physical windows (RAM, vGIC, devices), named, and
 /// its interrupts.
-fn vm_windows(vm: &VmSpec, board: &BoardSpec) -> Claims {
+pub(super) fn vm_windows(vm: &VmSpec, board: &BoardSpec) -> Claims {
     let mut w = Vec::new();
     for (i, r) in vm.memory_regions.iter().enumerate() {
         w.push((format!("memory_regions[{i}]"), win(r.gpa, r.size)));
@@ -176,7 +176,7 @@ pub(super) struct GrantMember<'a> {
 }
 
 /// Every static channel and every pool of a system config, as grants.
-fn grants(sys: &SystemSpec) -> Vec<Grant<'_>> {
+pub(super) fn grants(sys: &SystemSpec) -> Vec<Grant<'_>> {
     let channels = sys.channels.iter().map(|c| Grant {
         scope: c.label(),
         kind: "channel",

@@ -195,6 +195,7 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
             list(&vm.emu_devices, |d| {
                 let kind = match d.kind {
                     EmuDeviceKind::Pl011 => "Pl011",
+                    EmuDeviceKind::IvcPci => "IvcPci",
                 };
                 let irq = d
                     .irq
