@@ -17,7 +17,7 @@ VERSIONS=$OUT/VERSIONS
 DEBS=$OUT/debs
 KERNEL_ROOT=$OUT/kernel
 BUSYBOX_ROOT=$OUT/busybox
-INITRAMFS_INPUTS=("$ROOT/guests/linux/init" "$ROOT/scripts/mkinitramfs.py" "${BASH_SOURCE[0]}")
+INITRAMFS_INPUTS=("$ROOT/guests/linux/init" "$ROOT/guests/linux/ivc" "$ROOT/scripts/mkinitramfs.py" "${BASH_SOURCE[0]}")
 
 # What the guests need from the kernel: the console, interrupt controller,
 # timer and PSCI built in; the test disk's virtio-mmio + virtio-blk built in
@@ -99,7 +99,7 @@ build_initramfs() {
         args+=(--module "$module")
     done
     python3 "$ROOT/scripts/mkinitramfs.py" --busybox "$BUSYBOX_ROOT/bin/busybox" \
-        --init "$ROOT/guests/linux/init" --kernel-root "$KERNEL_ROOT" "${args[@]}" \
+        --init "$ROOT/guests/linux/init" --tool "$ROOT/guests/linux/ivc" --kernel-root "$KERNEL_ROOT" "${args[@]}" \
         --out "$INITRAMFS"
     write_versions
 }
