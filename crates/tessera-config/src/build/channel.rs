@@ -6,9 +6,10 @@ use super::codegen::HYPERVISOR_IMAGE_OFFSET;
 use super::dtb::DtChannel;
 use super::model::{BoardSpec, SystemSpec, VmSpec};
 use super::plan::{HEAP_MIN, HYP_CODE_RESERVE};
+use super::validate::vgic_frames;
 use super::validate::IPA_LIMIT;
 use super::ConfigError;
-use crate::{DOORBELL_SIZE, GICD_SIZE, GICR_STRIDE, MAX_CHANNEL_MEMBERS};
+use crate::{DOORBELL_SIZE, MAX_CHANNEL_MEMBERS};
 
 const PAGE: u64 = 0x1000;
 /// Longest channel name (it names device-tree nodes).
@@ -124,10 +125,9 @@ pub(super) fn vm_windows(vm: &VmSpec, board: &BoardSpec) -> Claims {
     for (i, r) in vm.memory_regions.iter().enumerate() {
         w.push((format!("memory_regions[{i}]"), win(r.gpa, r.size)));
     }
-    let g = vm.vgic_layout(board);
-    w.push(("devices.vgic.gicd_gpa".into(), win(g.gicd_gpa, GICD_SIZE)));
-    let rd = vm.phys_cpu_ids.len() as u64 * GICR_STRIDE;
-    w.push(("devices.vgic.gicr_gpa".into(), win(g.gicr_gpa, rd)));
+    for (field, base, size) in vgic_frames(vm, board) {
+        w.push((format!("devices.vgic.{field}"), win(base, size)));
+    }
     let mut irqs = Vec::new();
     for (i, d) in vm.emu_devices.iter().enumerate() {
         w.push((format!("devices.emu_devices[{i}]"), win(d.gpa, d.size)));

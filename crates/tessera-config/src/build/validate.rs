@@ -697,41 +697,25 @@ fn check_vm(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec, files: Files<'_>
     // Rules 6, 7 and 10: device windows (the virtual GIC's first), checked
     // together for overlaps.
     let mut windows: Vec<(String, Span)> = Vec::new();
-    let vgic = vm.vgic_layout(board);
     let nvcpus = vm.phys_cpu_ids.len() as u64;
     let defaulted = if vm.vgic.is_none() {
         " (the board GIC's address, the default)"
     } else {
         ""
     };
-    // GICv2: a 4 KiB distributor and the 8 KiB CPU interface (GICV), 4 KiB
-    // aligned; at most 8 vCPUs (ITARGETSR has 8 target bits).
-    let (frames, align) = match board.gic.version {
-        GicVersion::V2 => {
-            if nvcpus > 8 {
-                e.push(
-                    s,
-                    "phys_cpu_ids",
-                    format!("{nvcpus} vCPUs: a GICv2 VM has at most 8"),
-                );
-            }
-            (
-                [
-                    ("gicd_gpa", vgic.gicd_gpa, GICV2_GICD_SIZE),
-                    ("gicr_gpa", vgic.gicr_gpa, GICC_SIZE),
-                ],
-                GICV2_FRAME_ALIGN,
-            )
-        }
-        GicVersion::V3 => (
-            [
-                ("gicd_gpa", vgic.gicd_gpa, GICD_SIZE),
-                ("gicr_gpa", vgic.gicr_gpa, nvcpus * GICR_STRIDE),
-            ],
-            GIC_FRAME_ALIGN,
-        ),
+    // GICv2: at most 8 vCPUs (ITARGETSR has 8 target bits).
+    if board.gic.version == GicVersion::V2 && nvcpus > 8 {
+        e.push(
+            s,
+            "phys_cpu_ids",
+            format!("{nvcpus} vCPUs: a GICv2 VM has at most 8"),
+        );
+    }
+    let align = match board.gic.version {
+        GicVersion::V2 => GICV2_FRAME_ALIGN,
+        GicVersion::V3 => GIC_FRAME_ALIGN,
     };
-    for (field, base, size) in frames.into_iter().filter(|_| board.arch == Arch::Aarch64) {
+    for (field, base, size) in vgic_frames(vm, board) {
         let f = format!("devices.vgic.{field}");
         if !base.is_multiple_of(align) {
             e.push(
@@ -1096,5 +1080,29 @@ fn check_linux(e: &mut Errors<'_>, vm: &VmSpec, linux: &LinuxSpec, files: Files<
                 );
             }
         }
+    }
+}
+
+/// The VM's virtual GIC windows as `(field, base, size)`: GICv3's
+/// distributor and its vCPUs' redistributors, or GICv2's 4 KiB distributor
+/// and 8 KiB CPU interface (GICV); none on a board without a GIC (x86).
+pub(super) fn vgic_frames(vm: &VmSpec, board: &BoardSpec) -> Vec<(&'static str, u64, u64)> {
+    if board.arch != Arch::Aarch64 {
+        return Vec::new();
+    }
+    let vgic = vm.vgic_layout(board);
+    match board.gic.version {
+        GicVersion::V2 => vec![
+            ("gicd_gpa", vgic.gicd_gpa, GICV2_GICD_SIZE),
+            ("gicr_gpa", vgic.gicr_gpa, GICC_SIZE),
+        ],
+        GicVersion::V3 => vec![
+            ("gicd_gpa", vgic.gicd_gpa, GICD_SIZE),
+            (
+                "gicr_gpa",
+                vgic.gicr_gpa,
+                vm.phys_cpu_ids.len() as u64 * GICR_STRIDE,
+            ),
+        ],
     }
 }
