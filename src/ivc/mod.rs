@@ -195,8 +195,9 @@ mod tests {
     use spin::Mutex;
     use tessera_config::ChannelMember;
 
+    /// Records every interrupt raised (also used by the `pci` tests).
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<(u16, u32)>>);
+    pub(super) struct Recorder(pub(super) Mutex<Vec<(u16, u32)>>);
 
     impl Notify for Recorder {
         fn notify(&self, vm_id: u16, irq: u32) {

@@ -204,13 +204,7 @@ impl PciHost {
         offset: u64,
         width: AccessWidth,
     ) -> Result<(Option<&Function>, u64, u32), AccessError> {
-        let bytes = match width {
-            AccessWidth::Byte => 1,
-            AccessWidth::Half => 2,
-            AccessWidth::Word => 4,
-            AccessWidth::Double => return Err(AccessError::Invalid),
-        };
-        if !offset.is_multiple_of(bytes) {
+        if width == AccessWidth::Double || !offset.is_multiple_of(width.bytes()) {
             return Err(AccessError::Invalid);
         }
         let devfn = offset >> FUNCTION_SHIFT;
@@ -227,12 +221,10 @@ impl PciHost {
     }
 }
 
+/// The bits of a 32-bit register an access of `width` carries (ECAM
+/// accesses are at most 32 bits).
 fn width_mask(width: AccessWidth) -> u32 {
-    match width {
-        AccessWidth::Byte => 0xff,
-        AccessWidth::Half => 0xffff,
-        _ => u32::MAX,
-    }
+    width.truncate(u64::from(u32::MAX)) as u32
 }
 
 impl MmioDevice for PciHost {
@@ -267,21 +259,12 @@ impl MmioDevice for PciHost {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::Recorder;
     use super::super::Doorbell;
     use super::*;
     use alloc::boxed::Box;
     use alloc::vec;
-    use spin::Mutex;
     use tessera_config::ChannelMember;
-
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<(u16, u32)>>);
-
-    impl Notify for Recorder {
-        fn notify(&self, vm_id: u16, irq: u32) {
-            self.0.lock().push((vm_id, irq));
-        }
-    }
 
     const A: Accessor = Accessor { vcpu: 0 };
     const B: AccessWidth = AccessWidth::Byte;
