@@ -29,6 +29,7 @@ bare_metal! {
     mod desc;
     mod guest_memory;
     mod ioapic;
+    mod irq_lines;
     mod mmio;
     pub mod interrupts;
     pub mod interface;

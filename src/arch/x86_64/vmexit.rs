@@ -7,10 +7,12 @@
 use super::exit_reason::{self, reason, ExitInfo, ENTRY_FAILURE};
 use super::guest_cpuid::{guest_cpuid, Asker};
 use super::interrupts::{ApicCell, VmApics};
+use super::irq_lines::VmIoApic;
 use super::msr::MsrAccess;
 use super::mmio::{Refusal, XapicPage};
 use super::vlapic::{Lapic, XAPIC_SIZE, MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST};
 use super::string_io::Progress;
+use super::vioapic::{IOAPIC_BASE, IOAPIC_SIZE};
 use super::vmx::{read, write};
 use crate::config::UnhandledPolicy;
 use crate::devices::port::PortBus;
@@ -176,8 +178,11 @@ pub struct VmDevices {
     pub uart: Option<&'static VirtualUart16550<VmLines>>,
     /// The virtual local APIC of each vCPU.
     pub apics: &'static VmApics,
-    /// x86 MMIO devices (the xAPIC page), after the VM's own `mmio` bus.
+    /// x86 MMIO devices (the xAPIC page, the I/O APIC), after the VM's
+    /// own `mmio` bus.
     pub mmio: MmioBus,
+    /// Its I/O APIC and interrupt lines.
+    pub ioapic: &'static VmIoApic,
 }
 
 /// x86 devices of every VM, built at boot.
@@ -205,6 +210,9 @@ pub fn enter(stack_top: u64, entry: u64, arg: u64) -> ! {
     super::vmx::reset_guest_state(local.vm, local.vcpu, entry);
     if let Some(d) = devices_of(local.vm) {
         d.apics.start(local.vcpu.id, local.cpu);
+        if local.vcpu.id == 0 {
+            d.ioapic.reset();
+        }
     }
     // Clears what the vCPU's last run left armed.
     super::interrupts::before_entry(local.cpu, false);
@@ -379,11 +387,14 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
             super::interrupts::halt(local, apic_of(local).map(|(_, a)| a));
             Then::Advance
         }
-        Exit::ExternalInterrupt { .. } => {
-            // A kick (the only interrupt a core takes): acknowledged on
-            // exit, ended here; the VM may be stopping or resetting.
+        Exit::ExternalInterrupt { vector } => {
+            // A kick or one of the VM's lines, acknowledged on exit and
+            // ended here; after a kick the VM may be stopping or resetting.
             local.vcpu.count(ExitKind::Irq);
-            super::smp::eoi();
+            match (vector.and_then(super::ioapic::gsi_of), devices_of(local.vm)) {
+                (Some(gsi), Some(d)) => d.ioapic.arrived(gsi),
+                _ => super::smp::eoi(),
+            }
             if !local.vm.is_running() {
                 vm::park(local.vm, local.vcpu, local.stack_top);
             }
@@ -446,19 +457,25 @@ fn apic_write(
     msr: u32,
     value: u64,
 ) -> Then {
-    let done = apic.with(|a| match msr {
-        MSR_APIC_BASE => a.write_base(value).map(|()| None),
-        MSR_TSC_DEADLINE => {
-            a.write_tsc_deadline(value);
-            Ok(None)
-        }
-        _ if a.x2apic() => a.write(
-            msr - MSR_X2APIC_FIRST,
-            value,
-            super::interface::counter_now(),
-        ),
-        _ => Err(super::vlapic::Refused),
+    let (done, level_eoi) = apic.with(|a| {
+        let done = match msr {
+            MSR_APIC_BASE => a.write_base(value).map(|()| None),
+            MSR_TSC_DEADLINE => {
+                a.write_tsc_deadline(value);
+                Ok(None)
+            }
+            _ if a.x2apic() => a.write(
+                msr - MSR_X2APIC_FIRST,
+                value,
+                super::interface::counter_now(),
+            ),
+            _ => Err(super::vlapic::Refused),
+        };
+        (done, a.take_level_eoi())
     });
+    if let Some(v) = level_eoi {
+        d.ioapic.eoi(v);
+    }
     match done {
         Ok(Some(ipi)) => {
             d.apics.deliver(local.vm, local.vcpu.id, ipi);
@@ -596,7 +613,7 @@ extern "C" fn tessera_vmx_entry_failed(regs: &mut GuestRegs) -> ! {
 }
 
 /// x86 devices of one VM: its port devices from the config, its vCPUs'
-/// local APICs and their xAPIC page.
+/// local APICs and their xAPIC page, its I/O APIC.
 pub fn build_devices(vm: &'static Vm) -> VmDevices {
     use tessera_config::EmuPortKind;
     let mut bus = PortBus::default();
@@ -618,17 +635,21 @@ pub fn build_devices(vm: &'static Vm) -> VmDevices {
         }
     }
     let apics: &'static VmApics = alloc::boxed::Box::leak(alloc::boxed::Box::new(VmApics::new(vm.vcpus.len())));
+    let ioapic: &'static VmIoApic =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(VmIoApic::new(vm, apics)));
     let mut mmio = MmioBus::default();
     mmio.add(
         XapicPage::BASE,
         XAPIC_SIZE,
-        alloc::boxed::Box::leak(alloc::boxed::Box::new(XapicPage { apics, vm })),
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(XapicPage { apics, vm, ioapic })),
     );
+    mmio.add(IOAPIC_BASE, IOAPIC_SIZE, ioapic);
     VmDevices {
         vm_id: vm.config.id,
         bus,
         uart,
         apics,
         mmio,
+        ioapic,
     }
 }
