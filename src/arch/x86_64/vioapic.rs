@@ -39,7 +39,8 @@ const DEST_SHIFT: u32 = 56;
 /// What a guest may write: vector, delivery mode, destination mode,
 /// polarity, trigger mode, mask, destination (delivery status and remote
 /// IRR are read-only).
-const WRITABLE: u64 = VECTOR | DELIVERY_MODE | DEST_LOGICAL | ACTIVE_LOW | LEVEL | MASKED | 0xff << DEST_SHIFT;
+const WRITABLE: u64 =
+    VECTOR | DELIVERY_MODE | DEST_LOGICAL | ACTIVE_LOW | LEVEL | MASKED | 0xff << DEST_SHIFT;
 
 /// An access the model refuses (the guest gets its VM's policy): a width
 /// or alignment the I/O APIC does not decode.
@@ -128,7 +129,10 @@ impl VIoApic {
         match index {
             REG_ID | REG_ARB => self.id << 24,
             REG_VERSION => VERSION | (self.pins.saturating_sub(1) & 0xff) << 16,
-            i => match self.entry_of(i).and_then(|(g, high)| Some((self.line(g)?, high))) {
+            i => match self
+                .entry_of(i)
+                .and_then(|(g, high)| Some((self.line(g)?, high)))
+            {
                 Some((l, true)) => (l.entry >> 32) as u32,
                 Some((l, false)) => l.entry as u32,
                 None => 0,
@@ -181,11 +185,19 @@ impl VIoApic {
         }
         let (gsi, high) = self.entry_of(index)?;
         let line = self.line_mut(gsi)?;
-        let (shift, half) = if high { (32, 0xffff_ffff << 32) } else { (0, 0xffff_ffff) };
+        let (shift, half) = if high {
+            (32, 0xffff_ffff << 32)
+        } else {
+            (0, 0xffff_ffff)
+        };
         let new = (line.entry & !(half & WRITABLE)) | (u64::from(value) << shift & half & WRITABLE);
         let old = line.entry;
         // Edge-triggered entries have no remote IRR.
-        line.entry = if new & LEVEL == 0 { new & !REMOTE_IRR } else { new };
+        line.entry = if new & LEVEL == 0 {
+            new & !REMOTE_IRR
+        } else {
+            new
+        };
         (line.entry != old).then_some(gsi)
     }
 

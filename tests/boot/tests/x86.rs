@@ -347,7 +347,9 @@ fn x86_passthrough_com2_interrupts_reach_only_their_vm() {
         last = at;
     }
     run.expect_line("[irqa] x86irq: 50 COM2 interrupts (edge), 49 bytes written by the handler");
-    run.expect_line("[irqa] x86irq: 2 COM2 interrupts (level), 2 with remote IRR set in the handler");
+    run.expect_line(
+        "[irqa] x86irq: 2 COM2 interrupts (level), 2 with remote IRR set in the handler",
+    );
     for c in [
         "ioapic-version",
         "ioapic-foreign-entry-reads-zero",
@@ -367,6 +369,18 @@ fn x86_passthrough_com2_interrupts_reach_only_their_vm() {
     run.check(
         counter(run.lines()[a], "irq").is_some_and(|n| n >= 52),
         "every COM2 interrupt is an exit of irqa",
+    );
+    // The edge phase halts before each next byte's interrupt (9600 baud):
+    // a line arriving while the core waits in HLT must end it (without
+    // that, the guest hangs after its first byte).
+    run.check(
+        counter(run.lines()[a], "halt").is_some_and(|n| n >= 25),
+        "irqa halted while waiting for COM2",
+    );
+    let b = run.expect_prefix("[tessera] summary vm irqb (powered-off, resets=0):");
+    run.check(
+        counter(run.lines()[b], "irq") == Some(0),
+        "no interrupt exit in irqb",
     );
     run.expect_line("[tessera] all VMs powered off; system off");
     run.check(run.status == Some(0), "both VMs powered off");

@@ -5,8 +5,7 @@ use super::channel::ChannelSpec;
 use super::pool::PoolSpec;
 use crate::{
     Arch, Bcm2711, EmuDevice, EmuPort, FaultPolicy, GicDesc, IoApicDesc, MemRange, MemoryRegion,
-    PortRange,
-    UnhandledPolicy, VgicLayout,
+    PortRange, UnhandledPolicy, VgicLayout,
 };
 
 /// A parsed board file (`configs/boards/*.toml`).

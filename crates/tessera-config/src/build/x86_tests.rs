@@ -381,11 +381,13 @@ fn x86_board_interrupt_lines_are_checked() {
     let e = validate_board(BRD, &parse_board(BRD, &board).expect("parses"));
     let e: Vec<String> = e.iter().map(ToString::to_string).collect();
     assert!(
-        e.iter().any(|e| e.contains("board: ioapic.pins: 0 inputs, expected 1 to 192")),
+        e.iter()
+            .any(|e| e.contains("board: ioapic.pins: 0 inputs, expected 1 to 192")),
         "{e:?}"
     );
     assert!(
-        e.iter().any(|e| e.contains("board: console.irq: GSI 4 is not an input")),
+        e.iter()
+            .any(|e| e.contains("board: console.irq: GSI 4 is not an input")),
         "{e:?}"
     );
     // Board devices' irqs are GSIs on x86 (not GIC SPIs).
@@ -396,10 +398,14 @@ fn x86_board_interrupt_lines_are_checked() {
     let e = validate_board(BRD, &parse_board(BRD, &dev).expect("parses"));
     let e: Vec<String> = e.iter().map(ToString::to_string).collect();
     assert!(
-        e.iter().any(|e| e.contains("devices[0].irqs[1]: GSI 30 is not an input")),
+        e.iter()
+            .any(|e| e.contains("devices[0].irqs[1]: GSI 30 is not an input")),
         "{e:?}"
     );
-    assert!(!e.iter().any(|e| e.contains("irqs[0]")), "GSI 2 is fine: {e:?}");
+    assert!(
+        !e.iter().any(|e| e.contains("irqs[0]")),
+        "GSI 2 is fine: {e:?}"
+    );
 }
 
 #[test]

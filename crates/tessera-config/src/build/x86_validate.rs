@@ -108,7 +108,11 @@ pub(super) fn check_board_irqs(e: &mut Errors<'_>, b: &BoardSpec) {
     let s = "board";
     if let Some(io) = &b.ioapic {
         if io.base % 0x1000 != 0 {
-            e.push(s, "ioapic.base", format!("{:#x} is not 4 KiB aligned", io.base));
+            e.push(
+                s,
+                "ioapic.base",
+                format!("{:#x} is not 4 KiB aligned", io.base),
+            );
         }
         if io.pins == 0 || io.pins > MAX_GSIS {
             e.push(
@@ -162,23 +166,27 @@ fn gsi_claims(vm: &VmSpec, board: &BoardSpec) -> Vec<(String, u32)> {
             .enumerate()
             .map(move |(k, &g)| (format!("devices.passthrough_ports[{i}].irqs[{k}]"), g))
     });
-    let devices = vm.passthrough_devices.iter().enumerate().flat_map(|(i, p)| {
-        let all = board
-            .devices
-            .iter()
-            .find(|d| d.name == p.name)
-            .map_or(&[][..], |d| d.irqs.as_slice());
-        let field = if p.irqs.is_some() {
-            format!("devices.passthrough_devices[{i}].irqs")
-        } else {
-            format!("devices.passthrough_devices[{i}] (device {:?})", p.name)
-        };
-        p.irqs
-            .as_deref()
-            .unwrap_or(all)
-            .iter()
-            .map(move |&g| (field.clone(), g))
-    });
+    let devices = vm
+        .passthrough_devices
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let all = board
+                .devices
+                .iter()
+                .find(|d| d.name == p.name)
+                .map_or(&[][..], |d| d.irqs.as_slice());
+            let field = if p.irqs.is_some() {
+                format!("devices.passthrough_devices[{i}].irqs")
+            } else {
+                format!("devices.passthrough_devices[{i}] (device {:?})", p.name)
+            };
+            p.irqs
+                .as_deref()
+                .unwrap_or(all)
+                .iter()
+                .map(move |&g| (field.clone(), g))
+        });
     ports.chain(devices).collect()
 }
 
@@ -211,7 +219,11 @@ pub(super) fn check_vm_gsis(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec) 
             );
         }
         if let Some((other, _)) = claims[..i].iter().find(|(_, g)| g == gsi) {
-            e.push(s, field.as_str(), format!("GSI {gsi} is also given by {other}"));
+            e.push(
+                s,
+                field.as_str(),
+                format!("GSI {gsi} is also given by {other}"),
+            );
         }
     }
 }

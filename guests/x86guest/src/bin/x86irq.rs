@@ -2,7 +2,7 @@
 //! (ports 0x2f8-0x2ff and its line, GSI 3) programs its I/O APIC entry
 //! for GSI 3 as a PC OS would, enables COM2's transmit-holding-register-
 //! empty interrupt, and writes a message to COM2 one byte per interrupt
-//! from its handler (edge-triggered). Then, level-triggered: the line is
+//! from its handler (edge-triggered), halting in between. Then, level-triggered: the line is
 //! held (remote IRR) until the handler's EOI and comes again after it
 //! while COM2 still asserts it; once COM2 stops, it stays quiet. A VM
 //! without COM2 (its ports read all ones) programs the same entry, which
@@ -149,6 +149,18 @@ extern "C" fn level_handler() {
     eoi();
 }
 
+/// Halts with interrupts on until `done` (checked with interrupts off, so
+/// no wake-up is lost between the check and HLT).
+fn halt_until(done: impl Fn() -> bool) {
+    loop {
+        cli();
+        if done() {
+            return;
+        }
+        sti_hlt();
+    }
+}
+
 /// Waits with interrupts on until `done` or the budget is spent.
 fn wait_for(done: impl Fn() -> bool, budget: u64) {
     let start = rdtsc();
@@ -165,9 +177,10 @@ fn owner() {
         "ioapic-entry-starts-masked",
         ioapic_read(ENTRY_LOW) == MASKED,
     );
-    // 115200 8N1, FIFO off, OUT2 on so the line reaches the I/O APIC.
+    // 9600 8N1 (a byte takes about 1 ms, so the vCPU halts before each
+    // next interrupt), FIFO off, OUT2 on so the line reaches the I/O APIC.
     outb(LCR, 0x80);
-    outb(COM2, 1);
+    outb(COM2, 12);
     outb(IER, 0);
     outb(LCR, 0x03);
     outb(IIR_FCR, 0);
@@ -180,10 +193,14 @@ fn owner() {
         "ioapic-entry-programmed",
         ioapic_read(ENTRY_LOW) == EDGE_VECTOR && ioapic_read(ENTRY_HIGH) == 0,
     );
+    // Halted between interrupts: each wakes the vCPU from HLT.
     outb(IER, IER_THRE);
     let len = MESSAGE.len() as u32;
-    wait_for(|| EDGE_COUNT.load(Ordering::SeqCst) > len, BUDGET);
-    let (n, sent) = (EDGE_COUNT.load(Ordering::SeqCst), SENT.load(Ordering::SeqCst));
+    halt_until(|| EDGE_COUNT.load(Ordering::SeqCst) > len);
+    let (n, sent) = (
+        EDGE_COUNT.load(Ordering::SeqCst),
+        SENT.load(Ordering::SeqCst),
+    );
     println!("x86irq: {n} COM2 interrupts (edge), {sent} bytes written by the handler");
     check("irq-edge-delivered", n == len + 1 && sent == len);
     let start = rdtsc();
@@ -217,7 +234,10 @@ fn bystander() {
     println!("x86irq: no COM2 here");
     ioapic_write(ENTRY_HIGH, 0);
     ioapic_write(ENTRY_LOW, EDGE_VECTOR);
-    check("ioapic-foreign-entry-reads-zero", ioapic_read(ENTRY_LOW) == 0);
+    check(
+        "ioapic-foreign-entry-reads-zero",
+        ioapic_read(ENTRY_LOW) == 0,
+    );
     wait_for(|| false, BUDGET / 2);
     check(
         "irq-not-delivered-to-other-vm",
