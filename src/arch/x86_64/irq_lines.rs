@@ -128,7 +128,13 @@ impl MmioDevice for VmIoApic {
             .map_err(|_| AccessError::Invalid)
     }
 
-    fn write(&self, _from: Accessor, offset: u64, width: AccessWidth, value: u64) -> Result<(), AccessError> {
+    fn write(
+        &self,
+        _from: Accessor,
+        offset: u64,
+        width: AccessWidth,
+        value: u64,
+    ) -> Result<(), AccessError> {
         let mut s = self.state.lock();
         let changed = s
             .write(offset, width.bytes(), value as u32)

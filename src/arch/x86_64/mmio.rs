@@ -146,8 +146,10 @@ impl MmioDevice for XapicPage {
     fn write(&self, from: Accessor, offset: u64, width: AccessWidth, value: u64) -> Result<(), AccessError> {
         let apic = self.apics.of(from.vcpu).ok_or(AccessError::Invalid)?;
         let now = super::interface::counter_now();
-        let (ipi, level_eoi) =
-            apic.with(|a| (a.write_xapic(offset, width.bytes(), value as u32, now), a.take_level_eoi()));
+        let (ipi, level_eoi) = apic.with(|a| {
+            let ipi = a.write_xapic(offset, width.bytes(), value as u32, now);
+            (ipi, a.take_level_eoi())
+        });
         if let Some(v) = level_eoi {
             self.ioapic.eoi(v);
         }
