@@ -264,30 +264,27 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
     // SAFETY: `enter` stored this core's leaked, never-freed CpuLocal there.
     let local = unsafe { &*(regs.local as *const CpuLocal) };
     let reason = read(ro::EXIT_REASON) as u32;
-    // Fields only some exits have are read only for those.
     let basic = reason as u16;
-    let ept = basic == reason::EPT_VIOLATION || basic == reason::EPT_MISCONFIG;
-    let info = ExitInfo {
-        reason,
-        qualification: read(ro::EXIT_QUALIFICATION),
-        gpa: if ept {
-            read(ro::GUEST_PHYSICAL_ADDR_FULL)
-        } else {
-            0
-        },
-        rax: regs.rax,
-        rcx: regs.rcx,
-        rdx: regs.rdx,
-        interruption_info: if basic == reason::EXTERNAL_INTERRUPT {
-            read(ro::VMEXIT_INTERRUPTION_INFO) as u32
-        } else {
-            0
-        },
+    let info = if exit_reason::is_instruction_exit(basic) {
+        // The hot exits: what they need is in the guest's registers (and
+        // an I/O exit's qualification); they never interrupt an event's
+        // delivery, so there is nothing to inject again.
+        ExitInfo {
+            reason,
+            qualification: if basic == reason::IO {
+                read(ro::EXIT_QUALIFICATION)
+            } else {
+                0
+            },
+            gpa: 0,
+            rax: regs.rax,
+            rcx: regs.rcx,
+            rdx: regs.rdx,
+            interruption_info: 0,
+        }
+    } else {
+        other_exit_info(local, reason, regs)
     };
-    if info.reason & ENTRY_FAILURE != 0 {
-        entry_failure(local, info.reason);
-    }
-    super::interrupts::requeue_interrupted_event();
     // The preemption timer only says "the APIC timer is due": an x86
     // detail the neutral layer never sees.
     if basic == reason::PREEMPTION_TIMER {
@@ -427,6 +424,41 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
         Then::Unhandled => unhandled(local, exit, info.reason, refusal),
     }
     super::interrupts::before_entry(local.cpu, advanced);
+}
+
+/// What the VMCS says about an exit that is not an instruction's (EPT,
+/// interrupts, the preemption timer, failed entries...). A failed entry
+/// stops the VM here; an event whose delivery the exit interrupted is
+/// queued to be injected again.
+fn other_exit_info(local: &CpuLocal, reason: u32, regs: &GuestRegs) -> ExitInfo {
+    if reason & ENTRY_FAILURE != 0 {
+        entry_failure(local, reason);
+    }
+    let basic = reason as u16;
+    let ept = basic == reason::EPT_VIOLATION || basic == reason::EPT_MISCONFIG;
+    let info = ExitInfo {
+        reason,
+        qualification: if exit_reason::uses_qualification(basic) {
+            read(ro::EXIT_QUALIFICATION)
+        } else {
+            0
+        },
+        gpa: if ept {
+            read(ro::GUEST_PHYSICAL_ADDR_FULL)
+        } else {
+            0
+        },
+        rax: regs.rax,
+        rcx: regs.rcx,
+        rdx: regs.rdx,
+        interruption_info: if basic == reason::EXTERNAL_INTERRUPT {
+            read(ro::VMEXIT_INTERRUPTION_INFO) as u32
+        } else {
+            0
+        },
+    };
+    super::interrupts::requeue_interrupted_event();
+    info
 }
 
 /// The VM's x86 devices and the trapping vCPU's local APIC.
