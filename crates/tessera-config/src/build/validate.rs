@@ -411,6 +411,7 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         }
     }
     x86::check_board_irqs(&mut e, b);
+    x86::check_board_devices(&mut e, b);
     if let Some(p) = &b.bcm2711 {
         for (field, page) in [("bcm2711.pm_base", p.pm), ("bcm2711.gpio_base", p.gpio)] {
             let span = Span::of(&page);
@@ -552,6 +553,7 @@ pub fn validate_system(
         check_vm(&mut e, vm, board, files);
         x86::check_vm_ports(&mut e, vm, board);
         x86::check_vm_gsis(&mut e, vm, board);
+        x86::check_vm_apic_pages(&mut e, vm, board);
     }
     for (j, b) in sys.vms.iter().enumerate() {
         for a in &sys.vms[..j] {

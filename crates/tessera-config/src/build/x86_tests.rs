@@ -430,3 +430,38 @@ fn gsis_of_passthrough_devices_count_too() {
         "vm \"a\" and vm \"b\": devices.passthrough_devices[0] (device \"hpet\"): GSI 3 is given to both",
     );
 }
+
+#[test]
+fn the_interrupt_controllers_stay_the_hypervisors() {
+    // A board device on the I/O APIC or the local APIC page.
+    for base in ["0xfec0_0000", "0xfee0_0000"] {
+        let board = format!(
+            "{}\n[[devices]]\nname = \"ctl\"\nbase = {base}\nsize = 0x1000\n",
+            irq_board()
+        );
+        let e = validate_board(BRD, &parse_board(BRD, &board).expect("parses"));
+        assert!(
+            e.iter().any(|e| e
+                .to_string()
+                .contains("board: devices[0]: \"ctl\" overlaps the")),
+            "{base}: {e:?}"
+        );
+    }
+    // A passed-through device placed over the VM's own I/O APIC.
+    let board = format!(
+        "{}\n[[devices]]\nname = \"nic\"\nbase = 0xfebf_0000\nsize = 0x1000\n",
+        irq_board()
+    );
+    let sys = system(&[vm(
+        0,
+        "a",
+        0,
+        0x0200_0000,
+        "passthrough_devices = [{ name = \"nic\", gpa = 0xfec0_0000 }]",
+    )]);
+    assert_error(
+        &sys,
+        &board,
+        "error: configs/x86.toml: vm \"a\": devices.passthrough_devices[0]: overlaps the VM's I/O APIC (0xfec00000)",
+    );
+}

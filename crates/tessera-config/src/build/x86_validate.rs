@@ -140,6 +140,77 @@ pub(super) fn check_board_irqs(e: &mut Errors<'_>, b: &BoardSpec) {
     }
 }
 
+/// The local APIC page every core has, and the I/O APIC page every x86 VM
+/// sees (the hypervisor emulates both).
+const LAPIC_PAGE: u64 = 0xfee0_0000;
+const VM_IOAPIC_PAGE: u64 = 0xfec0_0000;
+const PAGE: u64 = 0x1000;
+
+fn overlaps_page(base: u64, size: u64, page: u64) -> bool {
+    base < page + PAGE && page < base.saturating_add(size)
+}
+
+/// Board devices stay off the interrupt controllers the hypervisor owns:
+/// a VM given one could aim other VMs' lines at itself.
+pub(super) fn check_board_devices(e: &mut Errors<'_>, b: &BoardSpec) {
+    if b.arch != Arch::X86_64 {
+        return;
+    }
+    let ioapic = b.ioapic.map(|io| io.base & !(PAGE - 1));
+    for (i, d) in b.devices.iter().enumerate() {
+        let w = d.window();
+        for (page, what) in [
+            (Some(LAPIC_PAGE), "the local APIC page"),
+            (ioapic, "the I/O APIC"),
+        ] {
+            if page.is_some_and(|p| overlaps_page(w.base, w.size, p)) {
+                e.push(
+                    "board",
+                    format!("devices[{i}]"),
+                    format!("{:?} overlaps {what}, which the hypervisor owns", d.name),
+                );
+            }
+        }
+    }
+}
+
+/// A VM's MMIO devices stay off the pages of its emulated I/O APIC and
+/// local APIC, which would shadow them.
+pub(super) fn check_vm_apic_pages(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec) {
+    if board.arch != Arch::X86_64 {
+        return;
+    }
+    let s = &vm.label();
+    let emu = vm
+        .emu_devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("devices.emu_devices[{i}]"), d.gpa, d.size));
+    let pt = vm
+        .passthrough_devices
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let dev = board.devices.iter().find(|d| d.name == p.name)?;
+            let w = dev.window();
+            Some((
+                format!("devices.passthrough_devices[{i}]"),
+                p.gpa.unwrap_or(w.base),
+                w.size,
+            ))
+        });
+    for (field, base, size) in emu.chain(pt) {
+        for (page, what) in [
+            (VM_IOAPIC_PAGE, "the VM's I/O APIC (0xfec00000)"),
+            (LAPIC_PAGE, "the VM's local APIC page (0xfee00000)"),
+        ] {
+            if overlaps_page(base, size, page) {
+                e.push(s, field.as_str(), format!("overlaps {what}"));
+            }
+        }
+    }
+}
+
 /// Why `gsi` is not an input of the board's I/O APIC, if it is not.
 fn missing_gsi(b: &BoardSpec, gsi: u32) -> Option<String> {
     match &b.ioapic {
