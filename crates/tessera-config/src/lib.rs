@@ -11,7 +11,7 @@
 pub mod build;
 mod x86;
 
-pub use x86::{Arch, EmuPort, EmuPortKind, PortRange};
+pub use x86::{Arch, EmuPort, EmuPortKind, IoApicDesc, PortRange};
 
 /// Largest number of physical CPUs a board description may list.
 pub const MAX_CPUS: usize = 8;
@@ -123,6 +123,10 @@ pub struct Board {
     /// BCM2711 (Raspberry Pi 4) bring-up the hypervisor does itself, since
     /// that board has no PSCI firmware; `None` elsewhere.
     pub bcm2711: Option<Bcm2711>,
+    /// x86: the board's I/O APIC (`[ioapic]`), which the hypervisor
+    /// programs to deliver VMs' interrupt lines; `None` on Arm boards and
+    /// on x86 boards that give VMs no interrupts.
+    pub ioapic: Option<IoApicDesc>,
 }
 
 /// What the hypervisor drives itself on a BCM2711 (board table `[bcm2711]`):
@@ -313,6 +317,9 @@ pub struct VmConfig {
     pub emu_ports: &'static [EmuPort],
     /// I/O ports the VM reaches directly (x86 only); every other port traps.
     pub passthrough_ports: &'static [PortRange],
+    /// x86: the I/O APIC inputs (GSIs) given to the VM — the `irqs` of
+    /// its passthrough ports and devices — sorted, each once. Empty on Arm.
+    pub passthrough_gsis: &'static [u32],
     /// The VM owns its cores' PMU (`base.pmu`); otherwise PMU registers trap
     /// and the PMU is hidden from it.
     pub pmu: bool,

@@ -423,6 +423,7 @@ impl Reader {
             devices: devices?,
             semihosting_exit: semihosting_exit?,
             bcm2711: bcm2711?,
+            ioapic: None,
         })
     }
 

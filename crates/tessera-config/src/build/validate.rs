@@ -10,7 +10,7 @@ use crate::{
 };
 
 #[path = "x86_validate.rs"]
-mod x86;
+pub(super) mod x86;
 
 /// MPIDR_EL1 affinity fields: Aff0 [7:0], Aff1 [15:8], Aff2 [23:16],
 /// Aff3 [39:32].
@@ -393,7 +393,8 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         }
         check_device_tree_fields(&mut e, &f, d);
         for (k, irq) in d.irqs.iter().enumerate() {
-            if !(32..1020).contains(irq) {
+            // x86 boards: GSIs, checked against the I/O APIC (x86_validate).
+            if arm && !(32..1020).contains(irq) {
                 e.push(
                     s,
                     format!("{f}.irqs[{k}]"),
@@ -409,6 +410,8 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
             }
         }
     }
+    x86::check_board_irqs(&mut e, b);
+    x86::check_board_devices(&mut e, b);
     if let Some(p) = &b.bcm2711 {
         for (field, page) in [("bcm2711.pm_base", p.pm), ("bcm2711.gpio_base", p.gpio)] {
             let span = Span::of(&page);
@@ -549,11 +552,14 @@ pub fn validate_system(
     for vm in &sys.vms {
         check_vm(&mut e, vm, board, files);
         x86::check_vm_ports(&mut e, vm, board);
+        x86::check_vm_gsis(&mut e, vm, board);
+        x86::check_vm_apic_pages(&mut e, vm, board);
     }
     for (j, b) in sys.vms.iter().enumerate() {
         for a in &sys.vms[..j] {
             check_pair(&mut e, a, b, board);
             x86::check_pair_ports(&mut e, a, b);
+            x86::check_pair_gsis(&mut e, a, b, board);
         }
     }
     e.list
