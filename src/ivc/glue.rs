@@ -23,13 +23,17 @@ static STATES: Once<Vec<ChannelState>> = Once::new();
 /// Run-time state of each channel pool of the config, by pool id.
 static POOLS: Once<Vec<PoolState>> = Once::new();
 
-/// Rings through [`VGICS`].
+/// Rings through [`VGICS`] (Arm) or the back-end's local APICs (x86).
 struct VgicTable;
 
 impl Notify for VgicTable {
     fn notify(&self, vm_id: u16, irq: u32) {
-        // An edge: the SPI goes to the vCPU the peer routed it to (vCPU 0
-        // by default), which is kicked if it waits in WFI.
+        // x86: a vector in vCPU 0's local APIC, raised by the back-end.
+        if arch::raise_doorbell(vm_id, irq) {
+            return;
+        }
+        // Arm, an edge: the SPI goes to the vCPU the peer routed it to
+        // (vCPU 0 by default), which is kicked if it waits in WFI.
         if let Some(vgic) = VGICS.get(usize::from(vm_id)).and_then(Once::get) {
             vgic.set_pending(0, irq);
         }

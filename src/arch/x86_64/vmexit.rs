@@ -10,7 +10,7 @@ use super::interrupts::{ApicCell, VmApics};
 use super::irq_lines::VmIoApic;
 use super::msr::MsrAccess;
 use super::mmio::{Refusal, XapicPage};
-use super::vlapic::{Lapic, XAPIC_SIZE, MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST};
+use super::vlapic::{Ipi, Lapic, XAPIC_SIZE, MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST};
 use super::string_io::Progress;
 use super::vioapic::{IOAPIC_BASE, IOAPIC_SIZE};
 use super::vmx::{read, write};
@@ -193,6 +193,22 @@ fn devices_of(vm: &Vm) -> Option<&'static VmDevices> {
         .get()?
         .iter()
         .find(|p| p.vm_id == vm.config.id)
+}
+
+/// Makes vector `vector` pending in vCPU 0's local APIC of VM `vm_id` (an
+/// inter-VM doorbell rang it) and kicks that vCPU's core; nothing for a VM
+/// id or a vector that does not exist (the build keeps doorbell vectors in
+/// 32..=255).
+pub fn raise_doorbell(vm_id: u16, vector: u32) {
+    let (Some(vm), Ok(vector)) = (
+        crate::vm::all().iter().find(|v| v.config.id == vm_id),
+        u8::try_from(vector),
+    ) else {
+        return;
+    };
+    if let Some(d) = devices_of(vm) {
+        d.apics.deliver(vm, usize::MAX, Ipi::Fixed { dest: 0, vector });
+    }
 }
 
 /// This core's per-core data, outside an exit (vCPU entry).

@@ -385,3 +385,40 @@ fn x86_passthrough_com2_interrupts_reach_only_their_vm() {
     run.expect_line("[tessera] all VMs powered off; system off");
     run.check(run.status == Some(0), "both VMs powered off");
 }
+
+/// Two VMs play ping-pong over a static inter-VM channel for 1,000 rounds
+/// (`tests/configs/x86-ivc.toml`, `guests/x86guest/src/bin/x86ivc.rs`):
+/// each ring is an emulated MMIO write to the doorbell page that raises
+/// the channel's vector in the peer's local APIC, waking it from HLT; every
+/// message word is checked, every ring acknowledged through PENDING/ACK,
+/// exactly one interrupt per ring, and a ring naming no member is refused
+/// (#GP by the VMs' policy) without raising anything.
+#[test]
+fn x86_vms_play_ping_pong_over_a_static_channel() {
+    let iso = iso_ok("tests/configs/x86-ivc.toml");
+    let (run, _) = boot_bochs(&iso, DEADLINE);
+    for (vm, me) in [("ping", 0), ("pong", 1)] {
+        for c in [
+            "doorbell-identity",
+            "ping-pong",
+            "one-interrupt-per-ring",
+            "bad-ring-refused",
+            "no-other-gp",
+        ] {
+            run.expect_line(&format!("[{vm}] TEST {c}: PASS"));
+        }
+        run.expect_line(&format!(
+            "[{vm}] x86ivc: member {me}: 1000/1000 messages right, 1000 acknowledged, 1000 \
+             doorbell interrupts"
+        ));
+        expect_no_failed_check(&run, vm);
+        let at = run.expect_prefix(&format!(
+            "[tessera] summary vm {vm} (powered-off, resets=0):"
+        ));
+        run.check(
+            counter(run.lines()[at], "unhandled") == Some(1),
+            &format!("{vm}: the bad ring is its one unhandled exit"),
+        );
+    }
+    run.check(run.status == Some(0), "both VMs powered off");
+}

@@ -9,7 +9,7 @@ use super::plan::{HEAP_MIN, HYP_CODE_RESERVE};
 use super::validate::vgic_frames;
 use super::validate::IPA_LIMIT;
 use super::ConfigError;
-use crate::{DOORBELL_SIZE, MAX_CHANNEL_MEMBERS};
+use crate::{Arch, DOORBELL_SIZE, MAX_CHANNEL_MEMBERS};
 
 const PAGE: u64 = 0x1000;
 /// Longest channel name (it names device-tree nodes).
@@ -314,11 +314,24 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                     push(&ms, f(name), format!("{v:#x} is not 4 KiB aligned"));
                 }
             }
-            if !(32..1020).contains(&m.irq) {
+            // Arm: an SPI of the VM's virtual GIC; x86: a vector of its
+            // vCPU 0's local APIC (not a GSI: no I/O APIC line is involved).
+            let arm = board.arch == Arch::Aarch64;
+            let number = if arm { "INTID" } else { "vector" };
+            if arm && !(32..1020).contains(&m.irq) {
                 push(
                     &ms,
                     f("irq"),
                     format!("INTID {} is not an SPI (expected 32..=1019)", m.irq),
+                );
+            } else if !arm && !(32..=255).contains(&m.irq) {
+                push(
+                    &ms,
+                    f("irq"),
+                    format!(
+                        "{} is not an interrupt vector a VM can be given (expected 32..=255)",
+                        m.irq
+                    ),
                 );
             }
             let shm = win(m.mem, c.size);
@@ -367,12 +380,13 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                     ),
                 );
             }
-            for (of, irq) in &irqs {
+            // (x86 devices' lines are GSIs, another number space.)
+            for (of, irq) in irqs.iter().filter(|_| arm) {
                 if *irq == m.irq {
                     push(
                         &ms,
                         f("irq"),
-                        format!("INTID {irq} is also the interrupt of {of}"),
+                        format!("{number} {irq} is also the interrupt of {of}"),
                     );
                 }
             }
@@ -381,7 +395,7 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                     push(
                         &ms,
                         f("irq"),
-                        format!("INTID {irq} is also the interrupt of {of}"),
+                        format!("{number} {irq} is also the interrupt of {of}"),
                     );
                 }
             }

@@ -465,3 +465,42 @@ fn the_interrupt_controllers_stay_the_hypervisors() {
         "error: configs/x86.toml: vm \"a\": devices.passthrough_devices[0]: overlaps the VM's I/O APIC (0xfec00000)",
     );
 }
+
+/// On x86 a channel member's `irq` is the vector its doorbell raises in
+/// vCPU 0's local APIC: 32..=255, and not compared with GSIs.
+#[test]
+fn x86_channel_doorbells_are_vectors() {
+    let channel = |irq: u32| {
+        format!(
+            "\n[[channel]]\nname = \"ping\"\nsize = 0x1000\nmembers = [\n\
+             {{ vm = \"a\", gpa = 0x0200_0000, access = \"rw\", irq = {irq}, doorbell = 0x0210_0000 }},\n\
+             {{ vm = \"b\", gpa = 0x0200_0000, access = \"rw\", irq = 0x50, doorbell = 0x0210_0000 }},\n]\n"
+        )
+    };
+    let vms = [
+        vm(
+            0,
+            "a",
+            0,
+            0x0200_0000,
+            &format!("{COM1}\npassthrough_ports = [{{ base = 0x2f8, size = 8, irqs = [3] }}]"),
+        ),
+        vm(1, "b", 1, 0x0300_0000, COM1),
+    ];
+    let board = irq_board();
+    // Vector 3 is not GSI 3.
+    for ok in [0x50, 0xff, 32] {
+        let sys = format!("{}{}", system(&vms), channel(ok));
+        assert!(check(&sys, &board).is_ok(), "{:?}", check(&sys, &board));
+    }
+    for bad in [3, 31, 256, 1000] {
+        let sys = format!("{}{}", system(&vms), channel(bad));
+        assert_eq!(
+            check(&sys, &board).expect_err("refused"),
+            [format!(
+                "error: configs/x86.toml: channel \"ping\", vm \"a\": members[0].irq: {bad} is \
+                 not an interrupt vector a VM can be given (expected 32..=255)"
+            )]
+        );
+    }
+}
