@@ -82,7 +82,7 @@ x86-guests: setup
 	@cd $(X86_GUEST_DIR) && $(HYP_CARGO) build -q --release --locked -Zbuild-std=core \
 		-Zbuild-std-features=compiler-builtins-mem --target $(X86_TARGET)
 	@mkdir -p build/guests/x86_64
-	@for g in x86guest x86fault x86bench x86smp x86echo; do \
+	@for g in x86guest x86fault x86bench x86smp x86echo x86irq x86ivc; do \
 		$(OBJCOPY) -O binary $(X86_GUEST_ELF)/$$g build/guests/x86_64/$$g.bin; done
 
 # The image is always rebuilt through cargo (cheap when nothing changed):

@@ -17,17 +17,19 @@ VERSIONS=$OUT/VERSIONS
 DEBS=$OUT/debs
 KERNEL_ROOT=$OUT/kernel
 BUSYBOX_ROOT=$OUT/busybox
-INITRAMFS_INPUTS=("$ROOT/guests/linux/init" "$ROOT/scripts/mkinitramfs.py" "${BASH_SOURCE[0]}")
+INITRAMFS_INPUTS=("$ROOT/guests/linux/init" "$ROOT/guests/linux/ivc" "$ROOT/scripts/mkinitramfs.py" "${BASH_SOURCE[0]}")
 
 # What the guests need from the kernel: the console, interrupt controller,
 # timer and PSCI built in; the test disk's virtio-mmio + virtio-blk built in
-# or as modules (loaded from the initramfs); a gzip'd initramfs and devtmpfs.
-# "ym" accepts =y or =m.
+# or as modules (loaded from the initramfs); a gzip'd initramfs and devtmpfs;
+# for inter-VM channels the generic PCI host (the ivc-pci bridge) and
+# uio_pci_generic. "ym" accepts =y or =m.
 REQUIRED_CONFIG=(SERIAL_AMBA_PL011=y SERIAL_AMBA_PL011_CONSOLE=y ARM_GIC_V3=y
     ARM_ARCH_TIMER=y ARM_PSCI_FW=y SMP=y BLK_DEV_INITRD=y RD_GZIP=y DEVTMPFS=y
-    VIRTIO_MMIO=ym VIRTIO_BLK=ym)
+    VIRTIO_MMIO=ym VIRTIO_BLK=ym PCI_HOST_GENERIC=y UIO=ym UIO_PCI_GENERIC=ym)
 # Options above that may be modules, and the module each one builds.
-declare -A MODULE_OF=([VIRTIO_MMIO]=virtio_mmio [VIRTIO_BLK]=virtio_blk)
+declare -A MODULE_OF=([VIRTIO_MMIO]=virtio_mmio [VIRTIO_BLK]=virtio_blk [UIO]=uio
+    [UIO_PCI_GENERIC]=uio_pci_generic)
 
 log() { echo "fetch-linux: $*"; }
 die() { echo "fetch-linux: $*" >&2; exit 1; }
@@ -97,7 +99,7 @@ build_initramfs() {
         args+=(--module "$module")
     done
     python3 "$ROOT/scripts/mkinitramfs.py" --busybox "$BUSYBOX_ROOT/bin/busybox" \
-        --init "$ROOT/guests/linux/init" --kernel-root "$KERNEL_ROOT" "${args[@]}" \
+        --init "$ROOT/guests/linux/init" --tool "$ROOT/guests/linux/ivc" --kernel-root "$KERNEL_ROOT" "${args[@]}" \
         --out "$INITRAMFS"
     write_versions
 }

@@ -2,8 +2,9 @@
 """Builds the Linux guests' initramfs: a gzip'd newc cpio archive.
 
 Holds busybox (bin/busybox, bin/sh; init installs the other applet links at
-boot), /init from guests/linux/, /dev/console, bin/tessera-counter (below),
-and the kernel modules asked
+boot), /init from guests/linux/, the shell tools asked for (--tool, such as
+guests/linux/ivc) in bin/, /dev/console, bin/tessera-counter (below), and
+the kernel modules asked
 for plus everything they depend on, flat in /lib/modules/ with a
 `load-order` file listing them dependencies first (busybox insmod knows no
 dependencies). Written with the standard library only, byte-for-byte
@@ -205,6 +206,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--busybox", required=True, help="static aarch64 busybox binary")
     parser.add_argument("--init", required=True, help="the /init script")
+    parser.add_argument("--tool", action="append", default=[],
+                        help="a script for /bin, named as its file (repeat)")
     parser.add_argument("--kernel-root", required=True, help="unpacked linux-image package")
     parser.add_argument("--module", action="append", default=[], help="module to include (repeat)")
     parser.add_argument("--out", required=True, help="output .cpio.gz")
@@ -221,6 +224,8 @@ def main():
     archive.symlink("bin/sh", "busybox")
     archive.file("bin/tessera-counter", static_elf(COUNTER_PROGRAM), 0o755)
     archive.file("init", pathlib.Path(args.init).read_bytes(), 0o755)
+    for tool in map(pathlib.Path, args.tool):
+        archive.file(f"bin/{tool.name}", tool.read_bytes(), 0o755)
 
     modules = resolve_modules(args.kernel_root, args.module) if args.module else []
     for name, elf in modules:

@@ -3,7 +3,8 @@
 # CPU model corei7_skylake_x (VMX with EPT and unrestricted guest), BOCHS_CPUS
 # of them (default 2, as configs/boards/bochs-pc.toml describes), 256 MiB,
 # COM1 (the hypervisor console) to COM1-LOG (Bochs's own files beside it,
-# named after it), no window (RFB display with no
+# named after it), COM2 to COM2_LOG (default: COM1-LOG with com2 for com1,
+# for tests that give COM2 to a VM), no window (RFB display with no
 # wait for a client), sound off. Bochs's debugger is built in, so a command
 # file tells it to continue. With FOLLOW=1 the console is shown as it runs.
 # With COM1_INPUT=<script>, COM1 is a socket instead and
@@ -20,6 +21,12 @@ dir=$(dirname "$com1")
 mkdir -p "$dir"
 com1=$(realpath -m "$com1")
 base=${com1%.log}
+if [ -n "${COM2_LOG:-}" ]; then
+    com2=$(realpath -m "$COM2_LOG")
+else
+    com2=${com1%.log}
+    com2=${com2%.com1}.com2.log
+fi
 rc="$base.bochsrc"
 dbg="$base.debugger-rc"
 vgabios=/usr/share/bochs/VGABIOS-lgpl-latest
@@ -42,6 +49,7 @@ display_library: rfb, options="timeout=0"
 ata0-master: type=cdrom, path="$iso", status=inserted
 boot: cdrom
 $com1_line
+com2: enabled=1, mode=file, dev="$com2"
 speaker: enabled=0
 sound: driver=dummy
 log: $base.bochs.log
@@ -53,6 +61,7 @@ BOCHSRC
 printf 'c\nquit\n' >"$dbg"
 
 : >"$com1"
+: >"$com2"
 timeout "${BOCHS_TIMEOUT:-300}" bochs -q -f "$rc" -rc "$dbg" </dev/null >"$base.bochs.out" 2>&1 &
 pid=$!
 if [ -n "${COM1_INPUT:-}" ]; then

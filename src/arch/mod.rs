@@ -8,7 +8,7 @@
 //! - cores: `this_cpu`, `kick_cpu`, `wait_for_kick`, `drain_kicks`,
 //!   `enter_vcpu`, `counter_now`;
 //! - per-arch emulation: `add_arch_sysreg_devices`, `vgic_backend`,
-//!   `add_vgic_sysreg_devices`;
+//!   `add_vgic_sysreg_devices`, `raise_doorbell`;
 //! - the end: `system_off`, `fail_stop`.
 //!
 //! The back-end owns its trap entry and decodes traps into exits; the VM
@@ -82,6 +82,11 @@ pub trait Arch {
     /// Adds the system registers every VM of this architecture sees
     /// emulated.
     fn add_arch_sysreg_devices(bus: &mut SysRegBus);
+    /// Raises inter-VM doorbell interrupt `irq` in VM `vm_id` where the
+    /// back-end models the guest's interrupt controller itself (x86: vector
+    /// `irq` in vCPU 0's local APIC, its core kicked) and returns true;
+    /// false where the neutral virtual GIC does it (Arm: `irq` is an SPI).
+    fn raise_doorbell(vm_id: u16, irq: u32) -> bool;
     /// Ends the run (success: every VM powered off).
     fn system_off(success: bool) -> !;
     /// Stops the machine after a fatal error, reporting `status` where the
@@ -141,6 +146,9 @@ macro_rules! arch_contract {
             }
             fn add_arch_sysreg_devices(bus: &mut $crate::devices::SysRegBus) {
                 $iface::add_arch_sysreg_devices(bus)
+            }
+            fn raise_doorbell(vm_id: u16, irq: u32) -> bool {
+                $iface::raise_doorbell(vm_id, irq)
             }
             fn system_off(success: bool) -> ! {
                 $iface::system_off(success)

@@ -198,17 +198,19 @@ const MAX_PASSES: usize = 4;
 /// of leaving it to whoever holds it.
 #[inline(never)]
 fn drain(force: bool, wait_lock: bool) {
-    drain_within(force, wait_lock, None);
+    drain_within(force, force, wait_lock, None);
 }
 
 /// A drain on a guest's UART access to `port`: one pass, writing at most
 /// the port's own pending bytes plus [`FOREIGN_BUDGET`].
 #[inline(never)]
 fn drain_for_guest(port: &Port) {
-    drain_within(false, false, Some(port.pending() + FOREIGN_BUDGET));
+    drain_within(false, false, false, Some(port.pending() + FOREIGN_BUDGET));
 }
 
-fn drain_within(force: bool, wait_lock: bool, budget: Option<usize>) {
+/// [`drain`] with its parts apart: `wait_fifo` waits for FIFO room without
+/// ending open lines; `budget` as in [`drain_for_guest`].
+fn drain_within(force: bool, wait_fifo: bool, wait_lock: bool, budget: Option<usize>) {
     for pass in 1.. {
         let guard = if wait_lock {
             Some(TERMINAL.lock())
@@ -227,7 +229,7 @@ fn drain_within(force: bool, wait_lock: bool, budget: Option<usize>) {
         let Terminal { mux, uart, tx_irq } = &mut *t;
         let mut sink = UartSink {
             uart,
-            wait: force,
+            wait: wait_fifo,
             budget: budget.unwrap_or(usize::MAX),
             spent: false,
         };
@@ -271,15 +273,17 @@ pub fn poll() {
     }
 }
 
-/// Writes out everything pending before a hypervisor line about a VM, so
-/// what the VM printed before the event comes before the line that reports
-/// it. It waits for the terminal and for FIFO room and ends any open line:
-/// a drain that stops at a full FIFO or behind another source's open line
-/// leaves the VM's line queued behind the hypervisor's (the ring of the
-/// hypervisor drains first), which a CI run saw. Called only for admitted,
-/// rate-limited lines, so the wait is bounded by what the VMs queued.
+/// Writes out the whole lines pending before a hypervisor line about a VM,
+/// so what the VM printed before the event comes first: it waits for the
+/// terminal and for FIFO room (a drain that stopped at a full FIFO left the
+/// VM's line queued, and the hypervisor's ring drains first: a CI run saw
+/// a VM's last line after its `stopped` line), but holds back open lines
+/// as usual (forcing them ended other VMs' half-written lines whenever any
+/// VM was logged about). A VM's line held back behind another VM's open
+/// line can still follow the hypervisor's; that lasts at most the grace
+/// time of the open line.
 pub fn settle() {
-    drain(true, true);
+    drain_within(false, true, true, None);
 }
 
 /// Writes out everything pending, waiting for the UART (VM stopped, end of

@@ -67,6 +67,23 @@ impl PoolState {
             .map_or(0, |m| m.window + extent.offset)
     }
 
+    /// Maps `extent` into member `member`'s window (VM `vm`, the caller);
+    /// its guest-physical address, or `NO_SPACE` if the stage 2 could not
+    /// take it (the caller undoes its pool change).
+    fn map_for(
+        &self,
+        mem: &dyn PoolMemory,
+        vm: u16,
+        member: usize,
+        extent: Extent,
+    ) -> Result<u64, Status> {
+        let gpa = self.gpa(member, extent);
+        let hpa = self.config.hpa + extent.offset;
+        mem.map(vm, gpa, hpa, extent.size)
+            .map(|()| gpa)
+            .map_err(|_| ivc::NO_SPACE)
+    }
+
     fn vm(&self, member: usize) -> u16 {
         self.config
             .members
@@ -143,12 +160,9 @@ fn alloc(
     let (id, slot, extent, gpa) = {
         let mut pool = state.pool.lock();
         let (id, slot, extent) = pool.alloc(owner, peer, size)?;
-        let gpa = state.gpa(owner, extent);
-        let hpa = state.config.hpa + extent.offset;
-        if mem.map(caller, gpa, hpa, extent.size).is_err() {
-            pool.undo_alloc(slot);
-            return Err(ivc::NO_SPACE);
-        }
+        let gpa = state
+            .map_for(mem, caller, owner, extent)
+            .inspect_err(|_| pool.undo_alloc(slot))?;
         (id, slot, extent, gpa)
     };
     state.ring(notify, peer, slot);
@@ -167,12 +181,9 @@ fn attach(
     let (slot, extent, owner, gpa) = {
         let mut pool = state.pool.lock();
         let (slot, extent, owner) = pool.attach(member, id)?;
-        let gpa = state.gpa(member, extent);
-        let hpa = state.config.hpa + extent.offset;
-        if mem.map(caller, gpa, hpa, extent.size).is_err() {
-            pool.undo_attach(slot);
-            return Err(ivc::NO_SPACE);
-        }
+        let gpa = state
+            .map_for(mem, caller, member, extent)
+            .inspect_err(|_| pool.undo_attach(slot))?;
         (slot, extent, owner, gpa)
     };
     state.ring(notify, owner, slot);

@@ -4,6 +4,7 @@
 //! [`depart`] with the stage-2 edge they act through.
 
 use super::dynamic::{self, PoolDoorbell, PoolMemory, PoolState};
+use super::pci::{Function, PciHost};
 use super::{ChannelState, Doorbell, Notify};
 use crate::arch::{self, MemKind};
 use crate::config::{MAX_VMS, SYSTEM};
@@ -22,13 +23,17 @@ static STATES: Once<Vec<ChannelState>> = Once::new();
 /// Run-time state of each channel pool of the config, by pool id.
 static POOLS: Once<Vec<PoolState>> = Once::new();
 
-/// Rings through [`VGICS`].
+/// Rings through [`VGICS`] (Arm) or the back-end's local APICs (x86).
 struct VgicTable;
 
 impl Notify for VgicTable {
     fn notify(&self, vm_id: u16, irq: u32) {
-        // An edge: the SPI goes to the vCPU the peer routed it to (vCPU 0
-        // by default), which is kicked if it waits in WFI.
+        // x86: a vector in vCPU 0's local APIC, raised by the back-end.
+        if arch::raise_doorbell(vm_id, irq) {
+            return;
+        }
+        // Arm, an edge: the SPI goes to the vCPU the peer routed it to
+        // (vCPU 0 by default), which is kicked if it waits in WFI.
         if let Some(vgic) = VGICS.get(usize::from(vm_id)).and_then(Once::get) {
             vgic.set_pending(0, irq);
         }
@@ -190,4 +195,24 @@ pub fn attach(
         }
     }
     Ok(())
+}
+
+/// VM `vm_id`'s `ivc-pci` bridge: device `k` is the `k`-th static channel
+/// it is a member of, in config order (the order of its device tree's
+/// `interrupt-map`).
+pub fn pci_host(vm_id: u16) -> Result<&'static PciHost, &'static str> {
+    let states = STATES.get().ok_or("inter-VM channels not initialised")?;
+    let functions = SYSTEM
+        .channels
+        .iter()
+        .zip(states)
+        .flat_map(|(c, state)| {
+            c.members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.vm_id == vm_id)
+                .filter_map(move |(index, _)| Function::new(c, state, index, &VgicTable))
+        })
+        .collect();
+    Ok(Box::leak(Box::new(PciHost::new(functions))))
 }

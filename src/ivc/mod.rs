@@ -12,13 +12,14 @@
 pub mod dynamic;
 #[cfg(target_os = "none")]
 mod glue;
+pub mod pci;
 pub mod pool;
 #[cfg(target_os = "none")]
-pub use glue::{attach, depart, hypercall, init, owned_spis};
+pub use glue::{attach, depart, hypercall, init, owned_spis, pci_host};
 
 use crate::devices::{AccessError, Accessor, MmioDevice};
 use crate::exit::AccessWidth;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use tessera_config::{Channel, MAX_CHANNEL_MEMBERS};
 
 /// Doorbell registers (byte offsets in the 4 KiB page; 32-bit accesses):
@@ -36,14 +37,45 @@ pub trait Notify: Send + Sync {
 pub struct ChannelState {
     /// Per member: who rang it and was not acked yet (bit = ringer index).
     pending: [AtomicU32; MAX_CHANNEL_MEMBERS],
+    /// Per member: rings raise no interrupt (its PCI function's INTx
+    /// disable bit, see [`pci`]); they are still recorded in `pending`.
+    held: [AtomicBool; MAX_CHANNEL_MEMBERS],
 }
 
 impl ChannelState {
-    /// Nothing pending.
+    /// Nothing pending, nothing held.
     pub const fn new() -> Self {
         Self {
             pending: [const { AtomicU32::new(0) }; MAX_CHANNEL_MEMBERS],
+            held: [const { AtomicBool::new(false) }; MAX_CHANNEL_MEMBERS],
         }
+    }
+
+    /// Who rang member `index` and was not acknowledged (bit = ringer).
+    pub fn pending_for(&self, index: usize) -> u32 {
+        self.pending
+            .get(index)
+            .map_or(0, |p| p.load(Ordering::SeqCst))
+    }
+
+    /// Member `index` acknowledges the rings in `bits`.
+    pub fn acknowledge(&self, index: usize, bits: u32) {
+        if let Some(p) = self.pending.get(index) {
+            p.fetch_and(!bits, Ordering::AcqRel);
+        }
+    }
+
+    /// Holds member `index`'s interrupt back (`true`) or lets it through;
+    /// `true` if it was let through with a ring pending (the caller raises
+    /// it: the ring found it held). Sequentially consistent with
+    /// [`Doorbell`]'s ring, so a ring racing with the release raises the
+    /// interrupt at least once.
+    pub fn set_held(&self, index: usize, held: bool) -> bool {
+        let Some(h) = self.held.get(index) else {
+            return false;
+        };
+        h.store(held, Ordering::SeqCst);
+        !held && self.pending_for(index) != 0
     }
 }
 
@@ -81,20 +113,26 @@ impl Doorbell {
     /// member.
     #[inline(always)]
     fn ring_one(&self, to: usize) -> bool {
-        let (Some(member), Some(pending)) =
-            (self.channel.members.get(to), self.state.pending.get(to))
-        else {
+        let (Some(member), Some(pending), Some(held)) = (
+            self.channel.members.get(to),
+            self.state.pending.get(to),
+            self.state.held.get(to),
+        ) else {
             return false;
         };
-        // Release: the ringer's stores to the shared memory, ordered
-        // before its doorbell write, are visible to whoever sees the bit.
-        pending.fetch_or(1 << self.index, Ordering::Release);
-        self.notify.notify(member.vm_id, member.irq);
+        // Release (and more): the ringer's stores to the shared memory,
+        // ordered before its doorbell write, are visible to whoever sees
+        // the bit; sequentially consistent with `ChannelState::set_held`.
+        pending.fetch_or(1 << self.index, Ordering::SeqCst);
+        if !held.load(Ordering::SeqCst) {
+            self.notify.notify(member.vm_id, member.irq);
+        }
         true
     }
 
     /// The writes other than ringing one peer: out of line, so that the
-    /// one-peer ring (the notification latency) needs no stack frame.
+    /// one-peer ring (the notification latency) needs no callee-saved
+    /// registers.
     #[inline(never)]
     fn write_other(&self, offset: u64, value: u32) -> Result<(), AccessError> {
         match offset {
@@ -105,9 +143,7 @@ impl Doorbell {
                 Ok(())
             }
             reg::ACK => {
-                if let Some(p) = self.state.pending.get(self.index) {
-                    p.fetch_and(!value, Ordering::AcqRel);
-                }
+                self.state.acknowledge(self.index, value);
                 Ok(())
             }
             _ => Err(AccessError::Invalid),
@@ -126,11 +162,7 @@ impl MmioDevice for Doorbell {
             reg::SELF => self.index as u32,
             reg::SIZE_LO => self.channel.size as u32,
             reg::SIZE_HI => (self.channel.size >> 32) as u32,
-            reg::PENDING => self
-                .state
-                .pending
-                .get(self.index)
-                .map_or(0, |p| p.load(Ordering::Acquire)),
+            reg::PENDING => self.state.pending_for(self.index),
             _ => return Err(AccessError::Invalid),
         };
         Ok(u64::from(v))
@@ -176,8 +208,9 @@ mod tests {
     use spin::Mutex;
     use tessera_config::ChannelMember;
 
+    /// Records every interrupt raised (also used by the `pci` tests).
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<(u16, u32)>>);
+    pub(super) struct Recorder(pub(super) Mutex<Vec<(u16, u32)>>);
 
     impl Notify for Recorder {
         fn notify(&self, vm_id: u16, irq: u32) {

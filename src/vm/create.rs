@@ -149,6 +149,7 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
                 uart = Some(dev);
                 mmio.add(d.gpa, d.size, dev);
             }
+            EmuDeviceKind::IvcPci => mmio.add(d.gpa, d.size, crate::ivc::pci_host(config.id)?),
         }
     }
     let gic = config.vgic;

@@ -11,7 +11,7 @@
 pub mod build;
 mod x86;
 
-pub use x86::{Arch, EmuPort, EmuPortKind, PortRange};
+pub use x86::{Arch, EmuPort, EmuPortKind, IoApicDesc, PortRange};
 
 /// Largest number of physical CPUs a board description may list.
 pub const MAX_CPUS: usize = 8;
@@ -123,6 +123,10 @@ pub struct Board {
     /// BCM2711 (Raspberry Pi 4) bring-up the hypervisor does itself, since
     /// that board has no PSCI firmware; `None` elsewhere.
     pub bcm2711: Option<Bcm2711>,
+    /// x86: the board's I/O APIC (`[ioapic]`), which the hypervisor
+    /// programs to deliver VMs' interrupt lines; `None` on Arm boards and
+    /// on x86 boards that give VMs no interrupts.
+    pub ioapic: Option<IoApicDesc>,
 }
 
 /// What the hypervisor drives itself on a BCM2711 (board table `[bcm2711]`):
@@ -170,6 +174,10 @@ pub enum EmuDeviceKind {
     /// A PL011 UART model whose output goes to the hypervisor console,
     /// tagged with the VM name.
     Pl011,
+    /// `"ivc-pci"`: a virtual PCI host bridge (ECAM, bus 0) with one
+    /// function per static channel the VM is a member of, so Linux binds
+    /// the stock `uio_pci_generic` driver to a channel (docs/IVC.md).
+    IvcPci,
 }
 
 /// An emulated device in a VM's address space.
@@ -309,6 +317,9 @@ pub struct VmConfig {
     pub emu_ports: &'static [EmuPort],
     /// I/O ports the VM reaches directly (x86 only); every other port traps.
     pub passthrough_ports: &'static [PortRange],
+    /// x86: the I/O APIC inputs (GSIs) given to the VM — the `irqs` of
+    /// its passthrough ports and devices — sorted, each once. Empty on Arm.
+    pub passthrough_gsis: &'static [u32],
     /// The VM owns its cores' PMU (`base.pmu`); otherwise PMU registers trap
     /// and the PMU is hidden from it.
     pub pmu: bool,
@@ -316,6 +327,30 @@ pub struct VmConfig {
 
 /// Size of one inter-VM channel's doorbell window (one page).
 pub const DOORBELL_SIZE: u64 = 0x1000;
+/// Size of an `ivc-pci` host bridge's ECAM window: bus 0 only (32 devices
+/// of 8 functions, 4 KiB of configuration space each).
+pub const IVC_PCI_ECAM_SIZE: u64 = 0x10_0000;
+/// Most channels one `ivc-pci` bridge presents (one device each, function
+/// 0, on bus 0).
+pub const IVC_PCI_MAX_FUNCTIONS: usize = 32;
+/// The size a channel's shared-memory BAR reports on an `ivc-pci` bridge:
+/// the channel's size rounded up to a power of two (the guest window is
+/// aligned to it; the part past the channel is left unmapped and must be
+/// free in the VM's address space).
+pub const fn ivc_pci_shm_bar_size(size: u64) -> u64 {
+    match size.checked_next_power_of_two() {
+        Some(s) => s,
+        None => 1 << 63,
+    }
+}
+
+/// PCI vendor id of a channel function. Not a registered id: Tessera's
+/// channel device has its own register map (docs/IVC.md), so it does not
+/// pose as QEMU's ivshmem (1af4:1110), whose drivers would misread it.
+pub const IVC_PCI_VENDOR: u16 = 0x7e55;
+/// PCI device id of a channel function.
+pub const IVC_PCI_DEVICE: u16 = 0x1c00;
+
 /// Largest number of VMs sharing one inter-VM channel (the doorbell's
 /// pending register has one bit per member).
 pub const MAX_CHANNEL_MEMBERS: usize = MAX_VMS;

@@ -1,6 +1,6 @@
 //! What x86_64 boards and VMs add to the shared config types: the
 //! architecture of a board, and I/O port ranges (passed through, or
-//! emulated devices at a port). Everything else — RAM, CPUs, `[base]`,
+//! emulated devices at a port), and the I/O APIC. Everything else — RAM, CPUs, `[base]`,
 //! `[kernel]`, `memory_regions`, `[devices]` — uses the shared types.
 
 /// Instruction-set architecture of a board.
@@ -20,6 +20,16 @@ impl Arch {
             Arch::X86_64 => "x86_64",
         }
     }
+}
+
+/// An x86 board's I/O APIC (`[ioapic]` in the board file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoApicDesc {
+    /// Physical base of its registers (IOREGSEL; IOWIN at +0x10), usually
+    /// 0xfec0_0000.
+    pub base: u64,
+    /// Number of inputs (redirection entries): GSIs `0..pins` (24 on PCs).
+    pub pins: u32,
 }
 
 /// A range of x86 I/O ports `[base, base + size)`.

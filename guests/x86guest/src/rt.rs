@@ -220,6 +220,16 @@ fn gate(handler: unsafe extern "C" fn()) -> [u64; 2] {
     ]
 }
 
+/// Points vector `v` (below `IDT_ENTRIES`) at `handler` (an interrupt
+/// gate: it must save what it uses and end with `iretq`).
+pub fn install_handler(v: usize, handler: unsafe extern "C" fn()) {
+    // SAFETY: as for `install_timer_vector`.
+    unsafe {
+        let idt = &raw mut IDT;
+        (*idt)[v] = gate(handler);
+    }
+}
+
 /// Points vector `v` (below `IDT_ENTRIES`) at the timer handler.
 pub fn install_timer_vector(v: usize) {
     // SAFETY: single vCPU; the vector is not in use while it changes
@@ -319,6 +329,19 @@ static mut XAPIC_PD: Table = Table([0; 512]);
 /// GiB the hypervisor enters us with) with a 2 MiB uncacheable page of a
 /// page directory of ours, hooked into the entry tables.
 pub fn map_xapic_page() {
+    map_device_2m(XAPIC);
+}
+
+/// The I/O APIC's MMIO page.
+pub const IOAPIC: u64 = 0xfec0_0000;
+
+/// Maps the I/O APIC page as [`map_xapic_page`] maps the xAPIC's.
+pub fn map_ioapic_page() {
+    map_device_2m(IOAPIC);
+}
+
+/// Maps the 2 MiB page of `addr` (in the 4th GiB) identity, uncacheable.
+fn map_device_2m(addr: u64) {
     const P_RW: u64 = 0b11;
     const PS: u64 = 1 << 7;
     const PWT_PCD: u64 = 0b11 << 3;
@@ -331,7 +354,8 @@ pub fn map_xapic_page() {
         let pml4 = (cr3 & ADDR) as *const u64;
         let pdpt = (*pml4 & ADDR) as *mut u64;
         let pd = &raw mut XAPIC_PD;
-        (*pd).0[(XAPIC >> 21) as usize & 511] = XAPIC | P_RW | PS | PWT_PCD;
+        let page = addr & !0x1f_ffff;
+        (*pd).0[(page >> 21) as usize & 511] = page | P_RW | PS | PWT_PCD;
         *pdpt.add(3) = pd as u64 | P_RW;
         asm!("mov cr3, {}", in(reg) cr3, options(nostack));
     }

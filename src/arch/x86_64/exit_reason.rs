@@ -63,6 +63,27 @@ pub struct ExitInfo {
     pub interruption_info: u32,
 }
 
+/// Whether basic reason `basic` is an exit caused by an instruction the
+/// guest was executing (CPUID, HLT, VMCALL, IN/OUT, RDMSR, WRMSR). Such an
+/// exit never interrupts the delivery of an event (SDM 27.2.4: the
+/// instruction runs only after delivery completed), so its IDT-vectoring
+/// information is never valid and need not be read.
+pub const fn is_instruction_exit(basic: u16) -> bool {
+    matches!(
+        basic,
+        reason::CPUID | reason::HLT | reason::VMCALL | reason::IO | reason::RDMSR | reason::WRMSR
+    )
+}
+
+/// Whether [`decode`] (or the handler of the exit) uses the exit
+/// qualification of basic reason `basic`; other exits skip the VMREAD.
+pub const fn uses_qualification(basic: u16) -> bool {
+    matches!(
+        basic,
+        reason::IO | reason::EPT_VIOLATION | reason::EPT_MISCONFIG | reason::SIPI
+    )
+}
+
 /// Width of an I/O access from qualification bits 2:0 (0, 1 or 3).
 fn io_width(q: u64) -> Option<AccessWidth> {
     match q & 7 {
@@ -234,6 +255,49 @@ mod tests {
                 syndrome: 0x8000_0021
             }
         );
+    }
+
+    #[test]
+    fn exits_that_skip_vmcs_reads() {
+        for r in [
+            reason::CPUID,
+            reason::HLT,
+            reason::VMCALL,
+            reason::IO,
+            reason::RDMSR,
+            reason::WRMSR,
+        ] {
+            assert!(is_instruction_exit(r), "{r}");
+        }
+        // Exits that can interrupt an event's delivery keep the
+        // IDT-vectoring check.
+        for r in [
+            reason::EXCEPTION_NMI,
+            reason::EXTERNAL_INTERRUPT,
+            reason::TRIPLE_FAULT,
+            reason::INTERRUPT_WINDOW,
+            reason::EPT_VIOLATION,
+            reason::EPT_MISCONFIG,
+            reason::PREEMPTION_TIMER,
+        ] {
+            assert!(!is_instruction_exit(r), "{r}");
+        }
+        // Every exit decode reads the qualification of reads it.
+        for r in [
+            reason::IO,
+            reason::EPT_VIOLATION,
+            reason::EPT_MISCONFIG,
+            reason::SIPI,
+        ] {
+            assert!(uses_qualification(r), "{r}");
+        }
+        for r in [reason::CPUID, reason::VMCALL, reason::RDMSR, reason::HLT] {
+            assert!(!uses_qualification(r), "{r}");
+            // Decoding does not depend on it.
+            let a = decode(&info(r, 0));
+            let b = decode(&info(r, u64::MAX));
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
     }
 
     #[test]

@@ -30,6 +30,13 @@ pub fn wait_for_kick() {
     core::hint::spin_loop();
 }
 
+/// Raises inter-VM doorbell vector `irq` in vCPU 0 of VM `vm_id` through
+/// its local APIC (see `vmexit::raise_doorbell`); always handled here.
+pub fn raise_doorbell(vm_id: u16, irq: u32) -> bool {
+    super::vmexit::raise_doorbell(vm_id, irq);
+    true
+}
+
 /// Nothing to consume: a kick that arrived in the hypervisor is taken as
 /// an external-interrupt exit right after the next entry.
 pub fn drain_kicks() {}

@@ -295,7 +295,8 @@ fn set_controls(c: &CoreControls, window: bool, fire: Option<u64>, now: u64) {
 }
 
 /// HLT: waits until the guest can take an interrupt (its APIC has one
-/// pending above its priority and RFLAGS.IF is set), or its VM stops or
+/// pending above its priority, or one of its physical lines is waiting in
+/// this core's APIC, and RFLAGS.IF is set), or its VM stops or
 /// resets (`park` then does not return). With interrupts off and nothing
 /// to wake it, the vCPU waits for its VM to end, like a halted CPU.
 pub fn halt(local: &CpuLocal, apic: Option<&ApicCell>) {
@@ -310,6 +311,11 @@ pub fn halt(local: &CpuLocal, apic: Option<&ApicCell>) {
                 a.poll(now);
                 a.pending().is_some()
             }) {
+                return;
+            }
+            // One of the VM's lines waits in this core's APIC: the next
+            // entry takes it (an external-interrupt exit) and injects it.
+            if super::ioapic::gsi_pending() {
                 return;
             }
         }

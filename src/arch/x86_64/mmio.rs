@@ -125,6 +125,8 @@ pub struct XapicPage {
     pub apics: &'static VmApics,
     /// Where IPIs the page sends are delivered from: the VM's vCPUs.
     pub vm: &'static crate::vm::Vm,
+    /// Where EOIs of level-triggered vectors go: the VM's I/O APIC.
+    pub ioapic: &'static super::irq_lines::VmIoApic,
 }
 
 impl XapicPage {
@@ -144,9 +146,14 @@ impl MmioDevice for XapicPage {
     fn write(&self, from: Accessor, offset: u64, width: AccessWidth, value: u64) -> Result<(), AccessError> {
         let apic = self.apics.of(from.vcpu).ok_or(AccessError::Invalid)?;
         let now = super::interface::counter_now();
-        let ipi = apic
-            .with(|a| a.write_xapic(offset, width.bytes(), value as u32, now))
-            .map_err(|_| AccessError::Invalid)?;
+        let (ipi, level_eoi) = apic.with(|a| {
+            let ipi = a.write_xapic(offset, width.bytes(), value as u32, now);
+            (ipi, a.take_level_eoi())
+        });
+        if let Some(v) = level_eoi {
+            self.ioapic.eoi(v);
+        }
+        let ipi = ipi.map_err(|_| AccessError::Invalid)?;
         if let Some(ipi) = ipi {
             self.apics.deliver(self.vm, from.vcpu, ipi);
         }

@@ -2,7 +2,7 @@
 //! decoding. See docs/X86.md.
 //!
 //! Pure parts (`controls`, `ept`, `exit_reason`, `guest_cpuid`,
-//! `guest_paging`, `guest_walk`, `io_bitmap`, `mmio_decode`, `msr`, `vlapic`) build on the host too and are unit-tested there;
+//! `guest_paging`, `guest_walk`, `io_bitmap`, `mmio_decode`, `msr`, `vioapic`, `vlapic`) build on the host too and are unit-tested there;
 //! everything that touches the CPU is bare-metal only.
 
 pub mod controls;
@@ -14,6 +14,7 @@ pub mod guest_walk;
 pub mod io_bitmap;
 pub mod mmio_decode;
 pub mod msr;
+pub mod vioapic;
 pub mod vlapic;
 
 /// Items that touch the hardware: built for the bare-metal target only.
@@ -27,6 +28,8 @@ bare_metal! {
     pub mod cpu;
     mod desc;
     mod guest_memory;
+    mod ioapic;
+    mod irq_lines;
     mod mmio;
     pub mod interrupts;
     pub mod interface;

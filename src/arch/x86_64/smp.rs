@@ -89,6 +89,16 @@ pub fn eoi() {
     unsafe { core::ptr::write_volatile((apic_base() + EOI) as *mut u32, 0) };
 }
 
+/// Interrupt request register word `i` (vectors `32 * i..32 * i + 32`) of
+/// this core's local APIC: interrupts it holds until the core takes them.
+pub fn irr_word(i: u32) -> u32 {
+    // This core's local APIC IRR: offset 0x200 + 0x10 * i, i < 8.
+    let irr = apic_base() + 0x200 + 0x10 * u64::from(i & 7);
+    // SAFETY: a register of this core's local APIC (identity-mapped);
+    // reading it has no side effect.
+    unsafe { core::ptr::read_volatile(irr as *const u32) }
+}
+
 /// Called first by every AP in Rust: tells the boot CPU it has arrived.
 pub fn arrived(cpu: usize) {
     AP_ARRIVED.store(cpu as u64, Ordering::Release);

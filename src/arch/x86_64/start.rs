@@ -3,7 +3,7 @@
 //! root and the VMs, then starts the other CPUs with INIT-SIPI-SIPI; every
 //! CPU then enters VMX root and runs its vCPU or idles.
 
-use super::{boot, cpu, desc, smp, vmexit, vmx};
+use super::{boot, cpu, desc, ioapic, smp, vmexit, vmx};
 use crate::config::SYSTEM;
 use crate::vcpu::CpuLocal;
 use crate::{mm, println, vm};
@@ -105,6 +105,9 @@ extern "C" fn tessera_x86_main(magic: u32, info: u32) -> ! {
     }
     desc::init(me);
     mask_legacy_pics();
+    if let Some(pins) = ioapic::init() {
+        println!("I/O APIC: {} inputs, all masked until a VM unmasks its own", pins);
+    }
     smp::enable_local_apic();
     // The CPU first: without VMX nothing else matters.
     if let Err(e) = vmx::check_cpu() {

@@ -138,6 +138,12 @@ pub struct Lapic {
     esr: u32,
     irr: [u64; 4],
     isr: [u64; 4],
+    /// Trigger mode: vectors accepted as level-triggered (from the I/O
+    /// APIC), whose EOI is reported to it.
+    tmr: [u64; 4],
+    /// A level-triggered vector the guest ended, not yet handed to the
+    /// I/O APIC ([`Lapic::take_level_eoi`]).
+    level_eoi: Option<u8>,
     /// Registers 0x2f..=0x37: LVT CMCI, (ICR and a hole: unused here),
     /// timer, thermal, perf, LINT0, LINT1, error.
     lvt: [u32; 9],
@@ -178,6 +184,8 @@ impl Lapic {
             esr: 0,
             irr: [0; 4],
             isr: [0; 4],
+            tmr: [0; 4],
+            level_eoi: None,
             lvt: [LVT_MASKED; 9],
             icr: 0,
             initial_count: 0,
@@ -250,6 +258,22 @@ impl Lapic {
         self.fire_at.is_some() || self.irr.iter().any(|&w| w != 0)
     }
 
+    /// Makes `vector` pending as a level-triggered interrupt from the I/O
+    /// APIC: its EOI is reported ([`Lapic::take_level_eoi`]).
+    pub fn raise_level(&mut self, vector: u8) {
+        if vector >= 16 {
+            let (i, b) = bit(vector);
+            self.tmr[i] |= b;
+        }
+        self.raise(vector);
+    }
+
+    /// The level-triggered vector the guest ended since the last call,
+    /// if any (the EOI message the I/O APIC waits for).
+    pub fn take_level_eoi(&mut self) -> Option<u8> {
+        self.level_eoi.take()
+    }
+
     /// The vCPU took `vector` (it was injected): request to in-service.
     pub fn accept(&mut self, vector: u8) {
         let (i, b) = bit(vector);
@@ -262,6 +286,10 @@ impl Lapic {
         if let Some(v) = highest(&self.isr) {
             let (i, b) = bit(v);
             self.isr[i] &= !b;
+            if self.tmr[i] & b != 0 {
+                self.tmr[i] &= !b;
+                self.level_eoi = Some(v);
+            }
         }
     }
 
@@ -318,7 +346,7 @@ impl Lapic {
             reg::LDR => self.logical_id(),
             reg::SVR => self.svr,
             r if (reg::ISR0..reg::ISR0 + 8).contains(&r) => word(&self.isr, r - reg::ISR0),
-            r if (reg::TMR0..reg::TMR0 + 8).contains(&r) => 0,
+            r if (reg::TMR0..reg::TMR0 + 8).contains(&r) => word(&self.tmr, r - reg::TMR0),
             r if (reg::IRR0..reg::IRR0 + 8).contains(&r) => word(&self.irr, r - reg::IRR0),
             reg::ESR => self.esr,
             reg::ICR => return Ok(self.icr),
@@ -753,6 +781,22 @@ mod tests {
         l.write_base(XAPIC_BASE | BASE_EN | BASE_EXTD).unwrap();
         assert_eq!(l.read_xapic(0x30, 4, 0), Err(Refused));
         assert_eq!(l.write_xapic(0x80, 4, 0, 0), Err(Refused));
+    }
+
+    #[test]
+    fn level_interrupts_report_their_eoi() {
+        let mut a = enabled();
+        a.raise_level(0x50);
+        a.raise(0x60);
+        assert_eq!(a.read(reg::TMR0 + 2, 0), Ok(1 << 16), "TMR bit of 0x50");
+        a.accept(0x60);
+        a.eoi();
+        assert_eq!(a.take_level_eoi(), None, "0x60 is edge");
+        a.accept(0x50);
+        a.eoi();
+        assert_eq!(a.take_level_eoi(), Some(0x50));
+        assert_eq!(a.take_level_eoi(), None, "reported once");
+        assert_eq!(a.read(reg::TMR0 + 2, 0), Ok(0));
     }
 
     #[test]

@@ -7,10 +7,12 @@
 use super::exit_reason::{self, reason, ExitInfo, ENTRY_FAILURE};
 use super::guest_cpuid::{guest_cpuid, Asker};
 use super::interrupts::{ApicCell, VmApics};
+use super::irq_lines::VmIoApic;
 use super::msr::MsrAccess;
 use super::mmio::{Refusal, XapicPage};
-use super::vlapic::{Lapic, XAPIC_SIZE, MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST};
+use super::vlapic::{Ipi, Lapic, XAPIC_SIZE, MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST};
 use super::string_io::Progress;
+use super::vioapic::{IOAPIC_BASE, IOAPIC_SIZE};
 use super::vmx::{read, write};
 use crate::config::UnhandledPolicy;
 use crate::devices::port::PortBus;
@@ -176,8 +178,11 @@ pub struct VmDevices {
     pub uart: Option<&'static VirtualUart16550<VmLines>>,
     /// The virtual local APIC of each vCPU.
     pub apics: &'static VmApics,
-    /// x86 MMIO devices (the xAPIC page), after the VM's own `mmio` bus.
+    /// x86 MMIO devices (the xAPIC page, the I/O APIC), after the VM's
+    /// own `mmio` bus.
     pub mmio: MmioBus,
+    /// Its I/O APIC and interrupt lines.
+    pub ioapic: &'static VmIoApic,
 }
 
 /// x86 devices of every VM, built at boot.
@@ -188,6 +193,22 @@ fn devices_of(vm: &Vm) -> Option<&'static VmDevices> {
         .get()?
         .iter()
         .find(|p| p.vm_id == vm.config.id)
+}
+
+/// Makes vector `vector` pending in vCPU 0's local APIC of VM `vm_id` (an
+/// inter-VM doorbell rang it) and kicks that vCPU's core; nothing for a VM
+/// id or a vector that does not exist (the build keeps doorbell vectors in
+/// 32..=255).
+pub fn raise_doorbell(vm_id: u16, vector: u32) {
+    let (Some(vm), Ok(vector)) = (
+        crate::vm::all().iter().find(|v| v.config.id == vm_id),
+        u8::try_from(vector),
+    ) else {
+        return;
+    };
+    if let Some(d) = devices_of(vm) {
+        d.apics.deliver(vm, usize::MAX, Ipi::Fixed { dest: 0, vector });
+    }
 }
 
 /// This core's per-core data, outside an exit (vCPU entry).
@@ -205,6 +226,9 @@ pub fn enter(stack_top: u64, entry: u64, arg: u64) -> ! {
     super::vmx::reset_guest_state(local.vm, local.vcpu, entry);
     if let Some(d) = devices_of(local.vm) {
         d.apics.start(local.vcpu.id, local.cpu);
+        if local.vcpu.id == 0 {
+            d.ioapic.reset();
+        }
     }
     // Clears what the vCPU's last run left armed.
     super::interrupts::before_entry(local.cpu, false);
@@ -256,30 +280,27 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
     // SAFETY: `enter` stored this core's leaked, never-freed CpuLocal there.
     let local = unsafe { &*(regs.local as *const CpuLocal) };
     let reason = read(ro::EXIT_REASON) as u32;
-    // Fields only some exits have are read only for those.
     let basic = reason as u16;
-    let ept = basic == reason::EPT_VIOLATION || basic == reason::EPT_MISCONFIG;
-    let info = ExitInfo {
-        reason,
-        qualification: read(ro::EXIT_QUALIFICATION),
-        gpa: if ept {
-            read(ro::GUEST_PHYSICAL_ADDR_FULL)
-        } else {
-            0
-        },
-        rax: regs.rax,
-        rcx: regs.rcx,
-        rdx: regs.rdx,
-        interruption_info: if basic == reason::EXTERNAL_INTERRUPT {
-            read(ro::VMEXIT_INTERRUPTION_INFO) as u32
-        } else {
-            0
-        },
+    let info = if exit_reason::is_instruction_exit(basic) {
+        // The hot exits: what they need is in the guest's registers (and
+        // an I/O exit's qualification); they never interrupt an event's
+        // delivery, so there is nothing to inject again.
+        ExitInfo {
+            reason,
+            qualification: if basic == reason::IO {
+                read(ro::EXIT_QUALIFICATION)
+            } else {
+                0
+            },
+            gpa: 0,
+            rax: regs.rax,
+            rcx: regs.rcx,
+            rdx: regs.rdx,
+            interruption_info: 0,
+        }
+    } else {
+        other_exit_info(local, reason, regs)
     };
-    if info.reason & ENTRY_FAILURE != 0 {
-        entry_failure(local, info.reason);
-    }
-    super::interrupts::requeue_interrupted_event();
     // The preemption timer only says "the APIC timer is due": an x86
     // detail the neutral layer never sees.
     if basic == reason::PREEMPTION_TIMER {
@@ -379,11 +400,14 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
             super::interrupts::halt(local, apic_of(local).map(|(_, a)| a));
             Then::Advance
         }
-        Exit::ExternalInterrupt { .. } => {
-            // A kick (the only interrupt a core takes): acknowledged on
-            // exit, ended here; the VM may be stopping or resetting.
+        Exit::ExternalInterrupt { vector } => {
+            // A kick or one of the VM's lines, acknowledged on exit and
+            // ended here; after a kick the VM may be stopping or resetting.
             local.vcpu.count(ExitKind::Irq);
-            super::smp::eoi();
+            match (vector.and_then(super::ioapic::gsi_of), devices_of(local.vm)) {
+                (Some(gsi), Some(d)) => d.ioapic.arrived(gsi),
+                _ => super::smp::eoi(),
+            }
             if !local.vm.is_running() {
                 vm::park(local.vm, local.vcpu, local.stack_top);
             }
@@ -418,6 +442,41 @@ extern "C" fn tessera_vmexit(regs: &mut GuestRegs) {
     super::interrupts::before_entry(local.cpu, advanced);
 }
 
+/// What the VMCS says about an exit that is not an instruction's (EPT,
+/// interrupts, the preemption timer, failed entries...). A failed entry
+/// stops the VM here; an event whose delivery the exit interrupted is
+/// queued to be injected again.
+fn other_exit_info(local: &CpuLocal, reason: u32, regs: &GuestRegs) -> ExitInfo {
+    if reason & ENTRY_FAILURE != 0 {
+        entry_failure(local, reason);
+    }
+    let basic = reason as u16;
+    let ept = basic == reason::EPT_VIOLATION || basic == reason::EPT_MISCONFIG;
+    let info = ExitInfo {
+        reason,
+        qualification: if exit_reason::uses_qualification(basic) {
+            read(ro::EXIT_QUALIFICATION)
+        } else {
+            0
+        },
+        gpa: if ept {
+            read(ro::GUEST_PHYSICAL_ADDR_FULL)
+        } else {
+            0
+        },
+        rax: regs.rax,
+        rcx: regs.rcx,
+        rdx: regs.rdx,
+        interruption_info: if basic == reason::EXTERNAL_INTERRUPT {
+            read(ro::VMEXIT_INTERRUPTION_INFO) as u32
+        } else {
+            0
+        },
+    };
+    super::interrupts::requeue_interrupted_event();
+    info
+}
+
 /// The VM's x86 devices and the trapping vCPU's local APIC.
 fn apic_of(local: &CpuLocal) -> Option<(&'static VmDevices, &'static ApicCell)> {
     let d = devices_of(local.vm)?;
@@ -446,19 +505,25 @@ fn apic_write(
     msr: u32,
     value: u64,
 ) -> Then {
-    let done = apic.with(|a| match msr {
-        MSR_APIC_BASE => a.write_base(value).map(|()| None),
-        MSR_TSC_DEADLINE => {
-            a.write_tsc_deadline(value);
-            Ok(None)
-        }
-        _ if a.x2apic() => a.write(
-            msr - MSR_X2APIC_FIRST,
-            value,
-            super::interface::counter_now(),
-        ),
-        _ => Err(super::vlapic::Refused),
+    let (done, level_eoi) = apic.with(|a| {
+        let done = match msr {
+            MSR_APIC_BASE => a.write_base(value).map(|()| None),
+            MSR_TSC_DEADLINE => {
+                a.write_tsc_deadline(value);
+                Ok(None)
+            }
+            _ if a.x2apic() => a.write(
+                msr - MSR_X2APIC_FIRST,
+                value,
+                super::interface::counter_now(),
+            ),
+            _ => Err(super::vlapic::Refused),
+        };
+        (done, a.take_level_eoi())
     });
+    if let Some(v) = level_eoi {
+        d.ioapic.eoi(v);
+    }
     match done {
         Ok(Some(ipi)) => {
             d.apics.deliver(local.vm, local.vcpu.id, ipi);
@@ -596,7 +661,7 @@ extern "C" fn tessera_vmx_entry_failed(regs: &mut GuestRegs) -> ! {
 }
 
 /// x86 devices of one VM: its port devices from the config, its vCPUs'
-/// local APICs and their xAPIC page.
+/// local APICs and their xAPIC page, its I/O APIC.
 pub fn build_devices(vm: &'static Vm) -> VmDevices {
     use tessera_config::EmuPortKind;
     let mut bus = PortBus::default();
@@ -618,17 +683,21 @@ pub fn build_devices(vm: &'static Vm) -> VmDevices {
         }
     }
     let apics: &'static VmApics = alloc::boxed::Box::leak(alloc::boxed::Box::new(VmApics::new(vm.vcpus.len())));
+    let ioapic: &'static VmIoApic =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(VmIoApic::new(vm, apics)));
     let mut mmio = MmioBus::default();
     mmio.add(
         XapicPage::BASE,
         XAPIC_SIZE,
-        alloc::boxed::Box::leak(alloc::boxed::Box::new(XapicPage { apics, vm })),
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(XapicPage { apics, vm, ioapic })),
     );
+    mmio.add(IOAPIC_BASE, IOAPIC_SIZE, ioapic);
     VmDevices {
         vm_id: vm.config.id,
         bus,
         uart,
         apics,
         mmio,
+        ioapic,
     }
 }

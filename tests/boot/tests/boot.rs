@@ -492,7 +492,9 @@ fn typed_input_reaches_only_the_selected_vm_and_the_hotkeys_move_it() {
 
 /// `make run`'s interaction: typed commands reach the Linux VM that has
 /// input and only it; `Ctrl-\` moves input to the other one. Both shells
-/// run `uname -a` and read `/proc/interrupts`.
+/// run `uname -a` and read `/proc/interrupts`; then linux0 waits in `ivc
+/// recv` (blocked in `read()` on `/dev/uio0`) for the text linux1 sends
+/// over their channel with `ivc send` (docs/IVC.md).
 #[test]
 fn typed_commands_reach_only_the_linux_vm_that_has_input() {
     let image = build_ok("configs/qemu-virt-linux.toml");
@@ -501,7 +503,7 @@ fn typed_commands_reach_only_the_linux_vm_that_has_input() {
         &image,
         &["-serial", "null"],
         LINUX_DEADLINE,
-        &["[linux1] TYPED-5"],
+        &["[linux0] hello from linux1, over the chat channel"],
         &[
             Typing {
                 after: "[linux0] linux0:/root# ",
@@ -509,6 +511,10 @@ fn typed_commands_reach_only_the_linux_vm_that_has_input() {
             },
             Typing {
                 after: "[linux0] MARK-42",
+                bytes: b"ivc recv\r",
+            },
+            Typing {
+                after: "[linux0] ivc: waiting on uio0 (channel 0)",
                 bytes: b"\x1c",
             },
             Typing {
@@ -518,6 +524,10 @@ fn typed_commands_reach_only_the_linux_vm_that_has_input() {
             Typing {
                 after: "[linux1] linux1:/root# ",
                 bytes: b"uname -n; grep -c arch_timer /proc/interrupts; echo TYPED-$((2+3))\r",
+            },
+            Typing {
+                after: "[linux1] TYPED-5",
+                bytes: b"ivc send hello from linux1, over the chat channel\r",
             },
         ],
     );
@@ -550,6 +560,12 @@ fn typed_commands_reach_only_the_linux_vm_that_has_input() {
         "linux1 counts its arch_timer interrupt lines",
     );
     run.expect_line("[linux1] linux1");
+    let sent = run.expect_line("[linux1] ivc: sent 40 bytes on channel 0");
+    let received = run.expect_line("[linux0] hello from linux1, over the chat channel");
+    run.check(
+        sent < received,
+        "linux0 prints the text after linux1 sent it",
+    );
     run.expect_absent("[linux1] MARK-42");
     run.expect_absent("[linux0] TYPED-5");
     run.expect_absent("[linux1] Linux linux0");

@@ -95,13 +95,21 @@ fn bad_channel_config_fails_the_build_naming_file_channel_vm_and_field() {
 }
 
 /// A Linux VM and a bare-metal VM exchange 20 messages over a channel from
-/// Linux userspace (its init finds the `generic-uio` node in its generated
-/// device tree and uses busybox devmem on the doorbell and the window).
+/// Linux userspace through the stock `uio_pci_generic` driver: the VM's
+/// `ivc-pci` bridge presents the channel as a PCI function, its init binds
+/// the driver (`guests/linux/ivc bind`) and blocks in `read()` on
+/// `/dev/uio0` for each answer (a round counts only if the interrupt came
+/// within 10 s and the answer is right), then acknowledges PENDING and
+/// re-enables INTx through the config space.
 #[test]
 fn linux_userspace_exchanges_messages_with_a_bare_metal_vm() {
     let image = build_ok("tests/configs/ivc-linux.toml");
     let run = boot(&image, &[], Duration::from_secs(600));
-    run.expect_line("[linux] TESSERA ivc ivc-echo@a800000 20/20");
+    run.expect_line(
+        "[linux] TESSERA ivc-channel uio0 channel=0 members=2 self=0 size=0x10000 \
+         doorbell=0xa800000 shm=0x50000000",
+    );
+    run.expect_line("[linux] TESSERA ivc-echo 20/20 irqs=20");
     run.expect_line("[echo] TEST doorbell-identity: PASS");
     run.expect_line("[echo] TEST linux-echo: PASS");
     run.expect_line("[echo] RESULT: pass=2 fail=0");

@@ -312,3 +312,113 @@ fn x86_typed_input_reaches_only_the_selected_vm_and_the_hotkey_moves_it() {
     run.expect_absent("[echob] x86echo: got 'hello'");
     run.check(run.status == Some(0), "both VMs powered off");
 }
+
+/// A VM given the machine's COM2 with its interrupt line (GSI 3) takes
+/// COM2's transmit interrupts through its virtual I/O APIC, edge- and then
+/// level-triggered, and writes a message to COM2 one byte per interrupt
+/// from its handler: Bochs's COM2 file must hold it (only the handler
+/// writes it, so it is there only if the interrupts arrived). The VM
+/// beside it, without COM2, cannot program GSI 3 and gets no interrupt.
+#[test]
+fn x86_passthrough_com2_interrupts_reach_only_their_vm() {
+    let iso = iso_ok("tests/configs/x86-irq.toml");
+    let com2 = iso.with_extension("com2.log");
+    let _ = std::fs::remove_file(&com2);
+    let (run, _) = boot_bochs(&iso, DEADLINE);
+    let written = std::fs::read(&com2)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    run.expect_line("[tessera] I/O APIC: 24 inputs, all masked until a VM unmasks its own");
+    run.expect_line("[irqa] x86irq: COM2 is mine");
+    run.expect_line("[irqb] x86irq: no COM2 here");
+    let mut last = 0;
+    for c in [
+        "ioapic-version",
+        "ioapic-entry-starts-masked",
+        "ioapic-entry-programmed",
+        "irq-edge-delivered",
+        "irq-level-remote-irr-until-eoi",
+        "irq-level-again-after-eoi",
+        "irq-level-eoi-clears-remote-irr",
+        "no-gp",
+    ] {
+        let at = run.expect_line(&format!("[irqa] TEST {c}: PASS"));
+        run.check(at > last, &format!("check {c} of irqa in order"));
+        last = at;
+    }
+    run.expect_line("[irqa] x86irq: 50 COM2 interrupts (edge), 49 bytes written by the handler");
+    run.expect_line(
+        "[irqa] x86irq: 2 COM2 interrupts (level), 2 with remote IRR set in the handler",
+    );
+    for c in [
+        "ioapic-version",
+        "ioapic-foreign-entry-reads-zero",
+        "irq-not-delivered-to-other-vm",
+        "no-gp",
+    ] {
+        run.expect_line(&format!("[irqb] TEST {c}: PASS"));
+    }
+    expect_no_failed_check(&run, "irqa");
+    expect_no_failed_check(&run, "irqb");
+    run.check(
+        written == "tessera: COM2 written from its interrupt handler\n",
+        &format!("Bochs's COM2 holds the handler's message, got {written:?}"),
+    );
+    // COM2's interrupts were external-interrupt exits of irqa only.
+    let a = run.expect_prefix("[tessera] summary vm irqa (powered-off, resets=0):");
+    run.check(
+        counter(run.lines()[a], "irq").is_some_and(|n| n >= 52),
+        "every COM2 interrupt is an exit of irqa",
+    );
+    // The edge phase halts before each next byte's interrupt (9600 baud):
+    // a line arriving while the core waits in HLT must end it (without
+    // that, the guest hangs after its first byte).
+    run.check(
+        counter(run.lines()[a], "halt").is_some_and(|n| n >= 25),
+        "irqa halted while waiting for COM2",
+    );
+    let b = run.expect_prefix("[tessera] summary vm irqb (powered-off, resets=0):");
+    run.check(
+        counter(run.lines()[b], "irq") == Some(0),
+        "no interrupt exit in irqb",
+    );
+    run.expect_line("[tessera] all VMs powered off; system off");
+    run.check(run.status == Some(0), "both VMs powered off");
+}
+
+/// Two VMs play ping-pong over a static inter-VM channel for 1,000 rounds
+/// (`tests/configs/x86-ivc.toml`, `guests/x86guest/src/bin/x86ivc.rs`):
+/// each ring is an emulated MMIO write to the doorbell page that raises
+/// the channel's vector in the peer's local APIC, waking it from HLT; every
+/// message word is checked, every ring acknowledged through PENDING/ACK,
+/// exactly one interrupt per ring, and a ring naming no member is refused
+/// (#GP by the VMs' policy) without raising anything.
+#[test]
+fn x86_vms_play_ping_pong_over_a_static_channel() {
+    let iso = iso_ok("tests/configs/x86-ivc.toml");
+    let (run, _) = boot_bochs(&iso, DEADLINE);
+    for (vm, me) in [("ping", 0), ("pong", 1)] {
+        for c in [
+            "doorbell-identity",
+            "ping-pong",
+            "one-interrupt-per-ring",
+            "bad-ring-refused",
+            "no-other-gp",
+        ] {
+            run.expect_line(&format!("[{vm}] TEST {c}: PASS"));
+        }
+        run.expect_line(&format!(
+            "[{vm}] x86ivc: member {me}: 1000/1000 messages right, 1000 acknowledged, 1000 \
+             doorbell interrupts"
+        ));
+        expect_no_failed_check(&run, vm);
+        let at = run.expect_prefix(&format!(
+            "[tessera] summary vm {vm} (powered-off, resets=0):"
+        ));
+        run.check(
+            counter(run.lines()[at], "unhandled") == Some(1),
+            &format!("{vm}: the bad ring is its one unhandled exit"),
+        );
+    }
+    run.check(run.status == Some(0), "both VMs powered off");
+}

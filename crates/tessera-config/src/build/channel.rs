@@ -6,9 +6,10 @@ use super::codegen::HYPERVISOR_IMAGE_OFFSET;
 use super::dtb::DtChannel;
 use super::model::{BoardSpec, SystemSpec, VmSpec};
 use super::plan::{HEAP_MIN, HYP_CODE_RESERVE};
+use super::validate::vgic_frames;
 use super::validate::IPA_LIMIT;
 use super::ConfigError;
-use crate::{DOORBELL_SIZE, GICD_SIZE, GICR_STRIDE, MAX_CHANNEL_MEMBERS};
+use crate::{Arch, DOORBELL_SIZE, MAX_CHANNEL_MEMBERS};
 
 const PAGE: u64 = 0x1000;
 /// Longest channel name (it names device-tree nodes).
@@ -100,17 +101,17 @@ pub fn ivc_bytes(sys: &SystemSpec) -> u64 {
 }
 
 /// `[start, end)` with a 128-bit end.
-type Win = (u128, u128);
+pub(super) type Win = (u128, u128);
 
-fn win(base: u64, size: u64) -> Win {
+pub(super) fn win(base: u64, size: u64) -> Win {
     (u128::from(base), u128::from(base) + u128::from(size))
 }
 
-fn overlaps(a: Win, b: Win) -> bool {
+pub(super) fn overlaps(a: Win, b: Win) -> bool {
     a.0 < b.1 && b.0 < a.1
 }
 
-fn show(w: Win) -> String {
+pub(super) fn show(w: Win) -> String {
     format!("[{:#x}, {:#x})", w.0, w.1)
 }
 
@@ -119,15 +120,14 @@ type Claims = (Vec<(String, Win)>, Vec<(String, u32)>);
 
 /// The VM's own guest-physical windows (RAM, vGIC, devices), named, and
 /// its interrupts.
-fn vm_windows(vm: &VmSpec, board: &BoardSpec) -> Claims {
+pub(super) fn vm_windows(vm: &VmSpec, board: &BoardSpec) -> Claims {
     let mut w = Vec::new();
     for (i, r) in vm.memory_regions.iter().enumerate() {
         w.push((format!("memory_regions[{i}]"), win(r.gpa, r.size)));
     }
-    let g = vm.vgic_layout(board);
-    w.push(("devices.vgic.gicd_gpa".into(), win(g.gicd_gpa, GICD_SIZE)));
-    let rd = vm.phys_cpu_ids.len() as u64 * GICR_STRIDE;
-    w.push(("devices.vgic.gicr_gpa".into(), win(g.gicr_gpa, rd)));
+    for (field, base, size) in vgic_frames(vm, board) {
+        w.push((format!("devices.vgic.{field}"), win(base, size)));
+    }
     let mut irqs = Vec::new();
     for (i, d) in vm.emu_devices.iter().enumerate() {
         w.push((format!("devices.emu_devices[{i}]"), win(d.gpa, d.size)));
@@ -176,7 +176,7 @@ pub(super) struct GrantMember<'a> {
 }
 
 /// Every static channel and every pool of a system config, as grants.
-fn grants(sys: &SystemSpec) -> Vec<Grant<'_>> {
+pub(super) fn grants(sys: &SystemSpec) -> Vec<Grant<'_>> {
     let channels = sys.channels.iter().map(|c| Grant {
         scope: c.label(),
         kind: "channel",
@@ -314,11 +314,24 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                     push(&ms, f(name), format!("{v:#x} is not 4 KiB aligned"));
                 }
             }
-            if !(32..1020).contains(&m.irq) {
+            // Arm: an SPI of the VM's virtual GIC; x86: a vector of its
+            // vCPU 0's local APIC (not a GSI: no I/O APIC line is involved).
+            let arm = board.arch == Arch::Aarch64;
+            let number = if arm { "INTID" } else { "vector" };
+            if arm && !(32..1020).contains(&m.irq) {
                 push(
                     &ms,
                     f("irq"),
                     format!("INTID {} is not an SPI (expected 32..=1019)", m.irq),
+                );
+            } else if !arm && !(32..=255).contains(&m.irq) {
+                push(
+                    &ms,
+                    f("irq"),
+                    format!(
+                        "{} is not an interrupt vector a VM can be given (expected 32..=255)",
+                        m.irq
+                    ),
                 );
             }
             let shm = win(m.mem, c.size);
@@ -367,12 +380,13 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                     ),
                 );
             }
-            for (of, irq) in &irqs {
+            // (x86 devices' lines are GSIs, another number space.)
+            for (of, irq) in irqs.iter().filter(|_| arm) {
                 if *irq == m.irq {
                     push(
                         &ms,
                         f("irq"),
-                        format!("INTID {irq} is also the interrupt of {of}"),
+                        format!("{number} {irq} is also the interrupt of {of}"),
                     );
                 }
             }
@@ -381,7 +395,7 @@ pub fn validate_channels(file: &str, sys: &SystemSpec, board: &BoardSpec) -> Vec
                     push(
                         &ms,
                         f("irq"),
-                        format!("INTID {irq} is also the interrupt of {of}"),
+                        format!("{number} {irq} is also the interrupt of {of}"),
                     );
                 }
             }

@@ -129,6 +129,17 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
         },
     );
     let _ = writeln!(o, "        bcm2711: {bcm2711},");
+    let ioapic = board.ioapic.map_or_else(
+        || String::from("None"),
+        |io| {
+            format!(
+                "Some(tessera_config::IoApicDesc {{ base: {}, pins: {} }})",
+                hex(io.base),
+                io.pins
+            )
+        },
+    );
+    let _ = writeln!(o, "        ioapic: {ioapic},");
     let _ = writeln!(o, "    }},");
     let _ = writeln!(o, "    vms: &[");
     for (vm, vp) in sys.vms.iter().zip(&plan.vms) {
@@ -195,6 +206,7 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
             list(&vm.emu_devices, |d| {
                 let kind = match d.kind {
                     EmuDeviceKind::Pl011 => "Pl011",
+                    EmuDeviceKind::IvcPci => "IvcPci",
                 };
                 let irq = d
                     .irq
@@ -254,11 +266,16 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
         let _ = writeln!(
             o,
             "            passthrough_ports: {},",
-            list(&vm.passthrough_ports, |r| format!(
+            list(&vm.passthrough_ports, |p| format!(
                 "tessera_config::PortRange {{ base: {}, size: {} }}",
-                hex(u64::from(r.base)),
-                hex(u64::from(r.size))
+                hex(u64::from(p.range.base)),
+                hex(u64::from(p.range.size))
             ))
+        );
+        let _ = writeln!(
+            o,
+            "            passthrough_gsis: {},",
+            list(&super::validate::x86::vm_gsis(vm, board), u32::to_string)
         );
         let _ = writeln!(o, "            pmu: {},", vm.pmu);
         let _ = writeln!(o, "        }},");

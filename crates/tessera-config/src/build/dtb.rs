@@ -160,6 +160,14 @@ fn build(
             gicv2_ppi_cpu_mask(vm.phys_cpu_ids.len()) | IRQ_LEVEL_HIGH
         }
     };
+    if vm
+        .emu_devices
+        .iter()
+        .any(|d| d.kind == EmuDeviceKind::IvcPci)
+    {
+        // The PCI bridge's `interrupt-map` gives no parent unit address.
+        fdt.property_u32("#address-cells", 0)?;
+    }
     fdt.property_phandle(PHANDLE_GIC)?;
     fdt.end_node(gic)?;
 
@@ -186,8 +194,12 @@ fn build(
 
     // Serial ports in alias order: emulated consoles, then passthrough UARTs.
     let mut serials: Vec<String> = Vec::new();
+    // The `ivc-pci` bridge's ECAM base, if the VM has one (validation
+    // allows one).
+    let mut ivc_pci = None;
     for d in &vm.emu_devices {
         match d.kind {
+            EmuDeviceKind::IvcPci => ivc_pci = Some(d.gpa),
             EmuDeviceKind::Pl011 => {
                 let name = format!("pl011@{:x}", d.gpa);
                 let node = fdt.begin_node(&name)?;
@@ -245,8 +257,10 @@ fn build(
         }
     }
 
-    if !chosen.channels.is_empty() {
-        channel_nodes(&mut fdt, &chosen.channels)?;
+    match ivc_pci {
+        Some(ecam) => ivc_pci_node(&mut fdt, ecam, &chosen.channels)?,
+        None if !chosen.channels.is_empty() => channel_nodes(&mut fdt, &chosen.channels)?,
+        None => {}
     }
 
     if !serials.is_empty() {
@@ -267,6 +281,11 @@ fn build(
     if let Some((start, end)) = chosen.initrd {
         fdt.property_u64("linux,initrd-start", start)?;
         fdt.property_u64("linux,initrd-end", end)?;
+    }
+    if ivc_pci.is_some() {
+        // The BARs are where the hypervisor put the channels: Linux keeps
+        // them instead of assigning its own.
+        fdt.property_u32("linux,pci-probe-only", 1)?;
     }
     fdt.end_node(node)?;
 
@@ -303,6 +322,54 @@ fn channel_nodes(fdt: &mut FdtWriter, channels: &[DtChannel]) -> FdtWriterResult
         fdt.end_node(node)?;
     }
     Ok(())
+}
+
+/// PCI `ranges` space codes (phys.hi cell): 64-bit memory, and 64-bit
+/// prefetchable memory.
+const PCI_MEM64: u32 = 0x0300_0000;
+const PCI_MEM64_PREFETCH: u32 = 0x4300_0000;
+/// `interrupt-map-mask`: the device number (phys.hi bits 15:11) and INTx.
+const PCI_IRQ_MAP_MASK: [u32; 4] = [0xf800, 0, 0, 7];
+/// INTA in an `interrupt-map` entry.
+const PCI_INTA: u32 = 1;
+
+fn cells64(v: u64) -> [u32; 2] {
+    [(v >> 32) as u32, v as u32]
+}
+
+/// The `ivc-pci` bridge at `ecam` (`pci-host-ecam-generic`, bus 0): device
+/// `k` is the VM's `k`-th channel, BAR0 its doorbell page and BAR2 its
+/// shared memory (both 64-bit, at the member's own addresses, which the
+/// `ranges` windows cover exactly), INTA its doorbell SPI, level-high.
+fn ivc_pci_node(fdt: &mut FdtWriter, ecam: u64, channels: &[DtChannel]) -> FdtWriterResult<()> {
+    let node = fdt.begin_node(&format!("pcie@{ecam:x}"))?;
+    fdt.property_string("compatible", "pci-host-ecam-generic")?;
+    fdt.property_string("device_type", "pci")?;
+    fdt.property_u32("#address-cells", 3)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_u32("#interrupt-cells", 1)?;
+    fdt.property_array_u64("reg", &[ecam, crate::IVC_PCI_ECAM_SIZE])?;
+    fdt.property_array_u32("bus-range", &[0, 0])?;
+    let mut ranges = Vec::new();
+    let mut map = Vec::new();
+    for (slot, c) in channels.iter().enumerate() {
+        let bar = crate::ivc_pci_shm_bar_size(c.size);
+        for (space, at, size) in [
+            (PCI_MEM64, c.doorbell, crate::DOORBELL_SIZE),
+            (PCI_MEM64_PREFETCH, c.gpa, bar),
+        ] {
+            ranges.push(space);
+            ranges.extend(cells64(at)); // PCI address
+            ranges.extend(cells64(at)); // CPU address: the same
+            ranges.extend(cells64(size));
+        }
+        map.extend([(slot as u32) << 11, 0, 0, PCI_INTA, PHANDLE_GIC]);
+        map.extend(spi(c.irq, Trigger::Level));
+    }
+    fdt.property_array_u32("ranges", &ranges)?;
+    fdt.property_array_u32("interrupt-map-mask", &PCI_IRQ_MAP_MASK)?;
+    fdt.property_array_u32("interrupt-map", &map)?;
+    fdt.end_node(node)
 }
 
 /// `clocks`/`clock-names` of a PL011: the UART clock and the AMBA bus

@@ -8,6 +8,7 @@
 mod channel;
 mod codegen;
 mod dtb;
+mod ivc_pci;
 mod layout;
 mod model;
 mod parse;
@@ -19,6 +20,8 @@ mod validate;
 mod tests;
 #[cfg(test)]
 mod tests_channel;
+#[cfg(test)]
+mod tests_ivc_pci;
 #[cfg(test)]
 mod tests_linux;
 #[cfg(test)]
@@ -39,6 +42,7 @@ pub use channel::{
 };
 pub use codegen::{board_layout_ld, hex, system_rs, HYPERVISOR_IMAGE_OFFSET};
 pub use dtb::{generate as generate_dtb, Chosen, DtChannel};
+pub use ivc_pci::validate_ivc_pci;
 pub use layout::{
     parse_image_header, place_linux, ImageHeader, KernelPageSize, LinuxPlacement, DTB_MAX,
     IMAGE_HEADER_LEN,
@@ -117,6 +121,7 @@ pub fn check_strs(
             errors.extend(validate_system(system_file, s, b, files));
             errors.extend(validate_channels(system_file, s, b));
             errors.extend(validate_pools(system_file, s, b));
+            errors.extend(validate_ivc_pci(system_file, s, b));
         }
     }
     match (system, board) {

@@ -4,8 +4,8 @@
 use super::channel::ChannelSpec;
 use super::pool::PoolSpec;
 use crate::{
-    Arch, Bcm2711, EmuDevice, EmuPort, FaultPolicy, GicDesc, MemRange, MemoryRegion, PortRange,
-    UnhandledPolicy, VgicLayout,
+    Arch, Bcm2711, EmuDevice, EmuPort, FaultPolicy, GicDesc, IoApicDesc, MemRange, MemoryRegion,
+    PortRange, UnhandledPolicy, VgicLayout,
 };
 
 /// A parsed board file (`configs/boards/*.toml`).
@@ -34,6 +34,8 @@ pub struct BoardSpec {
     pub semihosting_exit: bool,
     /// `[bcm2711]`: the Raspberry Pi 4 bring-up the hypervisor does itself.
     pub bcm2711: Option<Bcm2711>,
+    /// `[ioapic]` (x86).
+    pub ioapic: Option<IoApicDesc>,
 }
 
 /// A board device.
@@ -132,7 +134,18 @@ pub struct VmSpec {
     /// `devices.emu_ports` (x86).
     pub emu_ports: Vec<EmuPort>,
     /// `devices.passthrough_ports` (x86).
-    pub passthrough_ports: Vec<PortRange>,
+    pub passthrough_ports: Vec<PassthroughPortsSpec>,
+}
+
+/// One entry of `devices.passthrough_ports` (x86): ports the VM reaches
+/// directly and the interrupt lines that come with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassthroughPortsSpec {
+    /// `base` and `size`.
+    pub range: PortRange,
+    /// `irqs`: I/O APIC inputs (GSIs; an ISA IRQ is the GSI of the same
+    /// number on PCs, IRQ 0 excepted) routed to the VM.
+    pub irqs: Vec<u32>,
 }
 
 /// `[vm.kernel]`: what the VM boots, by kind.

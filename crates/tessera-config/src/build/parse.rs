@@ -423,6 +423,7 @@ impl Reader {
             devices: devices?,
             semihosting_exit: semihosting_exit?,
             bcm2711: bcm2711?,
+            ioapic: None,
         })
     }
 
@@ -907,10 +908,11 @@ impl Reader {
         };
         let kind = match self.string(t, path, "kind")?.as_str() {
             "pl011" => Some(EmuDeviceKind::Pl011),
+            "ivc-pci" => Some(EmuDeviceKind::IvcPci),
             other => {
                 self.err(
                     &join(path, "kind"),
-                    format!("unknown emulated device {other:?}, expected \"pl011\""),
+                    format!("unknown emulated device {other:?}, expected \"pl011\" or \"ivc-pci\""),
                 );
                 None
             }

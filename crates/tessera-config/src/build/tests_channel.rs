@@ -293,3 +293,29 @@ fn device_tree_describes_the_channel_for_uio() {
     let fdt = fdt::Fdt::new(&plain).unwrap();
     assert!(fdt.find_node("/reserved-memory").is_none());
 }
+
+/// On a GICv2 board a channel is checked against the VM's GICv2 frames (a
+/// 4 KiB distributor, the 8 KiB CPU interface), not GICv3's larger ones.
+#[test]
+fn gicv2_vm_windows_are_its_own_frames() {
+    let v2 = super::tests::gicv2_board();
+    let next_to_gicc = member("alpha", "0x5000_0000", "rw", 48, "0x0801_2000");
+    let sys = with(&channel("ping", "0x1000", &[&next_to_gicc, &beta()]));
+    assert!(
+        super::tests::errors_with(&sys, &v2).is_empty(),
+        "{:#?}",
+        super::tests::errors_with(&sys, &v2)
+    );
+    let inside_gicc = member("alpha", "0x5000_0000", "rw", 48, "0x0801_1000");
+    let e = super::tests::errors_with(
+        &with(&channel("ping", "0x1000", &[&inside_gicc, &beta()])),
+        &v2,
+    );
+    assert_eq!(
+        e,
+        [format!(
+            "{SCOPE}, vm \"alpha\": members[0].doorbell: guest window [0x8011000, 0x8012000) \
+             overlaps the VM's devices.vgic.gicr_gpa [0x8010000, 0x8012000)"
+        )]
+    );
+}

@@ -10,7 +10,7 @@ use crate::{
 };
 
 #[path = "x86_validate.rs"]
-mod x86;
+pub(super) mod x86;
 
 /// MPIDR_EL1 affinity fields: Aff0 [7:0], Aff1 [15:8], Aff2 [23:16],
 /// Aff3 [39:32].
@@ -393,7 +393,8 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         }
         check_device_tree_fields(&mut e, &f, d);
         for (k, irq) in d.irqs.iter().enumerate() {
-            if !(32..1020).contains(irq) {
+            // x86 boards: GSIs, checked against the I/O APIC (x86_validate).
+            if arm && !(32..1020).contains(irq) {
                 e.push(
                     s,
                     format!("{f}.irqs[{k}]"),
@@ -409,6 +410,8 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
             }
         }
     }
+    x86::check_board_irqs(&mut e, b);
+    x86::check_board_devices(&mut e, b);
     if let Some(p) = &b.bcm2711 {
         for (field, page) in [("bcm2711.pm_base", p.pm), ("bcm2711.gpio_base", p.gpio)] {
             let span = Span::of(&page);
@@ -549,11 +552,14 @@ pub fn validate_system(
     for vm in &sys.vms {
         check_vm(&mut e, vm, board, files);
         x86::check_vm_ports(&mut e, vm, board);
+        x86::check_vm_gsis(&mut e, vm, board);
+        x86::check_vm_apic_pages(&mut e, vm, board);
     }
     for (j, b) in sys.vms.iter().enumerate() {
         for a in &sys.vms[..j] {
             check_pair(&mut e, a, b, board);
             x86::check_pair_ports(&mut e, a, b);
+            x86::check_pair_gsis(&mut e, a, b, board);
         }
     }
     e.list
@@ -697,41 +703,25 @@ fn check_vm(e: &mut Errors<'_>, vm: &VmSpec, board: &BoardSpec, files: Files<'_>
     // Rules 6, 7 and 10: device windows (the virtual GIC's first), checked
     // together for overlaps.
     let mut windows: Vec<(String, Span)> = Vec::new();
-    let vgic = vm.vgic_layout(board);
     let nvcpus = vm.phys_cpu_ids.len() as u64;
     let defaulted = if vm.vgic.is_none() {
         " (the board GIC's address, the default)"
     } else {
         ""
     };
-    // GICv2: a 4 KiB distributor and the 8 KiB CPU interface (GICV), 4 KiB
-    // aligned; at most 8 vCPUs (ITARGETSR has 8 target bits).
-    let (frames, align) = match board.gic.version {
-        GicVersion::V2 => {
-            if nvcpus > 8 {
-                e.push(
-                    s,
-                    "phys_cpu_ids",
-                    format!("{nvcpus} vCPUs: a GICv2 VM has at most 8"),
-                );
-            }
-            (
-                [
-                    ("gicd_gpa", vgic.gicd_gpa, GICV2_GICD_SIZE),
-                    ("gicr_gpa", vgic.gicr_gpa, GICC_SIZE),
-                ],
-                GICV2_FRAME_ALIGN,
-            )
-        }
-        GicVersion::V3 => (
-            [
-                ("gicd_gpa", vgic.gicd_gpa, GICD_SIZE),
-                ("gicr_gpa", vgic.gicr_gpa, nvcpus * GICR_STRIDE),
-            ],
-            GIC_FRAME_ALIGN,
-        ),
+    // GICv2: at most 8 vCPUs (ITARGETSR has 8 target bits).
+    if board.gic.version == GicVersion::V2 && nvcpus > 8 {
+        e.push(
+            s,
+            "phys_cpu_ids",
+            format!("{nvcpus} vCPUs: a GICv2 VM has at most 8"),
+        );
+    }
+    let align = match board.gic.version {
+        GicVersion::V2 => GICV2_FRAME_ALIGN,
+        GicVersion::V3 => GIC_FRAME_ALIGN,
     };
-    for (field, base, size) in frames.into_iter().filter(|_| board.arch == Arch::Aarch64) {
+    for (field, base, size) in vgic_frames(vm, board) {
         let f = format!("devices.vgic.{field}");
         if !base.is_multiple_of(align) {
             e.push(
@@ -1096,5 +1086,29 @@ fn check_linux(e: &mut Errors<'_>, vm: &VmSpec, linux: &LinuxSpec, files: Files<
                 );
             }
         }
+    }
+}
+
+/// The VM's virtual GIC windows as `(field, base, size)`: GICv3's
+/// distributor and its vCPUs' redistributors, or GICv2's 4 KiB distributor
+/// and 8 KiB CPU interface (GICV); none on a board without a GIC (x86).
+pub(super) fn vgic_frames(vm: &VmSpec, board: &BoardSpec) -> Vec<(&'static str, u64, u64)> {
+    if board.arch != Arch::Aarch64 {
+        return Vec::new();
+    }
+    let vgic = vm.vgic_layout(board);
+    match board.gic.version {
+        GicVersion::V2 => vec![
+            ("gicd_gpa", vgic.gicd_gpa, GICV2_GICD_SIZE),
+            ("gicr_gpa", vgic.gicr_gpa, GICC_SIZE),
+        ],
+        GicVersion::V3 => vec![
+            ("gicd_gpa", vgic.gicd_gpa, GICD_SIZE),
+            (
+                "gicr_gpa",
+                vgic.gicr_gpa,
+                vm.phys_cpu_ids.len() as u64 * GICR_STRIDE,
+            ),
+        ],
     }
 }

@@ -1,5 +1,5 @@
-//! Host tests of the x86_64 additions: x86 board files, port devices and
-//! the port rules.
+//! Host tests of the x86_64 additions: x86 board files, port devices,
+//! interrupt lines (GSIs) and their rules.
 
 use super::*;
 use std::path::Path;
@@ -100,12 +100,13 @@ fn x86_board_and_port_devices_parse() {
         }
     );
     assert_eq!(
-        sys.vms[0].passthrough_ports,
-        vec![crate::PortRange {
+        sys.vms[0].passthrough_ports[0].range,
+        crate::PortRange {
             base: 0x80,
             size: 1
-        }]
+        }
     );
+    assert!(sys.vms[0].passthrough_ports[0].irqs.is_empty());
     assert!(sys.vms[1].passthrough_ports.is_empty());
 }
 
@@ -275,4 +276,231 @@ fn the_bochs_configs_validate() {
     );
     let config = loaded.result.expect("configs/bochs-x86-demo.toml is valid");
     assert_eq!(config.board.arch, crate::Arch::X86_64);
+}
+
+/// [`BOARD`] with the console's line (IRQ 4) and a 24-input I/O APIC.
+fn irq_board() -> String {
+    format!("{BOARD}irq = 4\n\n[ioapic]\nbase = 0xfec0_0000\npins = 24\n")
+}
+
+const COM2: &str = "passthrough_ports = [{ base = 0x2f8, size = 8, irqs = [3] }]";
+
+#[test]
+fn gsis_of_passthrough_ports_parse_and_are_generated() {
+    let board = irq_board();
+    let sys = system(&[
+        vm(0, "a", 0, 0x0200_0000, &format!("{COM1}\n{COM2}")),
+        vm(1, "b", 1, 0x0300_0000, COM1),
+    ]);
+    let (sys, board) = check(&sys, &board).expect("valid");
+    assert_eq!(
+        board.ioapic,
+        Some(crate::IoApicDesc {
+            base: 0xfec0_0000,
+            pins: 24
+        })
+    );
+    assert_eq!(board.console_irq, Some(4));
+    assert_eq!(sys.vms[0].passthrough_ports[0].irqs, vec![3]);
+    let src = system_rs(
+        &board,
+        &sys,
+        &super::tests::plan_all(&sys, &board, None),
+        "test",
+    );
+    assert!(
+        src.contains("ioapic: Some(tessera_config::IoApicDesc { base: 0xfec0_0000, pins: 24 }),"),
+        "{src}"
+    );
+    assert!(src.contains("passthrough_gsis: &[3],"), "{src}");
+    assert!(src.contains("passthrough_gsis: &[],"), "{src}");
+    assert!(src.contains("console_irq: Some(4),"), "{src}");
+}
+
+#[test]
+fn a_gsi_given_to_two_vms_is_refused() {
+    let sys = system(&[
+        vm(0, "a", 0, 0x0200_0000, COM2),
+        vm(
+            1,
+            "b",
+            1,
+            0x0300_0000,
+            "passthrough_ports = [{ base = 0x80, size = 1 }, { base = 0x3e8, size = 8, irqs = [5, 3] }]",
+        ),
+    ]);
+    assert_error(
+        &sys,
+        &irq_board(),
+        "error: configs/x86.toml: vm \"a\" and vm \"b\": devices.passthrough_ports[1].irqs[1]: GSI 3 is given to both (vm \"a\": devices.passthrough_ports[0].irqs[0])",
+    );
+    // Twice in one VM.
+    let twice = "passthrough_ports = [{ base = 0x2f8, size = 8, irqs = [3] }, { base = 0x2e8, size = 8, irqs = [3] }]";
+    assert_error(
+        &system(&[vm(0, "a", 0, 0x0200_0000, twice)]),
+        &irq_board(),
+        "error: configs/x86.toml: vm \"a\": devices.passthrough_ports[1].irqs[0]: GSI 3 is also given by devices.passthrough_ports[0].irqs[0]",
+    );
+}
+
+#[test]
+fn a_gsi_the_io_apic_does_not_have_is_refused() {
+    let beyond = "passthrough_ports = [{ base = 0x2f8, size = 8, irqs = [24] }]";
+    assert_error(
+        &system(&[vm(0, "a", 0, 0x0200_0000, beyond)]),
+        &irq_board(),
+        "error: configs/x86.toml: vm \"a\": devices.passthrough_ports[0].irqs[0]: GSI 24 is not an input of the board's I/O APIC (it has 24: 0..=23)",
+    );
+    // A board without an [ioapic] has no GSIs to give.
+    assert_error(
+        &system(&[vm(0, "a", 0, 0x0200_0000, COM2)]),
+        BOARD,
+        "error: configs/x86.toml: vm \"a\": devices.passthrough_ports[0].irqs[0]: GSI 3: board \"pc\" describes no I/O APIC (add an [ioapic] table)",
+    );
+    // GSIs exist only on x86 boards: the parser bounds them to 0..=255.
+    assert_error(
+        &system(&[vm(0, "a", 0, 0x0200_0000, &COM2.replace("[3]", "[256]"))]),
+        &irq_board(),
+        "devices.passthrough_ports[0].irqs[0]: 256 does not fit a GSI",
+    );
+}
+
+#[test]
+fn the_consoles_gsi_is_refused() {
+    let console = "passthrough_ports = [{ base = 0x2f8, size = 8, irqs = [4] }]";
+    assert_error(
+        &system(&[vm(0, "a", 0, 0x0200_0000, console)]),
+        &irq_board(),
+        "error: configs/x86.toml: vm \"a\": devices.passthrough_ports[0].irqs[0]: GSI 4 is the hypervisor console's interrupt (board console.irq)",
+    );
+}
+
+#[test]
+fn x86_board_interrupt_lines_are_checked() {
+    let board = irq_board().replace("pins = 24", "pins = 0");
+    let e = validate_board(BRD, &parse_board(BRD, &board).expect("parses"));
+    let e: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(
+        e.iter()
+            .any(|e| e.contains("board: ioapic.pins: 0 inputs, expected 1 to 192")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("board: console.irq: GSI 4 is not an input")),
+        "{e:?}"
+    );
+    // Board devices' irqs are GSIs on x86 (not GIC SPIs).
+    let dev = format!(
+        "{}\n[[devices]]\nname = \"hpet\"\nbase = 0xfed0_0000\nsize = 0x1000\nirqs = [2, 30]\n",
+        irq_board()
+    );
+    let e = validate_board(BRD, &parse_board(BRD, &dev).expect("parses"));
+    let e: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(
+        e.iter()
+            .any(|e| e.contains("devices[0].irqs[1]: GSI 30 is not an input")),
+        "{e:?}"
+    );
+    assert!(
+        !e.iter().any(|e| e.contains("irqs[0]")),
+        "GSI 2 is fine: {e:?}"
+    );
+}
+
+#[test]
+fn gsis_of_passthrough_devices_count_too() {
+    let board = format!(
+        "{}\n[[devices]]\nname = \"hpet\"\nbase = 0xfed0_0000\nsize = 0x1000\nirqs = [3]\n",
+        irq_board()
+    );
+    let sys = system(&[
+        vm(0, "a", 0, 0x0200_0000, COM2),
+        vm(
+            1,
+            "b",
+            1,
+            0x0300_0000,
+            "passthrough_devices = [{ name = \"hpet\" }]",
+        ),
+    ]);
+    assert_error(
+        &sys,
+        &board,
+        "vm \"a\" and vm \"b\": devices.passthrough_devices[0] (device \"hpet\"): GSI 3 is given to both",
+    );
+}
+
+#[test]
+fn the_interrupt_controllers_stay_the_hypervisors() {
+    // A board device on the I/O APIC or the local APIC page.
+    for base in ["0xfec0_0000", "0xfee0_0000"] {
+        let board = format!(
+            "{}\n[[devices]]\nname = \"ctl\"\nbase = {base}\nsize = 0x1000\n",
+            irq_board()
+        );
+        let e = validate_board(BRD, &parse_board(BRD, &board).expect("parses"));
+        assert!(
+            e.iter().any(|e| e
+                .to_string()
+                .contains("board: devices[0]: \"ctl\" overlaps the")),
+            "{base}: {e:?}"
+        );
+    }
+    // A passed-through device placed over the VM's own I/O APIC.
+    let board = format!(
+        "{}\n[[devices]]\nname = \"nic\"\nbase = 0xfebf_0000\nsize = 0x1000\n",
+        irq_board()
+    );
+    let sys = system(&[vm(
+        0,
+        "a",
+        0,
+        0x0200_0000,
+        "passthrough_devices = [{ name = \"nic\", gpa = 0xfec0_0000 }]",
+    )]);
+    assert_error(
+        &sys,
+        &board,
+        "error: configs/x86.toml: vm \"a\": devices.passthrough_devices[0]: overlaps the VM's I/O APIC (0xfec00000)",
+    );
+}
+
+/// On x86 a channel member's `irq` is the vector its doorbell raises in
+/// vCPU 0's local APIC: 32..=255, and not compared with GSIs.
+#[test]
+fn x86_channel_doorbells_are_vectors() {
+    let channel = |irq: u32| {
+        format!(
+            "\n[[channel]]\nname = \"ping\"\nsize = 0x1000\nmembers = [\n\
+             {{ vm = \"a\", gpa = 0x0200_0000, access = \"rw\", irq = {irq}, doorbell = 0x0210_0000 }},\n\
+             {{ vm = \"b\", gpa = 0x0200_0000, access = \"rw\", irq = 0x50, doorbell = 0x0210_0000 }},\n]\n"
+        )
+    };
+    let vms = [
+        vm(
+            0,
+            "a",
+            0,
+            0x0200_0000,
+            &format!("{COM1}\npassthrough_ports = [{{ base = 0x2f8, size = 8, irqs = [3] }}]"),
+        ),
+        vm(1, "b", 1, 0x0300_0000, COM1),
+    ];
+    let board = irq_board();
+    // Vector 3 is not GSI 3.
+    for ok in [0x50, 0xff, 32] {
+        let sys = format!("{}{}", system(&vms), channel(ok));
+        assert!(check(&sys, &board).is_ok(), "{:?}", check(&sys, &board));
+    }
+    for bad in [3, 31, 256, 1000] {
+        let sys = format!("{}{}", system(&vms), channel(bad));
+        assert_eq!(
+            check(&sys, &board).expect_err("refused"),
+            [format!(
+                "error: configs/x86.toml: channel \"ping\", vm \"a\": members[0].irq: {bad} is \
+                 not an interrupt vector a VM can be given (expected 32..=255)"
+            )]
+        );
+    }
 }
