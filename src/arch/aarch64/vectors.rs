@@ -23,7 +23,8 @@ use core::arch::global_asm;
 
 global_asm!(
     r#"
-.macro SAVE_GUEST_REGS
+// The frame (32 slots) and x0-x17 in it: the start of both saves.
+.macro SAVE_X0_X17
     stp     x0, x1, [sp, #-(8 * 32)]!
     stp     x2, x3, [sp, #(8 * 2)]
     stp     x4, x5, [sp, #(8 * 4)]
@@ -33,6 +34,22 @@ global_asm!(
     stp     x12, x13, [sp, #(8 * 12)]
     stp     x14, x15, [sp, #(8 * 14)]
     stp     x16, x17, [sp, #(8 * 16)]
+.endm
+
+// x2-x17 back from the frame: the middle of both restores.
+.macro LOAD_X2_X17
+    ldp     x2, x3, [sp, #(8 * 2)]
+    ldp     x4, x5, [sp, #(8 * 4)]
+    ldp     x6, x7, [sp, #(8 * 6)]
+    ldp     x8, x9, [sp, #(8 * 8)]
+    ldp     x10, x11, [sp, #(8 * 10)]
+    ldp     x12, x13, [sp, #(8 * 12)]
+    ldp     x14, x15, [sp, #(8 * 14)]
+    ldp     x16, x17, [sp, #(8 * 16)]
+.endm
+
+.macro SAVE_GUEST_REGS
+    SAVE_X0_X17
     stp     x18, x19, [sp, #(8 * 18)]
     stp     x20, x21, [sp, #(8 * 20)]
     stp     x22, x23, [sp, #(8 * 22)]
@@ -68,15 +85,7 @@ global_asm!(
 // window is at IRQ_SERROR_WINDOW.
 .macro IRQ_VECTOR handler
 .balign 0x80
-    stp     x0, x1, [sp, #-(8 * 32)]!
-    stp     x2, x3, [sp, #(8 * 2)]
-    stp     x4, x5, [sp, #(8 * 4)]
-    stp     x6, x7, [sp, #(8 * 6)]
-    stp     x8, x9, [sp, #(8 * 8)]
-    stp     x10, x11, [sp, #(8 * 10)]
-    stp     x12, x13, [sp, #(8 * 12)]
-    stp     x14, x15, [sp, #(8 * 14)]
-    stp     x16, x17, [sp, #(8 * 16)]
+    SAVE_X0_X17
     str     x18, [sp, #(8 * 18)]
     str     x30, [sp, #(8 * 30)]
     dsb     sy
@@ -149,14 +158,7 @@ tessera_guest_serror_late:
 
 // Back from IRQ_VECTOR: the registers it saved.
 tessera_return_from_irq:
-    ldp     x2, x3, [sp, #(8 * 2)]
-    ldp     x4, x5, [sp, #(8 * 4)]
-    ldp     x6, x7, [sp, #(8 * 6)]
-    ldp     x8, x9, [sp, #(8 * 8)]
-    ldp     x10, x11, [sp, #(8 * 10)]
-    ldp     x12, x13, [sp, #(8 * 12)]
-    ldp     x14, x15, [sp, #(8 * 14)]
-    ldp     x16, x17, [sp, #(8 * 16)]
+    LOAD_X2_X17
     ldr     x18, [sp, #(8 * 18)]
     ldr     x30, [sp, #(8 * 30)]
     ldp     x0, x1, [sp], #(8 * 32)
@@ -164,14 +166,7 @@ tessera_return_from_irq:
 
 .global tessera_return_to_guest
 tessera_return_to_guest:
-    ldp     x2, x3, [sp, #(8 * 2)]
-    ldp     x4, x5, [sp, #(8 * 4)]
-    ldp     x6, x7, [sp, #(8 * 6)]
-    ldp     x8, x9, [sp, #(8 * 8)]
-    ldp     x10, x11, [sp, #(8 * 10)]
-    ldp     x12, x13, [sp, #(8 * 12)]
-    ldp     x14, x15, [sp, #(8 * 14)]
-    ldp     x16, x17, [sp, #(8 * 16)]
+    LOAD_X2_X17
     ldp     x18, x19, [sp, #(8 * 18)]
     ldp     x20, x21, [sp, #(8 * 20)]
     ldp     x22, x23, [sp, #(8 * 22)]
