@@ -91,6 +91,41 @@ impl fmt::Write for Com1 {
     }
 }
 
+/// Defines interrupt entry `$name` (an interrupt gate's target): it saves
+/// the caller-saved registers (9 pushes keep the stack 16-byte aligned
+/// after the CPU's 40-byte frame), calls `extern "C" fn $target()` and
+/// returns with `iretq`.
+#[macro_export]
+macro_rules! interrupt_entry {
+    ($name:literal, $target:literal) => {
+        core::arch::global_asm!(
+            concat!(".global ", $name, "\n", $name, ":\n"),
+            "pushq %rax",
+            "pushq %rcx",
+            "pushq %rdx",
+            "pushq %rsi",
+            "pushq %rdi",
+            "pushq %r8",
+            "pushq %r9",
+            "pushq %r10",
+            "pushq %r11",
+            "cld",
+            concat!("call ", $target),
+            "popq %r11",
+            "popq %r10",
+            "popq %r9",
+            "popq %r8",
+            "popq %rdi",
+            "popq %rsi",
+            "popq %rdx",
+            "popq %rcx",
+            "popq %rax",
+            "iretq",
+            options(att_syntax)
+        );
+    };
+}
+
 /// Prints a line on COM1.
 #[macro_export]
 macro_rules! println {

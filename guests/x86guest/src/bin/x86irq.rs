@@ -14,7 +14,6 @@
 #[macro_use]
 mod rt;
 
-use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, Ordering};
 use rt::*;
 use tessera_abi::psci;
@@ -63,40 +62,8 @@ static LEVEL_COUNT: AtomicU32 = AtomicU32::new(0);
 /// Level interrupts whose handler saw remote IRR set in its entry.
 static LEVEL_HELD: AtomicU32 = AtomicU32::new(0);
 
-// Interrupt entries that save the caller-saved registers (9 pushes keep
-// the stack 16-byte aligned after the CPU's 40-byte frame) and call Rust.
-global_asm!(
-    r#"
-.macro rust_handler name, target
-.global \name
-\name:
-    pushq %rax
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    cld
-    call \target
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rax
-    iretq
-.endm
-rust_handler guest_edge_entry, edge_handler
-rust_handler guest_level_entry, level_handler
-"#,
-    options(att_syntax)
-);
+interrupt_entry!("guest_edge_entry", "edge_handler");
+interrupt_entry!("guest_level_entry", "level_handler");
 
 extern "C" {
     fn guest_edge_entry();

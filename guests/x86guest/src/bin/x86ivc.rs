@@ -12,7 +12,6 @@
 #[macro_use]
 mod rt;
 
-use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, Ordering};
 use rt::*;
 use tessera_abi::{doorbell as reg, psci};
@@ -40,34 +39,7 @@ const EOI: u32 = 0x80b;
 
 static IRQS: AtomicU32 = AtomicU32::new(0);
 
-global_asm!(
-    r#"
-.global guest_doorbell_entry
-guest_doorbell_entry:
-    pushq %rax
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    cld
-    call doorbell_handler
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rax
-    iretq
-"#,
-    options(att_syntax)
-);
+interrupt_entry!("guest_doorbell_entry", "doorbell_handler");
 
 extern "C" {
     fn guest_doorbell_entry();
