@@ -9,6 +9,7 @@ mod esr;
 mod firmware_dt;
 mod insn;
 mod ivc;
+mod ivc_pci;
 mod stage2;
 mod vgic;
 mod x86_mmio;
