@@ -7,7 +7,8 @@
 //! echoed key) is written as soon as it is drained. Every line starts with
 //! its source's tag, `[<name>] `. When another source's output has to go
 //! out while a line is open, the open line is ended and its source is
-//! re-tagged when it continues. To keep concurrent output readable, another
+//! re-tagged when it continues, with `[<name>]+ ` so a reader (or a test)
+//! can join the two parts again. To keep concurrent output readable, another
 //! source waits while the open line is younger than `grace` ticks (its
 //! source is probably about to finish it), unless the drain is forced, the
 //! waiting buffer is filling up, or the open line's source has paused
@@ -118,6 +119,9 @@ struct LineState {
     started: bool,
     /// A carriage return is held until we know whether a newline follows.
     cr: bool,
+    /// Another source's output ended this line on the terminal before its
+    /// newline: its next bytes continue it on a `[<name>]+ ` line.
+    cut: bool,
 }
 
 /// Result of one [`Mux::drain`] pass.
@@ -158,6 +162,7 @@ impl<const N: usize> Mux<N> {
             lines: [LineState {
                 started: false,
                 cr: false,
+                cut: false,
             }; N],
             grace,
         }
@@ -247,9 +252,12 @@ impl<const N: usize> Mux<N> {
 
     /// Writes one byte of source `i`, with whatever tagging it needs.
     fn put(&mut self, i: usize, tag: &str, byte: u8, sink: &mut dyn Sink) {
-        if self.open.is_some_and(|o| o != i) {
+        if let Some(o) = self.open.filter(|&o| o != i) {
             // Another source's line is open: end it there.
             put_all(sink, b"\r\n");
+            if let Some(cut) = self.lines.get_mut(o) {
+                cut.cut = true;
+            }
             self.open = None;
         }
         let line = &mut self.lines[i];
@@ -274,7 +282,11 @@ impl<const N: usize> Mux<N> {
                     put_tag(sink, tag);
                 }
                 if self.open != Some(i) {
-                    put_tag(sink, tag);
+                    if core::mem::take(&mut line.cut) {
+                        put_continuation_tag(sink, tag);
+                    } else {
+                        put_tag(sink, tag);
+                    }
                     self.open = Some(i);
                     self.opened_at = self.now;
                 }
@@ -295,6 +307,13 @@ fn put_tag(sink: &mut dyn Sink, tag: &str) {
     sink.put(b'[');
     put_all(sink, tag.as_bytes());
     put_all(sink, b"] ");
+}
+
+/// The tag of a line that continues one another source's output cut.
+fn put_continuation_tag(sink: &mut dyn Sink, tag: &str) {
+    sink.put(b'[');
+    put_all(sink, tag.as_bytes());
+    put_all(sink, b"]+ ");
 }
 
 #[cfg(test)]
@@ -441,8 +460,11 @@ mod tests {
         drain(&mut mux, &[&hyp, &a], &mut term, 600);
         assert_eq!(
             term.text(),
-            "[alpha] / # \r\n[tessera] input: beta\r\n[alpha] ls\r\n"
+            "[alpha] / # \r\n[tessera] input: beta\r\n[alpha]+ ls\r\n"
         );
+        a.write(b"pwd\n", 700);
+        drain(&mut mux, &[&hyp, &a], &mut term, 700);
+        assert_eq!(term.text(), "[alpha] pwd\r\n", "the next line is a new one");
     }
 
     #[test]
@@ -493,7 +515,10 @@ mod tests {
         b.write(b"now\n", 201);
         let dyns: [&dyn Source; 2] = [&a, &b];
         mux.drain(&dyns, &mut term, 201, true);
-        assert_eq!(term.text(), "[a] x\r\n[b] now\r\n");
+        assert_eq!(term.text(), "[a]+ x\r\n[b] now\r\n", "a's prompt continues");
+        a.write(b"y\n", 202);
+        drain(&mut mux, &[&a, &b], &mut term, 202);
+        assert_eq!(term.text(), "[a]+ y\r\n");
     }
 
     #[test]
@@ -517,7 +542,7 @@ mod tests {
         );
         a.write(b".", 130);
         drain(&mut mux, &[&a, &b], &mut term, 130);
-        assert_eq!(term.text(), "[a] .", "re-tagged");
+        assert_eq!(term.text(), "[a]+ .", "re-tagged as a continuation");
     }
 
     #[test]

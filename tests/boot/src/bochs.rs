@@ -74,11 +74,7 @@ pub fn boot_bochs_typing(iso: &Path, deadline: Duration, script: Option<&str>) -
     let console = std::fs::read(&com1)
         .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
         .unwrap_or_default();
-    let run = Run {
-        status: status.code(),
-        console,
-        timed_out: took >= deadline,
-    };
+    let run = Run::new(status.code(), console, took >= deadline);
     (run, took)
 }
 
@@ -122,9 +118,5 @@ pub fn boot_qemu_x86(iso: &Path, extra: &[&str], deadline: Duration, stop_at: &s
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    Run {
-        status,
-        console: read(),
-        timed_out,
-    }
+    Run::new(status, read(), timed_out)
 }

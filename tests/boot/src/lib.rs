@@ -2,6 +2,7 @@
 //! project's Makefile, boot it in QEMU with a deadline, and check the
 //! console. Every failure message carries the whole console log.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -93,12 +94,52 @@ pub struct Run {
     pub console: String,
     /// Killed at the deadline.
     pub timed_out: bool,
+    /// The console's lines with each cut line joined again.
+    joined: Vec<String>,
+}
+
+/// The console's lines as their sources wrote them: a line another
+/// source's output cut on the terminal continues on a `[<name>]+ ` line
+/// (src/console/mux.rs); its text is appended to that source's previous
+/// line, which keeps its position (where it started).
+pub fn join_continuations(console: &str) -> Vec<String> {
+    fn tagged<'a>(line: &'a str, end: &str) -> Option<(&'a str, &'a str)> {
+        let (name, rest) = line.strip_prefix('[')?.split_once(end)?;
+        (!name.is_empty() && !name.contains([']', ' ', '['])).then_some((name, rest))
+    }
+    let mut joined: Vec<String> = Vec::new();
+    let mut last_of: HashMap<&str, usize> = HashMap::new();
+    for line in console.lines() {
+        if let Some((name, rest)) = tagged(line, "]+ ") {
+            if let Some(part) = last_of.get(name).and_then(|&i| joined.get_mut(i)) {
+                part.push_str(rest);
+                continue;
+            }
+        }
+        if let Some((name, _)) = tagged(line, "] ") {
+            last_of.insert(name, joined.len());
+        }
+        joined.push(line.to_string());
+    }
+    joined
 }
 
 impl Run {
-    /// Console lines.
+    /// A run that printed `console` (`\r` already removed).
+    pub fn new(status: Option<i32>, console: String, timed_out: bool) -> Self {
+        let joined = join_continuations(&console);
+        Self {
+            status,
+            console,
+            timed_out,
+            joined,
+        }
+    }
+
+    /// Console lines, each line cut by another source's output joined
+    /// again ([`join_continuations`]).
     pub fn lines(&self) -> Vec<&str> {
-        self.console.lines().collect()
+        self.joined.iter().map(String::as_str).collect()
     }
 
     /// Fails the test, printing the console, unless `cond`.
@@ -126,11 +167,11 @@ impl Run {
         pos.unwrap()
     }
 
-    /// Fails if any line contains `text`.
+    /// Fails if any line, as printed or joined again, contains `text`.
     #[track_caller]
     pub fn expect_absent(&self, text: &str) {
         self.check(
-            !self.console.contains(text),
+            !self.console.contains(text) && !self.joined.iter().any(|l| l.contains(text)),
             &format!("console must not contain {text:?}"),
         );
     }
@@ -399,9 +440,10 @@ fn run_qemu(
     });
     let seen = |marker: &str| {
         let out = output.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&out)
-            .lines()
-            .any(|l| l.trim_end_matches('\r').starts_with(marker))
+        let text = String::from_utf8_lossy(&out).replace('\r', "");
+        join_continuations(&text)
+            .iter()
+            .any(|l| l.starts_with(marker))
     };
     let all_seen = || markers.iter().all(|m| seen(m));
     let mut stdin = child.stdin.take();
@@ -444,14 +486,7 @@ fn run_qemu(
         console.push_str(err.trim());
     }
     let _ = std::fs::remove_file(&socket);
-    (
-        Run {
-            status,
-            console,
-            timed_out,
-        },
-        monitor_out,
-    )
+    (Run::new(status, console, timed_out), monitor_out)
 }
 
 /// The irq guest's checks of the virtual GIC's rules, in the order it
@@ -515,4 +550,32 @@ pub fn expect_testguest_pass(run: &Run, vm: &str, vcpus: usize) -> usize {
         &format!("failed checks in {vm}: {failed:?}"),
     );
     run.expect_line(&format!("[{vm}] RESULT: pass={} fail=0", checks.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_continuations;
+
+    #[test]
+    fn a_cut_line_is_joined_at_its_start_and_new_lines_stay_apart() {
+        let console = "[a] TEST one: \n[b] TEST two: PASS\n[a]+ PASS\n[a] next\n[tessera] x\n";
+        assert_eq!(
+            join_continuations(console),
+            [
+                "[a] TEST one: PASS",
+                "[b] TEST two: PASS",
+                "[a] next",
+                "[tessera] x"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_continuation_with_no_earlier_line_is_kept_as_printed() {
+        let console = "[a]+ late\nplain text\n[not a tag]+ y\n";
+        assert_eq!(
+            join_continuations(console),
+            ["[a]+ late", "plain text", "[not a tag]+ y"]
+        );
+    }
 }

@@ -60,14 +60,14 @@ fn two_vms_play_ping_pong_and_a_read_only_write_aborts() {
     // 1,000 ping-pong rounds, 64 latency repetitions and one ring after
     // the reset: 1,065 doorbell interrupts for ping, every one delivered.
     run.check(
-        run.console.lines().any(|l| {
+        run.lines().iter().any(|l| {
             l.contains("summary vm ping (powered-off, resets=0)")
                 && l.contains(" irq=1065 unhandled=0")
         }),
         "ping powered off after 1065 interrupts",
     );
     run.check(
-        run.console.lines().any(|l| {
+        run.lines().iter().any(|l| {
             l.contains("summary vm pong (powered-off, resets=1)") && l.contains(" unhandled=1")
         }),
         "pong powered off after one reset and one abort",
@@ -114,7 +114,7 @@ fn linux_userspace_exchanges_messages_with_a_bare_metal_vm() {
     run.expect_line("[echo] TEST linux-echo: PASS");
     run.expect_line("[echo] RESULT: pass=2 fail=0");
     run.check(
-        run.console.lines().any(|l| {
+        run.lines().iter().any(|l| {
             l.contains("summary vm echo (powered-off, resets=0)")
                 && l.contains(" irq=20 unhandled=0")
         }),
@@ -177,7 +177,7 @@ fn dynamic_channels_allocate_attach_release_and_a_reset_releases_them() {
     // unhandled.
     for (vm, resets) in [("owner", 1), ("peer", 0)] {
         run.check(
-            run.console.lines().any(|l| {
+            run.lines().iter().any(|l| {
                 l.contains(&format!("summary vm {vm} (powered-off, resets={resets})"))
                     && l.contains(" unhandled=2")
             }),
@@ -185,7 +185,7 @@ fn dynamic_channels_allocate_attach_release_and_a_reset_releases_them() {
         );
     }
     run.check(
-        run.console.lines().any(|l| {
+        run.lines().iter().any(|l| {
             l.contains("summary vm outsider (powered-off, resets=0)") && l.contains(" unhandled=0")
         }),
         "outsider powered off",
