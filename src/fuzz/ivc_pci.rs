@@ -98,6 +98,7 @@ impl Model for IvcPci {
                     writable: true,
                     irq: 41,
                     doorbell_gpa: 0x0a00_0000 + k * 0x1000,
+                    line: 0,
                 },
                 ChannelMember {
                     vm_id: 1,
@@ -105,6 +106,7 @@ impl Model for IvcPci {
                     writable: config & (1 << (8 + k)) == 0,
                     irq: 40,
                     doorbell_gpa: 0x0a80_0000 + k * 0x1000,
+                    line: 0,
                 },
             ]);
             let c = Leaked::new(Channel {

@@ -225,6 +225,7 @@ mod tests {
             writable: true,
             irq,
             doorbell_gpa: 0x0a00_0000,
+            line: 0,
         }
     }
 

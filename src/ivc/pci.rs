@@ -285,6 +285,7 @@ mod tests {
                 writable: true,
                 irq: 40,
                 doorbell_gpa: 0x0a00_0000,
+                line: 0,
             },
             ChannelMember {
                 vm_id: 2,
@@ -292,6 +293,7 @@ mod tests {
                 writable: false,
                 irq: 41,
                 doorbell_gpa: 0x0a80_1000,
+                line: 0,
             },
         ]));
         let channel: &'static Channel = Box::leak(Box::new(Channel {

@@ -368,6 +368,11 @@ pub struct ChannelMember {
     pub irq: u32,
     /// Guest-physical base of the VM's doorbell page.
     pub doorbell_gpa: u64,
+    /// Physical SPI (INTID) that carries this member's doorbell interrupt
+    /// (one of the board's `gic.spare_spis`, which no device drives), or 0:
+    /// rings are raised in the virtual GIC alone and the member's core is
+    /// kicked. See docs/IVC.md.
+    pub line: u32,
 }
 
 /// A static inter-VM channel: shared memory reserved by the hypervisor at

@@ -289,7 +289,7 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
             let id = sys.vms.iter().find(|v| v.name == m.vm).map_or(0, |v| v.id);
             format!(
                 "tessera_config::ChannelMember {{ vm_id: {id}, gpa: {}, writable: {}, irq: {}, \
-                 doorbell_gpa: {} }}",
+                 doorbell_gpa: {}, line: 0 }}",
                 hex(m.gpa),
                 m.access == Access::ReadWrite,
                 m.irq,

@@ -57,7 +57,7 @@ fn valid_channel_parses_places_and_generates() {
     ));
     assert!(rs.contains(
         "tessera_config::ChannelMember { vm_id: 1, gpa: 0x5000_0000, writable: false, irq: 48, \
-         doorbell_gpa: 0xa00_0000 }"
+         doorbell_gpa: 0xa00_0000, line: 0 }"
     ));
     assert!(rs.contains("channel_bytes: 0x40_0000,"));
     let ld = board_layout_ld(&b, "b", channel_bytes(&s.channels));
