@@ -85,8 +85,10 @@ pub trait Arch {
     /// Raises inter-VM doorbell interrupt `irq` in VM `vm_id` where the
     /// back-end models the guest's interrupt controller itself (x86: vector
     /// `irq` in vCPU 0's local APIC, its core kicked) and returns true;
-    /// false where the neutral virtual GIC does it (Arm: `irq` is an SPI).
-    fn raise_doorbell(vm_id: u16, irq: u32) -> bool;
+    /// false where the neutral virtual GIC does it (Arm: `irq` is an SPI),
+    /// except that on Arm a doorbell with a spare physical SPI (`line`, 0
+    /// for none) is raised by setting that SPI pending (true).
+    fn raise_doorbell(vm_id: u16, irq: u32, line: u32) -> bool;
     /// Ends the run (success: every VM powered off).
     fn system_off(success: bool) -> !;
     /// Stops the machine after a fatal error, reporting `status` where the
@@ -147,8 +149,8 @@ macro_rules! arch_contract {
             fn add_arch_sysreg_devices(bus: &mut $crate::devices::SysRegBus) {
                 $iface::add_arch_sysreg_devices(bus)
             }
-            fn raise_doorbell(vm_id: u16, irq: u32) -> bool {
-                $iface::raise_doorbell(vm_id, irq)
+            fn raise_doorbell(vm_id: u16, irq: u32, line: u32) -> bool {
+                $iface::raise_doorbell(vm_id, irq, line)
             }
             fn system_off(success: bool) -> ! {
                 $iface::system_off(success)

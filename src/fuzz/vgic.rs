@@ -10,7 +10,7 @@
 use super::devices::{fuzz_device, Access, Model};
 use super::Leaked;
 use crate::devices::vgic::gicv3::{Distributor, Redistributors, GICD_SIZE, GICR_FRAME_SIZE};
-use crate::devices::vgic::{Batch, Deliverable, OwnedSpi, Vgic, VgicHw, PRIVATE_INTIDS};
+use crate::devices::vgic::{Batch, Deliverable, OwnedSpi, SpiSource, Vgic, VgicHw, PRIVATE_INTIDS};
 use crate::devices::AccessError;
 use crate::exit::AccessWidth;
 use alloc::vec::Vec;
@@ -79,7 +79,8 @@ struct Case<D> {
 
 impl<D> Case<D> {
     /// vCPUs on distinct physical CPUs, a few SPIs below 96 (and now and
-    /// then the last one, 1019), each forwarded or emulated.
+    /// then the last one, 1019), each emulated, passthrough or carried on a
+    /// spare physical line (900 and up).
     fn new(config: u64, front: impl FnOnce(&'static Vgic) -> D) -> Self {
         let mut x = config | 1;
         let mut next = move || {
@@ -99,10 +100,12 @@ impl<D> Case<D> {
                 32 + (next() % 64) as u32
             };
             if !spis.iter().any(|s| s.intid == intid) {
-                spis.push(OwnedSpi {
-                    intid,
-                    hw: next() % 2 == 0,
-                });
+                let source = match next() % 3 {
+                    0 => SpiSource::Emulated,
+                    1 => SpiSource::Passthrough,
+                    _ => SpiSource::SpareLine(900 + spis.len() as u32),
+                };
+                spis.push(OwnedSpi { intid, source });
             }
         }
         let hw = Leaked::new(Recorder {
@@ -120,8 +123,14 @@ impl<D> Case<D> {
         }
     }
 
-    fn is_hw_spi(&self, intid: u32) -> bool {
-        self.spis.iter().any(|s| s.intid == intid && s.hw)
+    /// Whether physical SPI `line` is one of the VM's (a passthrough
+    /// SPI's or a spare line).
+    fn is_hw_spi(&self, line: u32) -> bool {
+        self.spis.iter().any(|s| match s.source {
+            SpiSource::Emulated => false,
+            SpiSource::Passthrough => s.intid == line,
+            SpiSource::SpareLine(l) => l == line,
+        })
     }
 
     /// Everything asked of the hardware since the last check concerns the
@@ -140,7 +149,7 @@ impl<D> Case<D> {
                         && ds.iter().all(|d| {
                             v.owns(d.intid)
                                 && v.is_enabled(*vcpu, d.intid)
-                                && (!d.hw || v.is_hw(d.intid))
+                                && (!d.hw || v.is_hw(d.intid) && v.line(d.intid) == d.line)
                         })
                 }
             };
@@ -194,10 +203,15 @@ impl<D> Case<D> {
                 _ => None,
             })
             .collect();
+        let line = |s: &OwnedSpi| match s.source {
+            SpiSource::Emulated => None,
+            SpiSource::Passthrough => Some(s.intid),
+            SpiSource::SpareLine(l) => Some(l),
+        };
         if let Some(s) = self
             .spis
             .iter()
-            .find(|s| s.hw && !quiesced.contains(&s.intid))
+            .find(|s| line(s).is_some_and(|l| !quiesced.contains(&l)))
         {
             return Err(format!("forwarded SPI {} not quiesced", s.intid));
         }

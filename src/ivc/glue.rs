@@ -7,14 +7,14 @@ use super::dynamic::{self, PoolDoorbell, PoolMemory, PoolState};
 use super::pci::{Function, PciHost};
 use super::{ChannelState, Doorbell, Notify};
 use crate::arch::{self, MemKind};
-use crate::config::{MAX_VMS, SYSTEM};
-use crate::devices::vgic::{OwnedSpi, Vgic};
+use crate::config::{Arch, MAX_VMS, SYSTEM};
+use crate::devices::vgic::{OwnedSpi, SpiSource, Vgic};
 use crate::devices::MmioBus;
 use crate::mm::table::MapError;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use spin::Once;
-use tessera_config::DOORBELL_SIZE;
+use tessera_config::{ChannelMember, DOORBELL_SIZE};
 
 /// Each VM's virtual GIC, by VM id, filled in as VMs are built.
 static VGICS: [Once<&'static Vgic>; MAX_VMS] = [const { Once::new() }; MAX_VMS];
@@ -28,12 +28,26 @@ struct VgicTable;
 
 impl Notify for VgicTable {
     fn notify(&self, vm_id: u16, irq: u32) {
-        // x86: a vector in vCPU 0's local APIC, raised by the back-end.
-        if arch::raise_doorbell(vm_id, irq) {
+        self.raise(vm_id, irq, 0);
+    }
+    #[inline(always)]
+    fn ring(&self, m: &ChannelMember) {
+        self.raise(m.vm_id, m.irq, m.line);
+    }
+}
+
+impl VgicTable {
+    #[inline(always)]
+    fn raise(&self, vm_id: u16, irq: u32, line: u32) {
+        // x86: a vector in vCPU 0's local APIC; Arm with a spare physical
+        // line: the line set pending, forwarded by the core the peer
+        // routed the SPI to. Both by the back-end, no kick needed.
+        if arch::raise_doorbell(vm_id, irq, line) {
             return;
         }
-        // Arm, an edge: the SPI goes to the vCPU the peer routed it to
-        // (vCPU 0 by default), which is kicked if it waits in WFI.
+        // Arm otherwise, an edge in the virtual GIC: the SPI goes to the
+        // vCPU the peer routed it to (vCPU 0 by default), which is kicked
+        // if it waits in WFI.
         if let Some(vgic) = VGICS.get(usize::from(vm_id)).and_then(Once::get) {
             vgic.set_pending(0, irq);
         }
@@ -133,24 +147,34 @@ pub fn depart(vm_id: u16) {
     dynamic::depart(pools(), &LiveStage2, &VgicTable, vm_id);
 }
 
-/// The doorbell interrupts of VM `vm_id`, static channels' and pools'
-/// (software SPIs it owns).
+/// The doorbell interrupts of VM `vm_id`: static channels' (on the spare
+/// physical line the build gave the member, if any) and pools' (software).
 pub fn owned_spis(vm_id: u16) -> impl Iterator<Item = OwnedSpi> {
+    let arm = SYSTEM.board.arch == Arch::Aarch64;
     SYSTEM
         .channels
         .iter()
         .flat_map(|c| c.members.iter())
         .filter(move |m| m.vm_id == vm_id)
-        .map(|m| m.irq)
+        .map(move |m| OwnedSpi {
+            intid: m.irq,
+            source: if m.line != 0 && arm {
+                SpiSource::SpareLine(m.line)
+            } else {
+                SpiSource::Emulated
+            },
+        })
         .chain(
             SYSTEM
                 .pools
                 .iter()
                 .flat_map(|p| p.members.iter())
                 .filter(move |m| m.vm_id == vm_id)
-                .map(|m| m.irq),
+                .map(|m| OwnedSpi {
+                    intid: m.irq,
+                    source: SpiSource::Emulated,
+                }),
         )
-        .map(|intid| OwnedSpi { intid, hw: false })
 }
 
 /// Wires VM `vm_id`'s channels in while it is built: registers its virtual

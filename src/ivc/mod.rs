@@ -20,7 +20,7 @@ pub use glue::{attach, depart, hypercall, init, owned_spis, pci_host};
 use crate::devices::{AccessError, Accessor, MmioDevice};
 use crate::exit::AccessWidth;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use tessera_config::{Channel, MAX_CHANNEL_MEMBERS};
+use tessera_config::{Channel, ChannelMember, MAX_CHANNEL_MEMBERS};
 
 /// Doorbell registers (byte offsets in the 4 KiB page; 32-bit accesses):
 /// the ABI, shared with the guests.
@@ -31,6 +31,13 @@ pub use tessera_abi::doorbell as reg;
 pub trait Notify: Send + Sync {
     /// Raises (edge) interrupt `irq` of VM `vm_id`.
     fn notify(&self, vm_id: u16, irq: u32);
+    /// Raises static-channel member `m`'s doorbell interrupt. The
+    /// hypervisor carries it on the member's spare physical line when the
+    /// build gave it one (`m.line`); by default it is [`Self::notify`].
+    #[inline(always)]
+    fn ring(&self, m: &ChannelMember) {
+        self.notify(m.vm_id, m.irq);
+    }
 }
 
 /// Run-time state of one channel shared by its members' doorbells.
@@ -125,7 +132,7 @@ impl Doorbell {
         // the bit; sequentially consistent with `ChannelState::set_held`.
         pending.fetch_or(1 << self.index, Ordering::SeqCst);
         if !held.load(Ordering::SeqCst) {
-            self.notify.notify(member.vm_id, member.irq);
+            self.notify.ring(member);
         }
         true
     }

@@ -21,7 +21,7 @@ use crate::exit::AccessWidth;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, Ordering};
 use tessera_config::{
-    ivc_pci_shm_bar_size, Channel, DOORBELL_SIZE, IVC_PCI_DEVICE, IVC_PCI_VENDOR,
+    ivc_pci_shm_bar_size, Channel, ChannelMember, DOORBELL_SIZE, IVC_PCI_DEVICE, IVC_PCI_VENDOR,
 };
 
 /// Type-0 configuration header registers (byte offsets).
@@ -67,9 +67,8 @@ pub struct Function {
     /// The member this VM is.
     index: usize,
     channel_id: u16,
-    /// The member's VM id and doorbell interrupt (INTA).
-    vm_id: u16,
-    irq: u32,
+    /// The member (its VM id, doorbell interrupt = INTA, spare line).
+    member: ChannelMember,
     notify: &'static dyn Notify,
     /// BAR0-BAR3 as configured: doorbell low/high, memory low/high.
     home: [u32; 4],
@@ -104,8 +103,7 @@ impl Function {
             state,
             index,
             channel_id: channel.id as u16,
-            vm_id: m.vm_id,
-            irq: m.irq,
+            member: *m,
             notify,
             home,
             bars: home.map(AtomicU32::new),
@@ -171,7 +169,7 @@ impl Function {
     fn set_intx_disabled(&self, disabled: bool) {
         if self.state.set_held(self.index, disabled) {
             // Re-enabled with a ring pending: the line is high again.
-            self.notify.notify(self.vm_id, self.irq);
+            self.notify.ring(&self.member);
         }
     }
 

@@ -12,7 +12,7 @@ use crate::console::VmConsole;
 use crate::devices::pl011::VirtualPl011;
 use crate::devices::vgic::gicv2;
 use crate::devices::vgic::gicv3::{Distributor, Redistributors, GICD_SIZE};
-use crate::devices::vgic::{OwnedSpi, Vgic, VgicLine};
+use crate::devices::vgic::{OwnedSpi, SpiSource, Vgic, VgicLine};
 use crate::devices::{InterruptLine, MmioBus, SysRegBus, Unconnected};
 use crate::exit::ExitKind;
 use crate::mm::heap::HeapTables;
@@ -120,13 +120,18 @@ fn create(config: &'static VmConfig) -> Result<Vm, &'static str> {
     let spis: Vec<OwnedSpi> = config
         .passthrough_devices
         .iter()
-        .flat_map(|d| d.irqs.iter().map(|&intid| OwnedSpi { intid, hw: true }))
-        .chain(
-            config
-                .emu_devices
-                .iter()
-                .filter_map(|d| d.irq.map(|intid| OwnedSpi { intid, hw: false })),
-        )
+        .flat_map(|d| {
+            d.irqs.iter().map(|&intid| OwnedSpi {
+                intid,
+                source: SpiSource::Passthrough,
+            })
+        })
+        .chain(config.emu_devices.iter().filter_map(|d| {
+            d.irq.map(|intid| OwnedSpi {
+                intid,
+                source: SpiSource::Emulated,
+            })
+        }))
         .chain(crate::ivc::owned_spis(config.id))
         .collect();
     let vgic: &'static Vgic =

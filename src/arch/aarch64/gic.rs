@@ -96,6 +96,12 @@ pub fn route_spi(intid: u32, cpu: usize) {
     }
 }
 
+/// Sets SPI `intid` pending (a spare line's doorbell edge).
+#[inline(always)]
+pub fn set_spi_pending(intid: u32) {
+    gicd_spi::set_pending(intid);
+}
+
 /// Makes SPI `intid` edge- or level-triggered.
 pub fn set_spi_edge(intid: u32, edge: bool) {
     gicd_spi::set_edge(intid, edge);

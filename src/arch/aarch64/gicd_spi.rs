@@ -17,7 +17,7 @@ register_structs! {
         (0x080 => igroupr: [ReadWrite<u32>; 32]),
         (0x100 => isenabler: [ReadWrite<u32>; 32]),
         (0x180 => icenabler: [ReadWrite<u32>; 32]),
-        (0x200 => _ispendr),
+        (0x200 => ispendr: [ReadWrite<u32>; 32]),
         (0x280 => icpendr: [ReadWrite<u32>; 32]),
         (0x300 => _isactiver),
         (0x380 => icactiver: [ReadWrite<u32>; 32]),
@@ -61,6 +61,15 @@ pub fn set_enabled(intid: u32, enabled: bool) {
             &banks().icenabler
         };
         regs[w].set(bit);
+    }
+}
+
+/// Sets SPI `intid` pending (GICD_ISPENDR: write-one-to-set, no
+/// read-modify-write).
+#[inline(always)]
+pub fn set_pending(intid: u32) {
+    if let Some((w, bit)) = spi_word_bit(intid) {
+        banks().ispendr[w].set(bit);
     }
 }
 

@@ -102,9 +102,16 @@ pub unsafe fn make_coherent_for_guest(hpa: u64, size: u64) {
     unsafe { cache::clean_invalidate_to_poc(hpa, size) };
 }
 
-/// Doorbells go through the neutral virtual GIC (an SPI): nothing here.
-pub fn raise_doorbell(_vm_id: u16, _irq: u32) -> bool {
-    false
+/// A doorbell with a spare physical SPI: that SPI set pending at the
+/// distributor (its VM's core forwards it). Without one, the neutral
+/// virtual GIC raises the doorbell's SPI.
+#[inline(always)]
+pub fn raise_doorbell(_vm_id: u16, _irq: u32, line: u32) -> bool {
+    if line == 0 {
+        return false;
+    }
+    super::gic::set_spi_pending(line);
+    true
 }
 
 /// Adds the system registers every VM of this architecture sees emulated.

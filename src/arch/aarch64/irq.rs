@@ -32,7 +32,14 @@ extern "C" fn tessera_guest_irq(_regs: &mut GuestRegs) {
     local.vcpu.count(ExitKind::Irq);
     if intid == VTIMER_PPI || intid == PTIMER_PPI {
         gic::drop_priority(ack);
-        vgic_hw::forward(local, intid);
+        vgic_hw::forward(local, intid, intid);
+        return;
+    }
+    // A passthrough SPI or a doorbell's spare line (the notification
+    // latency): forwarded at once.
+    if let Some(spi) = local.vm.vgic.spi_of_line(intid) {
+        gic::drop_priority(ack);
+        vgic_hw::forward(local, spi, intid);
         return;
     }
     other_irq(local, intid, ack);
@@ -53,10 +60,6 @@ fn other_irq(local: &'static CpuLocal, intid: u32, ack: u32) {
                 vm::park(local.vm, local.vcpu, local.stack_top);
             }
             vgic_hw::deliver(local.vm.vgic, local.vcpu.id);
-        }
-        _ if local.vm.vgic.is_hw(intid) => {
-            gic::drop_priority(ack);
-            vgic_hw::forward(local, intid);
         }
         _ => {
             // Nothing else is enabled for this core; end it whatever it is.

@@ -30,7 +30,7 @@ pub fn value(d: &Deliverable) -> u64 {
     let mut v =
         d.intid as u64 | (d.priority as u64) << lr::PRIORITY_SHIFT | lr::GROUP1 | lr::STATE_PENDING;
     if d.hw {
-        v |= lr::HW | (d.intid as u64) << lr::PINTID_SHIFT;
+        v |= lr::HW | (d.line as u64) << lr::PINTID_SHIFT;
     }
     v
 }
@@ -125,7 +125,21 @@ mod tests {
             intid,
             priority: 0x80,
             hw,
+            line: if hw { intid } else { 0 },
         }
+    }
+
+    #[test]
+    fn a_spare_line_is_the_physical_intid_of_its_doorbell() {
+        let v = value(&Deliverable {
+            intid: 48,
+            priority: 0x80,
+            hw: true,
+            line: 300,
+        });
+        assert_eq!(v & lr::VINTID_MASK, 48);
+        assert_eq!(v >> lr::PINTID_SHIFT & 0x1fff, 300);
+        assert_ne!(v & lr::HW, 0);
     }
 
     #[test]

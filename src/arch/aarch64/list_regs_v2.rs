@@ -51,7 +51,7 @@ pub fn value(d: &Deliverable) -> u64 {
         | ((d.priority >> 3) as u64) << lr::PRIORITY_SHIFT
         | lr::STATE_PENDING;
     if d.hw {
-        v |= lr::HW | (d.intid as u64 & lr::VINTID_MASK) << lr::PINTID_SHIFT;
+        v |= lr::HW | (d.line as u64 & lr::VINTID_MASK) << lr::PINTID_SHIFT;
     }
     v
 }
@@ -82,6 +82,7 @@ mod tests {
             intid,
             priority: 0xa8,
             hw,
+            line: if hw { intid } else { 0 },
         }
     }
 

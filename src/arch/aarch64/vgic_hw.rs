@@ -270,20 +270,21 @@ fn deliver_batch<L: ListRegs>(vgic: &Vgic, vcpu: usize) {
     L::enable(more);
 }
 
-/// A physical interrupt of this core's VM arrived (priority already
-/// dropped): hand it to the guest with the HW bit so that the guest's
+/// Physical interrupt `line` of this core's VM arrived (priority already
+/// dropped) for its interrupt `intid` (the same INTID, except a doorbell's
+/// spare line): hand it to the guest with the HW bit so that the guest's
 /// deactivation deactivates the physical one.
 #[inline(always)]
-pub fn forward(local: &CpuLocal, intid: u32) {
+pub fn forward(local: &CpuLocal, intid: u32, line: u32) {
     if gic::is_v2() {
-        forward_in::<V2>(local, intid);
+        forward_in::<V2>(local, intid, line);
     } else {
-        forward_in::<V3>(local, intid);
+        forward_in::<V3>(local, intid, line);
     }
 }
 
 #[inline(always)]
-fn forward_in<L: ListRegs>(local: &CpuLocal, intid: u32) {
+fn forward_in<L: ListRegs>(local: &CpuLocal, intid: u32, line: u32) {
     let vgic = local.vm.vgic;
     let vcpu = local.vcpu.id;
     let target = if intid < 32 {
@@ -297,10 +298,17 @@ fn forward_in<L: ListRegs>(local: &CpuLocal, intid: u32) {
         if free != 0 {
             let d = Deliverable {
                 intid,
-                priority: vgic.priority(vcpu, intid),
+                priority: vgic.forwarded_priority(vcpu, intid),
                 hw: true,
+                line,
             };
-            L::write(free.trailing_zeros() as usize, L::value(&d));
+            // The lowest free register; the first without the jump table
+            // of a register chosen at run time (the usual case).
+            if free & 1 != 0 {
+                L::write(0, L::value(&d));
+            } else {
+                L::write(free.trailing_zeros() as usize, L::value(&d));
+            }
             return;
         }
     }

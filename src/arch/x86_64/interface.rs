@@ -32,7 +32,7 @@ pub fn wait_for_kick() {
 
 /// Raises inter-VM doorbell vector `irq` in vCPU 0 of VM `vm_id` through
 /// its local APIC (see `vmexit::raise_doorbell`); always handled here.
-pub fn raise_doorbell(vm_id: u16, irq: u32) -> bool {
+pub fn raise_doorbell(vm_id: u16, irq: u32, _line: u32) -> bool {
     super::vmexit::raise_doorbell(vm_id, irq);
     true
 }

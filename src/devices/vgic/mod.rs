@@ -10,6 +10,13 @@
 //! owns its own SGIs and the PPIs of [`OWNED_PPIS`], plus exactly the SPIs its
 //! config gives it (passthrough and emulated devices). Everything else reads
 //! as zero and ignores writes. Routing names only the VM's own vCPUs.
+//!
+//! A forwarded physical SPI is either a passthrough device's line (the
+//! same INTID) or, for an inter-VM doorbell, a spare line of the board's
+//! GIC that no device drives: the ringer sets it pending at the physical
+//! distributor (the back-end's `raise_doorbell`) and the target's core
+//! forwards it like a passthrough interrupt, with no kick and no software
+//! pending state.
 
 pub mod gicv2;
 pub mod gicv3;
@@ -37,9 +44,22 @@ const RESET_PRIORITY: u8 = 0;
 pub struct OwnedSpi {
     /// INTID (32..1020).
     pub intid: u32,
-    /// A physical interrupt with the same INTID, forwarded with the HW bit
-    /// (passthrough device); otherwise raised by an emulated device.
-    pub hw: bool,
+    /// What raises it.
+    pub source: SpiSource,
+}
+
+/// What raises an SPI a VM owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpiSource {
+    /// An emulated device model, in software.
+    Emulated,
+    /// The physical SPI with the same INTID, driven by a passthrough
+    /// device and forwarded with the HW bit.
+    Passthrough,
+    /// A spare physical SPI (this INTID of the board's GIC) that no device
+    /// drives: a doorbell sets it pending, and it is forwarded with the HW
+    /// bit. Its trigger stays edge whatever the guest configures.
+    SpareLine(u32),
 }
 
 /// What the virtual GIC needs from the hardware edge. The AArch64 back-end
@@ -87,12 +107,15 @@ pub type Batch = heapless::Vec<Deliverable, MAX_LIST_REGS>;
 /// One interrupt ready for a list register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deliverable {
-    /// Virtual INTID (equal to the physical one when `hw`).
+    /// Virtual INTID.
     pub intid: u32,
     /// Priority the guest gave it.
     pub priority: u8,
     /// Physical interrupt waiting for the guest's deactivation.
     pub hw: bool,
+    /// When `hw`: the physical INTID the guest's deactivation deactivates
+    /// (the same as `intid` for a passthrough SPI and the timers).
+    pub line: u32,
 }
 
 /// What [`Vgic::take_single`] found.
@@ -189,7 +212,15 @@ pub struct Vgic {
     /// Words of the bitmaps below `nr_intids` (at most [`WORDS`]).
     nr_words: usize,
     owned: Bits,
+    /// Forwarded physical SPIs (passthrough or spare line).
     hw: Bits,
+    /// SPIs carried on a spare physical line (doorbells).
+    spare: Bits,
+    /// Per SPI (by INTID): the physical INTID it is forwarded from, when
+    /// `hw` (0 otherwise).
+    line_of: Vec<u16>,
+    /// Per physical INTID: the SPI of this VM it is forwarded as (0: none).
+    spi_of_line: Vec<u16>,
     enabled: Bits,
     edge: Bits,
     level: Bits,
@@ -211,7 +242,42 @@ impl Vgic {
             .max()
             .unwrap_or(0);
         let nr_intids = top.max(PRIVATE_INTIDS).next_multiple_of(32).min(1024);
-        let vgic = Vgic {
+        let line = |s: &OwnedSpi| match s.source {
+            SpiSource::Emulated => None,
+            SpiSource::Passthrough => Some(s.intid),
+            SpiSource::SpareLine(l) => Some(l),
+        };
+        let top_line = spis
+            .iter()
+            .filter_map(line)
+            .filter(|&l| (PRIVATE_INTIDS..MAX_INTIDS).contains(&l))
+            .max()
+            .map_or(0, |l| l + 1);
+        let mut line_of = alloc::vec![0u16; nr_intids as usize];
+        let mut spi_of_line = alloc::vec![0u16; top_line as usize];
+        let vgic_hw = Bits::new();
+        let spare = Bits::new();
+        let owned = Bits::new();
+        for s in spis {
+            if !(PRIVATE_INTIDS..nr_intids).contains(&s.intid) {
+                continue;
+            }
+            owned.set(s.intid, true);
+            let Some(l) = line(s).filter(|&l| (PRIVATE_INTIDS..top_line).contains(&l)) else {
+                continue;
+            };
+            // INTIDs are below 1020: they fit.
+            if let (Some(to), Some(from)) = (
+                line_of.get_mut(s.intid as usize),
+                spi_of_line.get_mut(l as usize),
+            ) {
+                *to = l as u16;
+                *from = s.intid as u16;
+                vgic_hw.set(s.intid, true);
+                spare.set(s.intid, matches!(s.source, SpiSource::SpareLine(_)));
+            }
+        }
+        Vgic {
             vcpus: phys_cpus
                 .iter()
                 .map(|&phys_cpu| VcpuIrqs {
@@ -226,8 +292,11 @@ impl Vgic {
                 .collect(),
             nr_intids,
             nr_words: words_for(nr_intids),
-            owned: Bits::new(),
-            hw: Bits::new(),
+            owned,
+            hw: vgic_hw,
+            spare,
+            line_of,
+            spi_of_line,
             enabled: Bits::new(),
             edge: Bits::new(),
             level: Bits::new(),
@@ -237,14 +306,7 @@ impl Vgic {
             route: (0..nr_intids).map(|_| AtomicU8::new(0)).collect(),
             group1_enabled: AtomicBool::new(false),
             backend,
-        };
-        for s in spis {
-            if (PRIVATE_INTIDS..nr_intids).contains(&s.intid) {
-                vgic.owned.set(s.intid, true);
-                vgic.hw.set(s.intid, s.hw);
-            }
         }
-        vgic
     }
 
     /// Number of INTIDs the distributor describes (a multiple of 32).
@@ -278,6 +340,28 @@ impl Vgic {
         } else {
             self.hw.get(intid)
         }
+    }
+
+    /// The physical INTID a forwarded interrupt comes from: a private one's
+    /// own (the timers), a passthrough SPI's own, a doorbell's spare line;
+    /// 0 for an SPI that is not forwarded.
+    #[inline]
+    pub fn line(&self, intid: u32) -> u32 {
+        if intid < PRIVATE_INTIDS {
+            return intid;
+        }
+        self.line_of
+            .get(intid as usize)
+            .map_or(0, |&l| u32::from(l))
+    }
+
+    /// The SPI of this VM that physical SPI `line` is forwarded as.
+    #[inline]
+    pub fn spi_of_line(&self, line: u32) -> Option<u32> {
+        self.spi_of_line
+            .get(line as usize)
+            .filter(|&&v| v != 0)
+            .map(|&v| u32::from(v))
     }
 
     /// Distributor group-1 enable (GICD_CTLR.EnableGrp1).
@@ -328,7 +412,7 @@ impl Vgic {
         }
         self.enabled.set(intid, on);
         if self.hw.get(intid) {
-            self.backend.set_physical_enabled(intid, on);
+            self.backend.set_physical_enabled(self.line(intid), on);
         }
         if on {
             self.notify(self.target_of(intid));
@@ -347,13 +431,30 @@ impl Vgic {
     fn priority_slot(&self, vcpu: usize, intid: u32) -> Option<&AtomicU8> {
         if !self.owns(intid) {
             None
-        } else if intid < PRIVATE_INTIDS {
-            self.vcpus
-                .get(vcpu)
-                .and_then(|v| v.private_priority.get(intid as usize))
+        } else {
+            self.owned_priority_slot(self.vcpus.get(vcpu)?, intid)
+        }
+    }
+
+    /// [`Self::priority_slot`] of an interrupt known to be owned (pending,
+    /// or forwarded from the VM's own physical line): no ownership check.
+    #[inline(always)]
+    fn owned_priority_slot<'a>(&'a self, v: &'a VcpuIrqs, intid: u32) -> Option<&'a AtomicU8> {
+        if intid < PRIVATE_INTIDS {
+            v.private_priority.get(intid as usize)
         } else {
             self.priority.get(intid as usize)
         }
+    }
+
+    /// Priority of a forwarded interrupt of `vcpu` (owned by construction:
+    /// a timer PPI or the SPI of one of the VM's physical lines).
+    #[inline(always)]
+    pub fn forwarded_priority(&self, vcpu: usize, intid: u32) -> u8 {
+        self.vcpus
+            .get(vcpu)
+            .and_then(|v| self.owned_priority_slot(v, intid))
+            .map_or(0, |p| p.load(Ordering::Relaxed))
     }
 
     /// Sets the priority of an owned interrupt.
@@ -380,7 +481,8 @@ impl Vgic {
             return;
         }
         self.edge.set(intid, edge);
-        if self.hw.get(intid) {
+        // A spare line stays edge: only software raises it.
+        if self.hw.get(intid) && !self.spare.get(intid) {
             self.backend.set_physical_edge(intid, edge);
         }
     }
@@ -418,7 +520,7 @@ impl Vgic {
         }
         if self.hw.get(intid) {
             self.backend
-                .route_physical(intid, self.vcpus[vcpu].phys_cpu);
+                .route_physical(self.line(intid), self.vcpus[vcpu].phys_cpu);
         }
     }
 
@@ -652,6 +754,7 @@ impl Vgic {
             intid,
             priority,
             hw,
+            line: if hw { self.line(intid) } else { 0 },
         })
     }
 
@@ -679,15 +782,13 @@ impl Vgic {
                 let intid = base + bit;
                 // Only owned interrupts are ever pending: no ownership
                 // check on this path.
-                let slot = if intid < PRIVATE_INTIDS {
-                    v.private_priority.get(intid as usize)
-                } else {
-                    self.priority.get(intid as usize)
-                };
+                let slot = self.owned_priority_slot(v, intid);
+                let is_hw = hw >> bit & 1 != 0;
                 let d = Deliverable {
                     intid,
                     priority: slot.map_or(0, |p| p.load(Ordering::Relaxed)),
-                    hw: hw >> bit & 1 != 0,
+                    hw: is_hw,
+                    line: if is_hw { self.line(intid) } else { 0 },
                 };
                 if out.len() < limit {
                     let _ = out.push(d);
@@ -752,17 +853,16 @@ impl Vgic {
                 r.store(0, Ordering::Relaxed);
             }
             if self.hw.get(intid) {
-                self.backend.quiesce_physical(intid);
+                let line = self.line(intid);
+                self.backend.quiesce_physical(line);
+                if self.spare.get(intid) {
+                    self.backend.set_physical_edge(line, true);
+                }
                 if let Some(v0) = self.vcpus.first() {
-                    self.backend.route_physical(intid, v0.phys_cpu);
+                    self.backend.route_physical(line, v0.phys_cpu);
                 }
             }
         }
-    }
-
-    /// The owned SPIs that are forwarded physical interrupts.
-    pub fn hw_spis(&self) -> impl Iterator<Item = u32> + '_ {
-        (PRIVATE_INTIDS..self.nr_intids).filter(|&i| self.hw.get(i))
     }
 }
 
@@ -842,11 +942,11 @@ pub(crate) mod tests {
         let spis = [
             OwnedSpi {
                 intid: 40,
-                hw: true,
+                source: SpiSource::Passthrough,
             },
             OwnedSpi {
                 intid: 33,
-                hw: false,
+                source: SpiSource::Emulated,
             },
         ];
         (Box::leak(Box::new(Vgic::new(&[2, 3], &spis, hw))), hw)
@@ -927,6 +1027,7 @@ pub(crate) mod tests {
             intid: 33,
             priority: 0x40,
             hw: false,
+            line: 0,
         };
         assert_eq!(v.take_single(0), Single::One(one));
         assert!(!v.is_pending(0, 33), "taken from the pending set");
@@ -952,6 +1053,7 @@ pub(crate) mod tests {
             Single::One(Deliverable {
                 intid: 40,
                 hw: true,
+                line: 40,
                 ..
             })
         ));
@@ -1016,7 +1118,8 @@ pub(crate) mod tests {
             Deliverable {
                 intid: 27,
                 priority: 0,
-                hw: true
+                hw: true,
+                line: 27,
             }
         );
     }
@@ -1077,5 +1180,52 @@ pub(crate) mod tests {
         assert_eq!(v.target_of(40), 0);
         assert!(!v.group1_enabled());
         assert_eq!(hw.take_log(), ["quiesce 40", "phys-route 40 2"]);
+    }
+
+    /// A doorbell SPI 48 carried on spare physical line 300: enabling,
+    /// routing and reset act on the line, which stays edge whatever the
+    /// guest says; the line arriving is forwarded as SPI 48 with the line
+    /// as physical INTID.
+    #[test]
+    fn a_doorbell_on_a_spare_line_is_raised_and_forwarded_through_the_line() {
+        let hw: &'static FakeHw = Box::leak(Box::default());
+        *hw.this_cpu.lock().unwrap() = 2;
+        let spis = [
+            OwnedSpi {
+                intid: 48,
+                source: SpiSource::SpareLine(300),
+            },
+            OwnedSpi {
+                intid: 33,
+                source: SpiSource::Emulated,
+            },
+        ];
+        let v: &'static Vgic = Box::leak(Box::new(Vgic::new(&[2, 3], &spis, hw)));
+        assert_eq!(v.nr_intids(), 64, "sized by the virtual INTIDs");
+        assert!(v.owns(48) && v.is_hw(48) && !v.owns(300));
+        assert_eq!((v.line(48), v.line(33), v.line(27)), (300, 0, 27));
+        assert_eq!(v.spi_of_line(300), Some(48));
+        assert_eq!(v.spi_of_line(48), None, "not a line of this VM");
+        assert_eq!(v.spi_of_line(2000), None);
+        v.reset();
+        assert_eq!(
+            hw.take_log(),
+            ["quiesce 300", "phys-edge 300 true", "phys-route 300 2"]
+        );
+        v.set_group1_enabled(true);
+        v.set_enabled(0, 48, true);
+        v.set_edge(48, false);
+        v.set_target(48, 1);
+        assert_eq!(hw.take_log(), ["phys-enable 300 true", "phys-route 300 3"]);
+        v.forward_physical(1, 48);
+        assert!(matches!(
+            v.take_single(1),
+            Single::One(Deliverable {
+                intid: 48,
+                hw: true,
+                line: 300,
+                ..
+            })
+        ));
     }
 }
