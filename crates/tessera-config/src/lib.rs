@@ -72,6 +72,12 @@ pub struct GicDesc {
     /// GICv2: virtual CPU interface (GICV) base, mapped at a VM's GICC
     /// address; 0 on GICv3.
     pub gicv_base: u64,
+    /// First of the board's spare SPIs (`gic.spare_spis.first`): INTIDs
+    /// no device of the board drives, which the hypervisor uses for
+    /// inter-VM doorbells ([`ChannelMember::line`]); 0 = none.
+    pub spare_spi_first: u32,
+    /// How many spare SPIs follow from `spare_spi_first`; 0 = none.
+    pub spare_spi_count: u32,
 }
 
 /// A physical device of the board that can be passed through to a VM.

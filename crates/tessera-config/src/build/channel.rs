@@ -70,6 +70,38 @@ pub fn channel_hpas(board: &BoardSpec, channels: &[ChannelSpec]) -> Vec<u64> {
         .collect()
 }
 
+/// The physical INTID carrying each static channel member's doorbell
+/// ([`crate::ChannelMember::line`]), indexed `[channel][member]`: the
+/// board's spare SPIs (`gic.spare_spis`) handed out in config order —
+/// channel by channel, member by member — from `first` upwards. Members
+/// beyond `count`, every member on a board without spare SPIs and every
+/// member on an x86 board get 0: their rings take the software path
+/// (docs/IVC.md). Pools get no line.
+pub fn doorbell_lines(board: &BoardSpec, channels: &[ChannelSpec]) -> Vec<Vec<u32>> {
+    let (first, count) = match board.arch {
+        Arch::Aarch64 => (board.gic.spare_spi_first, board.gic.spare_spi_count),
+        Arch::X86_64 => (0, 0),
+    };
+    let mut next = 0u32;
+    channels
+        .iter()
+        .map(|c| {
+            c.members
+                .iter()
+                .map(|_| {
+                    let line = if next < count {
+                        first.checked_add(next).unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    next = next.saturating_add(1);
+                    line
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The channels VM `vm` is a member of, as its device tree describes them.
 pub fn dt_channels(sys: &SystemSpec, vm: &str) -> Vec<DtChannel> {
     let mut out = Vec::new();

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::channel::{channel_hpas, ivc_bytes, Access};
+use super::channel::{channel_hpas, doorbell_lines, ivc_bytes, Access};
 use super::model::{BoardSpec, SystemSpec};
 use super::plan::{Plan, Source};
 use super::pool::pool_hpas;
@@ -96,11 +96,14 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
     let _ = writeln!(
         o,
         "        gic: tessera_config::GicDesc {{ version: tessera_config::GicVersion::{version}, \
-         gicd_base: {}, gicr_or_gicc_base: {}, gich_base: {}, gicv_base: {} }},",
+         gicd_base: {}, gicr_or_gicc_base: {}, gich_base: {}, gicv_base: {}, \
+         spare_spi_first: {}, spare_spi_count: {} }},",
         hex(board.gic.gicd_base),
         hex(board.gic.gicr_or_gicc_base),
         hex(board.gic.gich_base),
-        hex(board.gic.gicv_base)
+        hex(board.gic.gicv_base),
+        board.gic.spare_spi_first,
+        board.gic.spare_spi_count
     );
     let _ = writeln!(
         o,
@@ -282,14 +285,16 @@ pub fn system_rs(board: &BoardSpec, sys: &SystemSpec, plan: &Plan, source: &str)
     }
     let _ = writeln!(o, "    ],");
     let hpas = channel_hpas(board, &sys.channels);
+    let lines = doorbell_lines(board, &sys.channels);
     let _ = writeln!(o, "    channels: &[");
-    for (i, (c, hpa)) in sys.channels.iter().zip(hpas).enumerate() {
-        let members = list(&c.members, |m| {
+    for (i, ((c, hpa), lines)) in sys.channels.iter().zip(hpas).zip(lines).enumerate() {
+        let members: Vec<_> = c.members.iter().zip(lines).collect();
+        let members = list(&members, |(m, line)| {
             // Validation guarantees the VM exists.
             let id = sys.vms.iter().find(|v| v.name == m.vm).map_or(0, |v| v.id);
             format!(
                 "tessera_config::ChannelMember {{ vm_id: {id}, gpa: {}, writable: {}, irq: {}, \
-                 doorbell_gpa: {}, line: 0 }}",
+                 doorbell_gpa: {}, line: {line} }}",
                 hex(m.gpa),
                 m.access == Access::ReadWrite,
                 m.irq,

@@ -29,6 +29,8 @@ mod tests_pool;
 #[cfg(test)]
 mod tests_rpi4;
 #[cfg(test)]
+mod tests_spare;
+#[cfg(test)]
 mod x86_tests;
 
 use std::fmt;
@@ -37,8 +39,8 @@ use std::path::{Path, PathBuf};
 use crate::MemRange;
 
 pub use channel::{
-    channel_bytes, channel_hpas, dt_channels, ivc_bytes, validate_channels, Access, ChannelSpec,
-    MemberSpec, MAX_CHANNEL_NAME_LEN,
+    channel_bytes, channel_hpas, doorbell_lines, dt_channels, ivc_bytes, validate_channels, Access,
+    ChannelSpec, MemberSpec, MAX_CHANNEL_NAME_LEN,
 };
 pub use codegen::{board_layout_ld, hex, system_rs, HYPERVISOR_IMAGE_OFFSET};
 pub use dtb::{generate as generate_dtb, Chosen, DtChannel};

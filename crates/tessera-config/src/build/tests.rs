@@ -626,7 +626,7 @@ fn emu_devices_checked() {
 
 // --- Rule 7: passthrough --------------------------------------------------------
 
-fn with_passthrough(alpha: &str, beta: &str) -> String {
+pub(super) fn with_passthrough(alpha: &str, beta: &str) -> String {
     let d = demo();
     let mut parts = d.splitn(3, "[vm.devices]\n");
     let (head, a, b) = (

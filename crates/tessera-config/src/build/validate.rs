@@ -410,6 +410,7 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
             }
         }
     }
+    check_spare_spis(&mut e, b);
     x86::check_board_irqs(&mut e, b);
     x86::check_board_devices(&mut e, b);
     if let Some(p) = &b.bcm2711 {
@@ -427,6 +428,62 @@ pub fn validate_board(file: &str, b: &BoardSpec) -> Vec<ConfigError> {
         }
     }
     e.list
+}
+
+/// `gic.spare_spis`: SPIs the hypervisor raises itself for inter-VM
+/// doorbells, so no device of the board may drive one of them — neither
+/// the console nor a board device (and so no VM's passthrough interrupt,
+/// which is always a board device's).
+fn check_spare_spis(e: &mut Errors<'_>, b: &BoardSpec) {
+    let (first, count) = (b.gic.spare_spi_first, b.gic.spare_spi_count);
+    if count == 0 {
+        return;
+    }
+    let s = "board";
+    // u64: `first + count` of two u32s cannot overflow.
+    let last = u64::from(first) + u64::from(count) - 1;
+    let range = format!("spare SPIs {first}..={last}");
+    if !(32..1020).contains(&first) {
+        e.push(
+            s,
+            "gic.spare_spis.first",
+            format!("INTID {first} is not an SPI (expected 32..=1019)"),
+        );
+    } else if last > 1019 {
+        e.push(
+            s,
+            "gic.spare_spis.count",
+            format!("{range} end past the last SPI, INTID 1019"),
+        );
+    }
+    let inside = |irq: u32| irq >= first && u64::from(irq) <= last;
+    let why = "a spare SPI must be one no device drives";
+    if let Some(irq) = b.console_irq.filter(|&i| inside(i)) {
+        e.push(
+            s,
+            "gic.spare_spis",
+            format!("{range} include console.irq {irq}: {why}"),
+        );
+    }
+    for (i, d) in b.devices.iter().enumerate() {
+        let hit: Vec<String> = d
+            .irqs
+            .iter()
+            .filter(|&&irq| inside(irq))
+            .map(u32::to_string)
+            .collect();
+        if !hit.is_empty() {
+            e.push(
+                s,
+                "gic.spare_spis",
+                format!(
+                    "{range} include devices[{i}] {:?} irqs [{}]: {why}",
+                    d.name,
+                    hit.join(", ")
+                ),
+            );
+        }
+    }
 }
 
 /// What else lies in the 4 KiB pages of board device `dev`: a VM given

@@ -97,6 +97,8 @@ impl Reader {
                 gicr_or_gicc_base: 0,
                 gich_base: 0,
                 gicv_base: 0,
+                spare_spi_first: 0,
+                spare_spi_count: 0,
             },
             devices: devices?,
             semihosting_exit: false,
