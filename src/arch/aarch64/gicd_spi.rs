@@ -8,12 +8,22 @@
 //! calls act on the calling core's.
 
 use tock_registers::interfaces::{Readable, Writeable};
-use tock_registers::register_structs;
-use tock_registers::registers::ReadWrite;
+use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::{register_bitfields, register_structs};
+
+register_bitfields! [u32,
+    /// GICD_TYPER (the same field in both generations).
+    GICD_TYPER [
+        /// Implemented INTIDs: 32 * (ITLinesNumber + 1), at most 1020.
+        IT_LINES_NUMBER OFFSET(0) NUMBITS(5) []
+    ]
+];
 
 register_structs! {
     SpiBanks {
-        (0x000 => _ctlr_typer_iidr),
+        (0x000 => _ctlr),
+        (0x004 => typer: ReadOnly<u32, GICD_TYPER::Register>),
+        (0x008 => _iidr_and_reserved),
         (0x080 => igroupr: [ReadWrite<u32>; 32]),
         (0x100 => isenabler: [ReadWrite<u32>; 32]),
         (0x180 => icenabler: [ReadWrite<u32>; 32]),
@@ -50,6 +60,11 @@ pub fn spi_word_bit(intid: u32) -> Option<(usize, u32)> {
     (32..1020)
         .contains(&intid)
         .then_some(((intid / 32) as usize, 1 << (intid % 32)))
+}
+
+/// One past the largest INTID the distributor implements (GICD_TYPER).
+pub fn implemented_intids() -> u32 {
+    (32 * (banks().typer.read(GICD_TYPER::IT_LINES_NUMBER) + 1)).min(1020)
 }
 
 /// Enables or disables SPI `intid`.

@@ -95,6 +95,26 @@ fn check_firmware_tree(dtb: u64) {
     platform::record_firmware(fw);
 }
 
+/// The board's spare SPIs (inter-VM doorbell lines) must exist in this
+/// GIC: a ring on a line past its last INTID would be lost.
+fn check_spare_spis() {
+    let gic = &SYSTEM.board.gic;
+    if gic.spare_spi_count == 0 {
+        return;
+    }
+    let end = gic.spare_spi_first.saturating_add(gic.spare_spi_count);
+    let implemented = super::gicd_spi::implemented_intids();
+    if end > implemented {
+        boot_error!(
+            "board {} gives doorbells spare SPIs {}..{}, but the GIC implements INTIDs below {} only",
+            SYSTEM.board.name,
+            gic.spare_spi_first,
+            end - 1,
+            implemented
+        );
+    }
+}
+
 /// Boot core entry from `boot.rs`, MMU off, on the boot stack.
 #[no_mangle]
 extern "C" fn tessera_primary_main(dtb: u64) -> ! {
@@ -144,6 +164,7 @@ extern "C" fn tessera_primary_main(dtb: u64) -> ! {
         )
     };
     gic::init_distributor();
+    check_spare_spis();
     let me = super::interface::this_cpu();
     if me == usize::MAX {
         boot_error!(

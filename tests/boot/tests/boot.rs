@@ -220,6 +220,20 @@ fn machine_smaller_than_the_board_description_is_refused() {
     run.check(run.status == Some(2), "a boot error exits with status 2");
 }
 
+/// A board whose spare SPIs (inter-VM doorbell lines) lie past what the
+/// GIC implements is refused at boot with one line, before any VM runs.
+#[test]
+fn spare_spis_the_gic_lacks_are_refused_at_boot() {
+    let image = build_ok("tests/configs/spare-beyond-gic.toml");
+    let run = boot(&image, &[], DEADLINE);
+    run.expect_line(
+        "[tessera] boot error: board qemu-virt-spare-beyond-gic gives doorbells spare SPIs \
+         900..919, but the GIC implements INTIDs below 288 only",
+    );
+    run.expect_absent("[solo]");
+    run.check(run.status == Some(2), "a boot error exits with status 2");
+}
+
 #[test]
 fn restart_policy_resets_the_vm_and_the_other_runs_on() {
     let image = build_ok("tests/configs/restart-policy.toml");
