@@ -50,7 +50,7 @@ const INTX_DISABLE: u16 = 1 << 10;
 struct IvcPci {
     host: PciHost,
     /// Per channel: the ringer's doorbell and the VM's own.
-    bells: Vec<(Doorbell, Doorbell)>,
+    bells: Vec<(Doorbell<Counter>, Doorbell<Counter>)>,
     shadow: Vec<Shadow>,
     raised: usize,
     counter: Leaked<Counter>,

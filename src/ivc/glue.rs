@@ -202,7 +202,7 @@ pub fn attach(
                 MemKind::NormalReadOnly
             };
             map(m.gpa, c.hpa, c.size, kind)?;
-            let bell: &'static Doorbell =
+            let bell: &'static Doorbell<VgicTable> =
                 Box::leak(Box::new(Doorbell::new(c, state, index, &VgicTable)));
             mmio.add(m.doorbell_gpa, DOORBELL_SIZE, bell);
         }

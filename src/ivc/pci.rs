@@ -275,7 +275,7 @@ mod tests {
 
     /// A 0x30000-byte channel between VM 4 (member 0) and VM 2 (member 1),
     /// VM 2's view behind a bridge; VM 4's doorbell to ring it.
-    fn setup() -> (PciHost, Doorbell, &'static Recorder) {
+    fn setup() -> (PciHost, Doorbell<Recorder>, &'static Recorder) {
         let members = Box::leak(Box::new([
             ChannelMember {
                 vm_id: 4,

@@ -9,13 +9,18 @@
 //!   its read-only view; the write must abort (only pong) and leave the
 //!   memory unchanged while ping carries on.
 //!
-//! - Then one-way notification latency: ping stamps the physical counter
-//!   (CNTPCT_EL0, common to both VMs) and rings; pong's IRQ vector stamps
-//!   it in its second instruction (this guest's own vector table, which
-//!   hands every exception on to the common one); pong waits in WFI, then
-//!   spinning with IRQs unmasked. Pong prints
-//!   `BENCH ivc-latency-<wfi|spin> <ticks> ticks` (the minimum of the
-//!   repetitions).
+//! - Then one-way notification latency, in instructions, exactly: each
+//!   side stamps its cycle counter (PMCCNTR_EL0, counting EL2 too; under
+//!   `-icount shift=0` one cycle is one instruction) right before its RING
+//!   write, and its IRQ vector stamps it in its second instruction (this
+//!   guest's own vector table, which hands every exception on to the
+//!   common one). The two cores' counters differ by an unknown constant,
+//!   so with both waiting in WFI the notification is measured both ways
+//!   with the same instructions on each side: the offset cancels in the
+//!   sum, half of which is the one-way latency, and half the difference is
+//!   the offset, with which pong's spinning case (one way) is measured.
+//!   Ping prints `BENCH ivc-latency-<wfi|spin> <n> instructions` (the
+//!   minimum of the repetitions; `.5` when the two ways differ by one).
 //!
 //! - Last, pong resets its own VM (PSCI SYSTEM_RESET); on its second boot
 //!   it finds the channel as it was, and one more ring each way works.
@@ -54,8 +59,11 @@ const SEQ: u64 = 1; // ping: message number
 const REPLY: u64 = 2; // pong: the number it answers
 const BODY: u64 = 16; // 8 words of ping's payload
 const ANSWER: u64 = 32; // 8 words of pong's payload
-const LAT_T0: u64 = 64; // ping: physical counter at the ring (2 words)
 const LAT_READY: u64 = 66; // pong: number of the repetition it waits for
+/// Latency stamps (8-byte aligned doublewords in `pingpong`).
+const LAT_A: u64 = SHM + 70 * 4; // ping: cycle counter before its ring
+const LAT_B: u64 = SHM + 72 * 4; // pong: cycle counter at its IRQ vector
+const LAT_C: u64 = SHM + 74 * 4; // pong: cycle counter before its ring back
 const LAT_REPS: u32 = 32;
 const BOOTS: u64 = 67; // pong: 1 once it has reset itself
 const READY_AGAIN: u64 = 68; // pong, second boot: its interrupt is enabled
@@ -74,12 +82,12 @@ const TIMEOUT_MS: u64 = 5_000;
 static IRQS: AtomicU32 = AtomicU32::new(0);
 static SEEN: AtomicU32 = AtomicU32::new(0);
 static OTHER_IRQS: AtomicU32 = AtomicU32::new(0);
-/// Physical counter at the last IRQ vector entry, written by the vector.
+/// Cycle counter at the last IRQ vector entry, written by the vector.
 static IRQ_STAMP: AtomicU64 = AtomicU64::new(0);
 
 // This guest's vector table: every slot branches to the same slot of the
 // common table (`tessera_guest::exception`), except that the IRQ slot
-// (current EL, SP_ELx) first stamps the physical counter into
+// (current EL, SP_ELx) first stamps the cycle counter into
 // `IRQ_STAMP`: the latency bench ends at the first instruction of the IRQ
 // path, not after the common vector has saved 31 registers. The stamp is
 // the second instruction (one register has to be free for it); exception
@@ -102,7 +110,7 @@ ivcguest_vectors:
     TO_COMMON 4
     .balign 0x80
     stp     x0, x1, [sp, #-16]!
-    mrs     x0, cntpct_el0
+    mrs     x0, pmccntr_el0
     adrp    x1, {stamp}
     str     x0, [x1, :lo12:{stamp}]
     ldp     x0, x1, [sp], #16
@@ -137,12 +145,87 @@ fn install_vectors() {
     };
 }
 
-/// The physical counter (shared by all VMs; not trapped by Tessera).
-fn cntpct() -> u64 {
-    let v: u64;
-    // SAFETY: reads a counter; no memory effect.
-    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nostack)) };
-    v
+/// PMCCFILTR_EL0.NSH: the cycle counter counts at EL2 too.
+const PMCCFILTR_NSH: u64 = 1 << 27;
+/// PMCNTENSET_EL0.C and PMCR_EL0.{E, LC}.
+const PMCNTENSET_C: u64 = 1 << 31;
+const PMCR_E_LC: u64 = 1 | 1 << 6;
+
+/// Starts this core's cycle counter, EL2 included (the VM has `pmu =
+/// true`). It is never reset after, so the two VMs' counters keep a
+/// constant offset.
+fn enable_cycle_counter() {
+    // SAFETY: programs the VM's own PMU; no memory effect.
+    unsafe {
+        asm!(
+            "msr pmccfiltr_el0, {filt}",
+            "msr pmcntenset_el0, {en}",
+            "msr pmcr_el0, {pmcr}",
+            "isb",
+            filt = in(reg) PMCCFILTR_NSH,
+            en = in(reg) PMCNTENSET_C,
+            pmcr = in(reg) PMCR_E_LC,
+            options(nomem, nostack, preserves_flags),
+        )
+    };
+}
+
+/// Stamps the cycle counter into `slot`, rings `peer` and sleeps until an
+/// interrupt, which is taken right after: IRQs masked by the caller,
+/// unmasked on return. Both sides of the latency bench ring through this
+/// one sequence, so both directions run the same instructions.
+#[inline(never)]
+fn stamp_ring_sleep(slot: u64, peer: u32) {
+    // SAFETY: `slot` is an aligned doubleword of the channel, the store to
+    // the doorbell is its RING register; WFI and the unmask only wait.
+    unsafe {
+        asm!(
+            "mrs {t}, pmccntr_el0",
+            "str {t}, [{slot}]",
+            "dmb sy",
+            "str {peer:w}, [{bell}]",
+            "wfi",
+            "msr daifclr, #2",
+            "isb",
+            t = out(reg) _,
+            slot = in(reg) slot,
+            peer = in(reg) peer,
+            bell = in(reg) BELL + reg::RING,
+            options(nostack),
+        )
+    };
+}
+
+/// Sleeps until an interrupt, taken right after (IRQs masked by the
+/// caller, unmasked on return): the receiving end of [`stamp_ring_sleep`].
+#[inline(never)]
+fn sleep_for_irq() {
+    // SAFETY: only waits and unmasks IRQs.
+    unsafe { asm!("wfi", "msr daifclr, #2", "isb", options(nomem, nostack)) };
+}
+
+fn rd64(addr: u64) -> u64 {
+    // SAFETY: an aligned doubleword of this VM's channel memory.
+    unsafe { core::ptr::read_volatile(addr as *const u64) }
+}
+
+fn wr64(addr: u64, v: u64) {
+    // SAFETY: as `rd64`, writable for this VM.
+    unsafe { core::ptr::write_volatile(addr as *mut u64, v) }
+}
+
+/// Twice a latency (to keep the half of an odd sum) as `n` or `n.5`.
+struct Halves(i64);
+
+impl core::fmt::Display for Halves {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (whole, half) = (self.0.div_euclid(2), self.0.rem_euclid(2));
+        if half == 0 {
+            write!(f, "{}", whole)
+        } else {
+            write!(f, "{}.5", whole)
+        }
+    }
 }
 
 fn rd(addr: u64) -> u32 {
@@ -220,7 +303,6 @@ fn main() -> ! {
     let mut t = Tally { pass: 0, fail: 0 };
     gic::init_this_cpu();
     set_irq_handler(irq_handler);
-    install_vectors();
     // The doorbell SPI: priority, group 1, enabled (routed to vCPU 0).
     let n = u64::from(BELL_IRQ / 32) * 4;
     // SAFETY: the VM's own distributor registers.
@@ -254,6 +336,14 @@ fn main() -> ! {
         psci::system_off()
     }
     let first_boot = rd(shm(BOOTS)) == 0;
+    if first_boot {
+        // For the latency bench (ping and pong on their first boot only;
+        // the VMs have `pmu = true`): the cycle counter, and the vectors
+        // whose IRQ slot reads it (the echo VM and pong's second boot keep
+        // the common ones).
+        enable_cycle_counter();
+        install_vectors();
+    }
     if me == 0 {
         ping(&mut t);
     } else if first_boot {
@@ -329,28 +419,63 @@ fn ping(t: &mut Tally) {
         format_args!("view word {:#x}", rd(VIEW)),
     );
     // Latency: for each repetition wait until pong waits, let it settle
-    // (into WFI), stamp and ring; pong rings back when it has measured.
+    // (into WFI), then stamp, ring and sleep at once: QEMU runs its cores
+    // in turn and switches to pong's when this one halts, so whatever ping
+    // ran after its ring would count as notification latency, which on
+    // hardware it is not (the cores run side by side). Pong's answer
+    // wakes it. First both waiting in WFI, measured both ways (2x the
+    // latency in the sum, 2x pong's counter offset in the difference).
     let mut ok = true;
-    for rep in 1..=2 * LAT_REPS {
+    let (mut wfi2, mut offset2) = (i64::MAX, None);
+    // Twice the counters' offset, lowest and highest seen: a constant, or
+    // the measurement is not what it claims.
+    let (mut off_lo, mut off_hi) = (i64::MAX, i64::MIN);
+    for rep in 1..=LAT_REPS {
         ok &= time::wait_until(TIMEOUT_MS, || rd(shm(LAT_READY)) == rep);
         time::wait_until(1, || false);
         gic::mask_irq();
-        let t0 = cntpct();
-        wr(shm(LAT_T0), t0 as u32);
-        wr(shm(LAT_T0 + 1), (t0 >> 32) as u32);
-        ring(1);
-        // Sleep at once: QEMU runs its cores in turn and switches to pong's
-        // when this one halts, so whatever ping ran after its ring (the
-        // deadline arithmetic of `wait_irq`, 19 instructions) would count
-        // as notification latency, which on hardware it is not: the cores
-        // run side by side. Pong's answer wakes it (or `wait_irq` waits).
-        cpu::wfi();
-        gic::unmask_irq();
+        stamp_ring_sleep(LAT_A, 1);
         ok &= wait_irq(ROUNDS + rep);
+        let d = IRQ_STAMP.load(Ordering::Relaxed);
+        let forward = rd64(LAT_B).wrapping_sub(rd64(LAT_A)) as i64;
+        let back = d.wrapping_sub(rd64(LAT_C)) as i64;
+        off_lo = off_lo.min(forward - back);
+        off_hi = off_hi.max(forward - back);
+        if forward + back < wfi2 {
+            wfi2 = forward + back;
+            offset2 = Some(forward - back);
+        }
+    }
+    // Pong slept after its last answer: wake it for the spinning half.
+    ring(1);
+    // Then pong spinning, one way, corrected by the offset.
+    let mut spin2 = i64::MAX;
+    for rep in LAT_REPS + 1..=2 * LAT_REPS {
+        ok &= time::wait_until(TIMEOUT_MS, || rd(shm(LAT_READY)) == rep);
+        time::wait_until(1, || false);
+        gic::mask_irq();
+        stamp_ring_sleep(LAT_A, 1);
+        ok &= wait_irq(ROUNDS + rep);
+        let forward = rd64(LAT_B).wrapping_sub(rd64(LAT_A)) as i64;
+        if let Some(o2) = offset2 {
+            spin2 = spin2.min(2 * forward - o2);
+        }
+    }
+    if offset2.is_some() {
+        println!("BENCH ivc-latency-wfi {} instructions", Halves(wfi2));
+        println!("BENCH ivc-latency-spin {} instructions", Halves(spin2));
+        // Under `-icount` the two ways run the same instructions in every
+        // repetition, so the difference is the same each time (`make
+        // bench` requires 0 here; without icount the counters follow
+        // host time and it varies).
+        println!(
+            "BENCH ivc-offset-spread {} instructions",
+            Halves(off_hi - off_lo)
+        );
     }
     t.report(
         "latency-runs",
-        ok,
+        ok && offset2.is_some(),
         format_args!("pong did not answer every repetition"),
     );
     // Pong resets its VM; the channel stays, and it answers once more.
@@ -440,15 +565,14 @@ fn pong(t: &mut Tally) {
         wr(shm(REPLY), seq);
         ring(0);
     }
-    let wfi = latency(LAT_REPS, 0, true);
-    let spin = latency(LAT_REPS, LAT_REPS, false);
-    println!("BENCH ivc-latency-wfi {} ticks", wfi);
-    println!("BENCH ivc-latency-spin {} ticks", spin);
+    latency_both_in_wfi(LAT_REPS);
+    latency_spinning(LAT_REPS);
     t.report(
         "pong-1000-rounds",
         bad == 0
             && SEEN.load(Ordering::Relaxed) == 0b01
-            && IRQS.load(Ordering::Relaxed) == ROUNDS + 2 * LAT_REPS,
+            // The latency repetitions, and ping's wake-up between them.
+            && IRQS.load(Ordering::Relaxed) == ROUNDS + 2 * LAT_REPS + 1,
         format_args!(
             "{} bad rounds, first {} (irqs {}, pending seen {:#b})",
             bad,
@@ -480,27 +604,48 @@ fn echo(t: &mut Tally, me: u32) {
     );
 }
 
-/// Minimum ticks from ping's stamp to this VM's IRQ handler over `reps`
-/// repetitions numbered from `first + 1`, waiting in WFI or spinning.
-fn latency(reps: u32, first: u32, wfi: bool) -> u64 {
-    let mut best = u64::MAX;
-    for rep in first + 1..=first + reps {
-        let want = ROUNDS + rep;
-        wr(shm(LAT_READY), rep);
-        if wfi {
-            wait_irq(want);
-        } else {
-            let start = cpu::cntvct();
-            let limit = time::us_to_ticks(TIMEOUT_MS * 1000);
-            while IRQS.load(Ordering::Relaxed) < want && cpu::cntvct() - start < limit {
-                core::hint::spin_loop();
-            }
+/// Pong's side of the measurement both ways (repetitions 1..=`reps`):
+/// sleep in WFI for ping's ring (its IRQ vector stamps `LAT_B`), then
+/// answer through the same stamp-ring-sleep sequence as ping, which wakes
+/// on the next repetition's ring (after the last: ping's wake-up ring).
+fn latency_both_in_wfi(reps: u32) {
+    gic::mask_irq();
+    wr(shm(LAT_READY), 1);
+    let deadline = time::us_to_ticks(TIMEOUT_MS * 1000) + cpu::cntvct();
+    for rep in 1..=reps + 1 {
+        while IRQS.load(Ordering::Relaxed) < ROUNDS + rep && cpu::cntvct() < deadline {
+            sleep_for_irq();
+            gic::mask_irq();
         }
-        let t0 = u64::from(rd(shm(LAT_T0))) | u64::from(rd(shm(LAT_T0 + 1))) << 32;
-        best = best.min(IRQ_STAMP.load(Ordering::Relaxed).wrapping_sub(t0));
+        if rep > reps {
+            break;
+        }
+        wr64(LAT_B, IRQ_STAMP.load(Ordering::Relaxed));
+        if rep < reps {
+            wr(shm(LAT_READY), rep + 1);
+        }
+        stamp_ring_sleep(LAT_C, 0);
+        gic::mask_irq();
+    }
+    gic::unmask_irq();
+}
+
+/// Pong's side of the one-way measurement while it spins with IRQs
+/// unmasked (repetitions `reps + 1..=2 * reps`): the stamp, then a plain
+/// answer.
+fn latency_spinning(reps: u32) {
+    for rep in reps + 1..=2 * reps {
+        // Ping's wake-up ring came before the first of these.
+        let want = ROUNDS + rep + 1;
+        wr(shm(LAT_READY), rep);
+        let start = cpu::cntvct();
+        let limit = time::us_to_ticks(TIMEOUT_MS * 1000);
+        while IRQS.load(Ordering::Relaxed) < want && cpu::cntvct() - start < limit {
+            core::hint::spin_loop();
+        }
+        wr64(LAT_B, IRQ_STAMP.load(Ordering::Relaxed));
         ring(0);
     }
-    best
 }
 
 /// The `ro` view reads what ping wrote; a write to it aborts and changes

@@ -212,8 +212,12 @@ fn send_kick(value: u64) {
 /// (None if spurious).
 pub fn acknowledge() -> Option<u32> {
     let intid: u64;
-    // SAFETY: reading IAR acknowledges an interrupt of this core.
-    unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) intid) };
+    // SAFETY: reading IAR acknowledges an interrupt of this core; a system
+    // register only (no memory), so the compiler keeps values in registers
+    // across it.
+    unsafe {
+        core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nomem, nostack, preserves_flags))
+    };
     let intid = intid as u32 & 0xff_ffff;
     (intid < SPECIAL_INTID).then_some(intid)
 }
@@ -222,8 +226,11 @@ pub fn acknowledge() -> Option<u32> {
 /// active until [`deactivate`] (or, forwarded, the guest's deactivation).
 #[inline(always)]
 pub fn drop_priority(intid: u32) {
-    // SAFETY: EOI of an interrupt this core acknowledged.
-    unsafe { core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) intid as u64) };
+    // SAFETY: EOI of an interrupt this core acknowledged (a system
+    // register only, no memory).
+    unsafe {
+        core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) intid as u64, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Deactivates an interrupt whose priority was dropped.

@@ -9,7 +9,7 @@ use super::list_regs::{self, lr, Placement};
 use super::{cpu, gic, gicv2, list_regs_v2};
 use crate::devices::vgic::{Batch, Deliverable, Single, Vgic, VgicHw, MAX_LIST_REGS};
 use crate::vcpu::CpuLocal;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// ICH_HCR_EL2: En (virtual CPU interface on), UIE (maintenance interrupt
 /// when at most one list register is valid: the refill signal).
@@ -19,6 +19,9 @@ const HCR_UIE: u64 = 1 << 1;
 /// Number of list registers (ICH_VTR_EL2.ListRegs + 1, or GICH_VTR's),
 /// read at boot.
 static LIST_REGS: AtomicUsize = AtomicUsize::new(0);
+/// ELRSR bits of the list registers there are (`LIST_REGS` ones), so the
+/// delivery paths mask the empty-register status with one load.
+static LIST_REGS_MASK: AtomicU64 = AtomicU64::new(0);
 
 macro_rules! lr_access {
     ($($n:literal),*) => {
@@ -27,8 +30,9 @@ macro_rules! lr_access {
         fn read_lr(n: usize) -> u64 {
             let v: u64;
             match n {
-                // SAFETY: list-register reads have no side effect.
-                $($n => unsafe { core::arch::asm!(concat!("mrs {}, ich_lr", $n, "_el2"), out(reg) v) },)*
+                // SAFETY: list-register reads have no side effect (and touch
+                // no memory).
+                $($n => unsafe { core::arch::asm!(concat!("mrs {}, ich_lr", $n, "_el2"), out(reg) v, options(nomem, nostack, preserves_flags)) },)*
                 _ => v = 0,
             }
             v
@@ -37,8 +41,9 @@ macro_rules! lr_access {
         #[inline(always)]
         fn write_lr(n: usize, v: u64) {
             match n {
-                // SAFETY: this core's list register; only its own vCPU sees it.
-                $($n => unsafe { core::arch::asm!(concat!("msr ich_lr", $n, "_el2, {}"), in(reg) v) },)*
+                // SAFETY: this core's list register; only its own vCPU sees it
+                // (a system register: no memory).
+                $($n => unsafe { core::arch::asm!(concat!("msr ich_lr", $n, "_el2, {}"), in(reg) v, options(nomem, nostack, preserves_flags)) },)*
                 _ => {}
             }
         }
@@ -49,8 +54,11 @@ lr_access!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 #[inline(always)]
 fn elrsr() -> u64 {
     let v: u64;
-    // SAFETY: reading the empty-list-register status has no side effect.
-    unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) v) };
+    // SAFETY: reading the empty-list-register status has no side effect
+    // and touches no memory.
+    unsafe {
+        core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -61,6 +69,11 @@ fn write_hcr(v: u64) {
 
 fn list_regs() -> usize {
     LIST_REGS.load(Ordering::Relaxed)
+}
+
+#[inline(always)]
+fn list_regs_mask() -> u64 {
+    LIST_REGS_MASK.load(Ordering::Relaxed)
 }
 
 /// The list registers of one GIC generation, with everything delivery
@@ -153,7 +166,9 @@ pub fn init_this_cpu() {
         unsafe { core::arch::asm!("mrs {}, ich_vtr_el2", out(reg) vtr) };
         (vtr & 0x1f) as usize + 1
     };
-    LIST_REGS.store(count.min(MAX_LIST_REGS), Ordering::Relaxed);
+    let count = count.min(MAX_LIST_REGS);
+    LIST_REGS.store(count, Ordering::Relaxed);
+    LIST_REGS_MASK.store((1u64 << count) - 1, Ordering::Relaxed);
 }
 
 /// Switches this core's virtual CPU interface off (its vCPU is parked): no
@@ -202,7 +217,7 @@ pub fn deliver(vgic: &Vgic, vcpu: usize) {
 
 #[inline(always)]
 fn deliver_in<L: ListRegs>(vgic: &Vgic, vcpu: usize) {
-    let all = (1u64 << list_regs()) - 1;
+    let all = list_regs_mask();
     if L::elrsr() & all == all {
         // Every list register is empty (the vCPU handled everything it was
         // given) and usually one interrupt waits: it goes to the lowest
@@ -294,7 +309,7 @@ fn forward_in<L: ListRegs>(local: &CpuLocal, intid: u32, line: u32) {
     };
     if target == vcpu && vgic.is_enabled(vcpu, intid) && vgic.group1_enabled() {
         // Fast path: straight into a free list register.
-        let free = L::elrsr() & ((1u64 << list_regs()) - 1);
+        let free = L::elrsr() & list_regs_mask();
         if free != 0 {
             let d = Deliverable {
                 intid,

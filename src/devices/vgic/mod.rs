@@ -129,8 +129,16 @@ pub enum Single {
     Several,
 }
 
-/// Words of a bitmap over every INTID a GIC can have (1024).
-const WORDS: usize = 1024 / 64;
+/// Every INTID a GIC can have, special ones included.
+const INTIDS: usize = 1024;
+
+/// Words of a bitmap over every INTID a GIC can have.
+const WORDS: usize = INTIDS / 64;
+
+/// One byte per INTID a GIC can have: fixed-size like [`Bits`], so the
+/// hot paths index it with a bound known at build time. Only entries of
+/// owned interrupts are ever changed.
+type ByteTable = [AtomicU8; INTIDS];
 
 /// Bitmap over INTIDs, one atomic word per 64. Fixed-size (128 bytes), so
 /// that the hot paths index it with one bound known at build time; a VM's
@@ -218,15 +226,16 @@ pub struct Vgic {
     spare: Bits,
     /// Per SPI (by INTID): the physical INTID it is forwarded from, when
     /// `hw` (0 otherwise).
-    line_of: Vec<u16>,
+    line_of: [u16; INTIDS],
     /// Per physical INTID: the SPI of this VM it is forwarded as (0: none).
-    spi_of_line: Vec<u16>,
+    spi_of_line: [u16; INTIDS],
     enabled: Bits,
     edge: Bits,
     level: Bits,
-    priority: Vec<AtomicU8>,
+    /// SPI priorities (index by INTID; private INTIDs unused).
+    priority: ByteTable,
     /// Target vCPU of each SPI (index by INTID; private INTIDs unused).
-    route: Vec<AtomicU8>,
+    route: ByteTable,
     group1_enabled: AtomicBool,
     backend: &'static dyn VgicHw,
 }
@@ -247,14 +256,8 @@ impl Vgic {
             SpiSource::Passthrough => Some(s.intid),
             SpiSource::SpareLine(l) => Some(l),
         };
-        let top_line = spis
-            .iter()
-            .filter_map(line)
-            .filter(|&l| (PRIVATE_INTIDS..MAX_INTIDS).contains(&l))
-            .max()
-            .map_or(0, |l| l + 1);
-        let mut line_of = alloc::vec![0u16; nr_intids as usize];
-        let mut spi_of_line = alloc::vec![0u16; top_line as usize];
+        let mut line_of = [0u16; INTIDS];
+        let mut spi_of_line = [0u16; INTIDS];
         let vgic_hw = Bits::new();
         let spare = Bits::new();
         let owned = Bits::new();
@@ -263,7 +266,7 @@ impl Vgic {
                 continue;
             }
             owned.set(s.intid, true);
-            let Some(l) = line(s).filter(|&l| (PRIVATE_INTIDS..top_line).contains(&l)) else {
+            let Some(l) = line(s).filter(|&l| (PRIVATE_INTIDS..MAX_INTIDS).contains(&l)) else {
                 continue;
             };
             // INTIDs are below 1020: they fit.
@@ -300,10 +303,8 @@ impl Vgic {
             enabled: Bits::new(),
             edge: Bits::new(),
             level: Bits::new(),
-            priority: (0..nr_intids)
-                .map(|_| AtomicU8::new(RESET_PRIORITY))
-                .collect(),
-            route: (0..nr_intids).map(|_| AtomicU8::new(0)).collect(),
+            priority: [const { AtomicU8::new(RESET_PRIORITY) }; INTIDS],
+            route: [const { AtomicU8::new(0) }; INTIDS],
             group1_enabled: AtomicBool::new(false),
             backend,
         }
@@ -451,10 +452,14 @@ impl Vgic {
     /// a timer PPI or the SPI of one of the VM's physical lines).
     #[inline(always)]
     pub fn forwarded_priority(&self, vcpu: usize, intid: u32) -> u8 {
-        self.vcpus
-            .get(vcpu)
-            .and_then(|v| self.owned_priority_slot(v, intid))
-            .map_or(0, |p| p.load(Ordering::Relaxed))
+        let slot = if intid < PRIVATE_INTIDS {
+            self.vcpus
+                .get(vcpu)
+                .and_then(|v| v.private_priority.get(intid as usize))
+        } else {
+            self.priority.get(intid as usize)
+        };
+        slot.map_or(0, |p| p.load(Ordering::Relaxed))
     }
 
     /// Sets the priority of an owned interrupt.
