@@ -24,17 +24,6 @@ const N: u64 = 10_000;
 /// Multiplier applied to CNTVCT_EL0 when there is no cycle counter.
 const CNTVCT_SCALE: u64 = 16;
 
-/// PMCR_EL0.E: enable the counters.
-const PMCR_E: u64 = 1 << 0;
-/// PMCR_EL0.C: reset the cycle counter.
-const PMCR_C: u64 = 1 << 2;
-/// PMCR_EL0.LC: 64-bit cycle counter overflow.
-const PMCR_LC: u64 = 1 << 6;
-/// PMCCFILTR_EL0.NSH: count at EL2 too (P = U = 0 count at EL1 and EL0).
-const PMCCFILTR_NSH: u64 = 1 << 27;
-/// PMCNTENSET_EL0.C: enable the cycle counter.
-const PMCNTENSET_C: u64 = 1 << 31;
-
 /// The operations measured, with their names in the output.
 #[derive(Clone, Copy)]
 enum Op {
@@ -70,22 +59,6 @@ impl Op {
 enum Clock {
     Cycles,
     VirtualCounter,
-}
-
-fn enable_cycle_counter() {
-    // SAFETY: programming the guest's own PMU has no effect on memory.
-    unsafe {
-        asm!(
-            "msr pmccfiltr_el0, {filt}",
-            "msr pmcntenset_el0, {en}",
-            "msr pmcr_el0, {pmcr}",
-            "isb",
-            filt = in(reg) PMCCFILTR_NSH,
-            en = in(reg) PMCNTENSET_C,
-            pmcr = in(reg) PMCR_E | PMCR_C | PMCR_LC,
-            options(nomem, nostack, preserves_flags),
-        )
-    };
 }
 
 fn read_clock(clock: Clock) -> u64 {
@@ -225,7 +198,7 @@ impl core::fmt::Display for Net {
 
 fn main() -> ! {
     cpu::mask_all_exceptions();
-    enable_cycle_counter();
+    cpu::enable_cycle_counter();
     let probe = read_clock(Clock::Cycles);
     let clock = if probe == 0 && read_clock(Clock::Cycles) == 0 {
         println!(

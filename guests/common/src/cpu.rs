@@ -122,3 +122,34 @@ pub fn cntv_ctl() -> u64 {
     unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
+
+/// PMCR_EL0.E: enable the counters.
+const PMCR_E: u64 = 1 << 0;
+/// PMCR_EL0.C: reset the cycle counter.
+const PMCR_C: u64 = 1 << 2;
+/// PMCR_EL0.LC: 64-bit cycle counter overflow.
+const PMCR_LC: u64 = 1 << 6;
+/// PMCCFILTR_EL0.NSH: count at EL2 too (P = U = 0 count at EL1 and EL0).
+const PMCCFILTR_NSH: u64 = 1 << 27;
+/// PMCNTENSET_EL0.C: enable the cycle counter.
+const PMCNTENSET_C: u64 = 1 << 31;
+
+/// Starts this core's cycle counter from 0, counting at EL2 too, so a
+/// guest can measure the hypervisor (a VM with `pmu = true`; elsewhere the
+/// PMU registers are undefined instructions). Under QEMU's `-icount
+/// shift=0` one cycle is one instruction of whichever core runs.
+pub fn enable_cycle_counter() {
+    // SAFETY: programming the guest's own PMU has no effect on memory.
+    unsafe {
+        asm!(
+            "msr pmccfiltr_el0, {filt}",
+            "msr pmcntenset_el0, {en}",
+            "msr pmcr_el0, {pmcr}",
+            "isb",
+            filt = in(reg) PMCCFILTR_NSH,
+            en = in(reg) PMCNTENSET_C,
+            pmcr = in(reg) PMCR_E | PMCR_C | PMCR_LC,
+            options(nomem, nostack, preserves_flags),
+        )
+    };
+}

@@ -145,31 +145,6 @@ fn install_vectors() {
     };
 }
 
-/// PMCCFILTR_EL0.NSH: the cycle counter counts at EL2 too.
-const PMCCFILTR_NSH: u64 = 1 << 27;
-/// PMCNTENSET_EL0.C and PMCR_EL0.{E, LC}.
-const PMCNTENSET_C: u64 = 1 << 31;
-const PMCR_E_LC: u64 = 1 | 1 << 6;
-
-/// Starts this core's cycle counter, EL2 included (the VM has `pmu =
-/// true`). It is never reset after, so the two VMs' counters keep a
-/// constant offset.
-fn enable_cycle_counter() {
-    // SAFETY: programs the VM's own PMU; no memory effect.
-    unsafe {
-        asm!(
-            "msr pmccfiltr_el0, {filt}",
-            "msr pmcntenset_el0, {en}",
-            "msr pmcr_el0, {pmcr}",
-            "isb",
-            filt = in(reg) PMCCFILTR_NSH,
-            en = in(reg) PMCNTENSET_C,
-            pmcr = in(reg) PMCR_E_LC,
-            options(nomem, nostack, preserves_flags),
-        )
-    };
-}
-
 /// Stamps the cycle counter into `slot`, rings `peer` and sleeps until an
 /// interrupt, which is taken right after: IRQs masked by the caller,
 /// unmasked on return. Both sides of the latency bench ring through this
@@ -341,7 +316,7 @@ fn main() -> ! {
         // the VMs have `pmu = true`): the cycle counter, and the vectors
         // whose IRQ slot reads it (the echo VM and pong's second boot keep
         // the common ones).
-        enable_cycle_counter();
+        cpu::enable_cycle_counter();
         install_vectors();
     }
     if me == 0 {
