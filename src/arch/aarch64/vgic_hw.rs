@@ -184,7 +184,9 @@ pub fn disable_cpu_interface() {
 /// Puts this core's virtual CPU interface in its reset state before its
 /// vCPU (re)starts: empty list registers, the guest's CPU-interface state
 /// (VMCR, and on GICv2 the active priorities) zeroed, forwarded physical
-/// interrupts left active deactivated.
+/// interrupts left active deactivated, and the physical SPIs forwarded to
+/// this vCPU routed here (a GICv2 could not name this core before it
+/// brought its CPU interface up).
 pub fn reset_cpu_interface() {
     if gic::is_v2() {
         for n in 0..list_regs() {
@@ -201,6 +203,12 @@ pub fn reset_cpu_interface() {
         write_hcr(HCR_EN);
     }
     gic::deactivate_forwarded_ppis();
+    let local = cpu::local();
+    if !local.is_null() {
+        // SAFETY: non-null TPIDR_EL2 points at this core's leaked CpuLocal.
+        let local = unsafe { &*(local as *const CpuLocal) };
+        local.vm.vgic.route_lines_of(local.vcpu.id);
+    }
 }
 
 /// Moves `vcpu`'s deliverable interrupts into free list registers (this

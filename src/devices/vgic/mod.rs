@@ -529,6 +529,22 @@ impl Vgic {
         }
     }
 
+    /// Routes the forwarded SPIs that target `vcpu` to its physical CPU
+    /// again. Its core calls this as the vCPU starts: a GICv2 learns which
+    /// CPU interface a core is only once that core has brought its
+    /// interface up, after the VMs were built, so a route set before then
+    /// could not name it.
+    pub fn route_lines_of(&self, vcpu: usize) {
+        let Some(v) = self.vcpus.get(vcpu) else {
+            return;
+        };
+        for intid in PRIVATE_INTIDS..self.nr_intids {
+            if self.hw.get(intid) && self.target_of(intid) == vcpu {
+                self.backend.route_physical(self.line(intid), v.phys_cpu);
+            }
+        }
+    }
+
     /// Physical CPU of `vcpu`.
     pub fn phys_cpu(&self, vcpu: usize) -> Option<usize> {
         self.vcpus.get(vcpu).map(|v| v.phys_cpu)
@@ -1222,6 +1238,14 @@ pub(crate) mod tests {
         v.set_edge(48, false);
         v.set_target(48, 1);
         assert_eq!(hw.take_log(), ["phys-enable 300 true", "phys-route 300 3"]);
+        // A vCPU starting routes again the lines that target it, and only
+        // those.
+        v.route_lines_of(0);
+        assert!(hw.take_log().is_empty(), "nothing targets vCPU 0");
+        v.route_lines_of(1);
+        assert_eq!(hw.take_log(), ["phys-route 300 3"]);
+        v.route_lines_of(7);
+        assert!(hw.take_log().is_empty(), "no such vCPU");
         v.forward_physical(1, 48);
         assert!(matches!(
             v.take_single(1),

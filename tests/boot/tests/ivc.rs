@@ -10,10 +10,34 @@ use tessera_boot_tests::*;
 /// Generous for TCG on a loaded 2-core machine; a healthy run takes seconds.
 const DEADLINE: Duration = Duration::from_secs(180);
 
+/// On a GICv3 board whose spare SPIs carry the doorbells
+/// (`configs/boards/qemu-virt.toml`).
 #[test]
 fn two_vms_play_ping_pong_and_a_read_only_write_aborts() {
     let image = build_ok("tests/configs/ivc.toml");
-    let run = boot(&image, &[], DEADLINE);
+    check_ping_pong(&boot(&image, &[], DEADLINE));
+}
+
+/// The same on a GICv2 board, its spare SPIs carrying the doorbells through
+/// the GICv2 path (GICD_ISPENDR, GICC acknowledge, GICH list registers;
+/// each line routed to its core once that core's CPU interface is known).
+#[test]
+fn two_vms_play_ping_pong_on_a_gicv2() {
+    let image = build_ok("tests/configs/ivc-gicv2.toml");
+    check_ping_pong(&boot_machine_until_all(
+        &image,
+        GICV2_MACHINE,
+        DEFAULT_CPU,
+        &[],
+        DEADLINE,
+        &[],
+    ));
+}
+
+/// Ping and pong ran every check, 1,000 rounds and the latency bench;
+/// pong's read-only write aborted pong alone; pong reset itself and the
+/// channel survived.
+fn check_ping_pong(run: &Run) {
     for check in [
         "doorbell-identity",
         "channel-scrubbed",
